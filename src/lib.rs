@@ -1,0 +1,14 @@
+//! fewshot: a reproducible benchmarking suite for few-shot image classification.
+//!
+//! The library holds everything the `fewshot` binary and `cargo xtask` do: manifests, verified
+//! downloads, dataset preparation into stores, frozen episodes and (behind the `train` feature)
+//! the learning core. See `ARCHITECTURE.md` for the data flow.
+
+pub mod atomic_write;
+pub mod data;
+pub mod error;
+pub mod fetch;
+pub mod manifest;
+pub mod pickle;
+
+pub use error::{Error, Result};

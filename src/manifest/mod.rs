@@ -1,0 +1,65 @@
+//! Manifests: the TOML files under `manifests/` that declare datasets, pinned hashes and (later)
+//! experiments. Plain Rust and serde, so `xtask` can resolve and hash them without linking candle.
+
+pub mod dataset;
+pub mod lock;
+
+use std::path::{Path, PathBuf};
+
+pub use dataset::{Archive, DatasetManifest, Format, Source, SplitLists, StoreSpec};
+pub use lock::{LockFile, LockedArchive};
+
+use crate::error::{Error, Result};
+
+/// The datasets the suite knows, in the order `--dataset all` fetches them.
+pub const DATASETS: [&str; 5] = [
+    "mini-imagenet",
+    "tiered-imagenet",
+    "cub-200-2011",
+    "cifar-fs",
+    "omniglot",
+];
+
+/// Path of a dataset's manifest inside the manifests folder.
+pub fn dataset_manifest_path(manifests: &Path, name: &str) -> PathBuf {
+    manifests.join("datasets").join(format!("{name}.toml"))
+}
+
+/// Reads and validates `manifests/datasets/<name>.toml`.
+pub fn load_dataset(manifests: &Path, name: &str) -> Result<DatasetManifest> {
+    let path = dataset_manifest_path(manifests, name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Manifest {
+                path: path.clone(),
+                message: format!(
+                    "no such dataset manifest; known datasets: {}",
+                    DATASETS.join(", ")
+                ),
+            }
+        } else {
+            Error::io(&path, e)
+        }
+    })?;
+    parse_dataset(&text, &path)
+}
+
+/// Parses and validates a dataset manifest's text; `path` is only used in error messages.
+pub fn parse_dataset(text: &str, path: &Path) -> Result<DatasetManifest> {
+    let manifest: DatasetManifest = toml::from_str(text).map_err(|e| Error::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    manifest.validate().map_err(|message| Error::Manifest {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if stem != manifest.name && path.extension().is_some_and(|e| e == "toml") {
+        return Err(Error::Manifest {
+            path: path.to_path_buf(),
+            message: format!("name {:?} differs from the file name", manifest.name),
+        });
+    }
+    Ok(manifest)
+}
