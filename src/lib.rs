@@ -10,5 +10,6 @@ pub mod error;
 pub mod fetch;
 pub mod manifest;
 pub mod pickle;
+pub mod progress;
 
 pub use error::{Error, Result};

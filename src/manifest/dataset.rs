@@ -151,6 +151,11 @@ pub enum Format {
     RenPickles {
         /// split name → pickle file (an archive itself, or a member of a tar archive).
         files: BTreeMap<String, String>,
+        /// split name → Ravi CSV naming the images: row k of a class in `class_dict` is taken to be
+        /// the class's k-th CSV row (the pickles were built from the CSVs in order). Without it,
+        /// files are named `<class>_<row>`.
+        #[serde(default)]
+        csv: BTreeMap<String, String>,
     },
     /// Ren et al.'s tieredImageNet: `<split>_images_png.pkl` (list of PNG bytes) + `<split>_labels.pkl`.
     TieredPngPickles {

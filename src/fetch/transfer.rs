@@ -1,0 +1,296 @@
+//! Moving one file's bytes from a [`Location`] into `<dest>.part`, hashing as they arrive. HTTP
+//! transfers resume a `.part` with a `Range` request, restart when the server ignores it, retry when
+//! the connection drops, refuse HTML pages, and follow Google Drive's large-file confirmation.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::checksum::{Digests, StreamHasher};
+use super::html_page::{drive_confirmation_url, looks_like_html};
+use super::location::Location;
+use crate::error::{Error, Result};
+use crate::progress::bytes_bar;
+
+/// How many times one URL is tried (resuming each time) before the next location is tried.
+const ATTEMPTS: usize = 4;
+const CHUNK: usize = 1 << 16;
+
+/// The `.part` file a download into `dest` is written to before it is verified and renamed.
+pub fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+/// An HTTP client with the suite's timeouts; one per run.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(concat!("fewshot/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .timeout_recv_body(None)
+        .max_redirects(10)
+        .build()
+        .new_agent()
+}
+
+/// Fetches `from` into `part` (resuming what is there when the source allows) and returns the
+/// digests of the whole file. The caller verifies and renames.
+pub fn transfer(agent: &ureq::Agent, from: &Location, part: &Path, label: &str) -> Result<Digests> {
+    if let Some(parent) = part.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    match from {
+        Location::Local(path) => copy_local(path, part, label),
+        Location::Http(url) => download(agent, url, part, label),
+    }
+}
+
+fn copy_local(source: &Path, part: &Path, label: &str) -> Result<Digests> {
+    let mut input = File::open(source).map_err(|e| Error::io(source, e))?;
+    let total = input.metadata().map(|m| m.len()).ok();
+    let mut output = File::create(part).map_err(|e| Error::io(part, e))?;
+    let mut hasher = StreamHasher::new();
+    let bar = bytes_bar(label, total);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf).map_err(|e| Error::io(source, e))?;
+        if n == 0 {
+            break;
+        }
+        output
+            .write_all(&buf[..n])
+            .map_err(|e| Error::io_writing(part, e, total.unwrap_or(0).saturating_sub(hasher.bytes())))?;
+        hasher.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    output.sync_all().map_err(|e| Error::io(part, e))?;
+    bar.finish_and_clear();
+    Ok(hasher.finish())
+}
+
+fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> Result<Digests> {
+    let mut url = first_url.to_string();
+    let mut followed_confirmation = false;
+    let mut last_problem = String::new();
+    let err = |url: &str, message: String| Error::Download {
+        url: url.to_string(),
+        message,
+    };
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tracing::info!("{label}: {last_problem}; resuming (attempt {})", attempt + 1);
+        }
+        let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        let mut request = agent.get(&url);
+        if have > 0 {
+            request = request.header("Range", format!("bytes={have}-"));
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(e) => {
+                last_problem = e.to_string();
+                if matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_)) && attempt + 1 < ATTEMPTS {
+                    continue;
+                }
+                return Err(err(&url, last_problem));
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header("content-type");
+        let mut total = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        match status {
+            206 => {
+                let range = header("content-range").unwrap_or_default();
+                match parse_content_range(&range) {
+                    Some((start, full)) if start == have => total = full,
+                    _ => {
+                        last_problem = format!("unexpected Content-Range {range:?}; restarting");
+                        remove(part)?;
+                        continue;
+                    }
+                }
+            }
+            200 => {
+                if have > 0 {
+                    tracing::info!("{label}: the server ignores Range requests; restarting from 0");
+                }
+                have = 0;
+            }
+            416 => {
+                last_problem = "the server refused to resume the partial file".into();
+                remove(part)?;
+                continue;
+            }
+            _ => {
+                let reason = response.status().canonical_reason().unwrap_or("");
+                return Err(err(&url, format!("HTTP {status} {reason}")));
+            }
+        }
+        let mut reader = response.into_body().into_reader();
+        let mut head = vec![0u8; CHUNK];
+        let mut head_len = 0;
+        let mut dropped = false;
+        // fill the first chunk (or reach the end) so the HTML check sees the real start
+        while head_len < CHUNK {
+            match reader.read(&mut head[head_len..]) {
+                Ok(0) => break,
+                Ok(n) => head_len += n,
+                Err(e) => {
+                    last_problem = format!("connection dropped: {e}");
+                    dropped = true;
+                    break;
+                }
+            }
+        }
+        head.truncate(head_len);
+        if have == 0 && looks_like_html(content_type.as_deref(), &head) {
+            let mut page = head.clone();
+            let _ = reader.by_ref().take(2 << 20).read_to_end(&mut page);
+            let page = String::from_utf8_lossy(&page).into_owned();
+            if !followed_confirmation {
+                if let Some(next) = drive_confirmation_url(&page, &url) {
+                    tracing::info!("{label}: following Google Drive's download confirmation");
+                    url = next;
+                    followed_confirmation = true;
+                    continue;
+                }
+            }
+            return Err(Error::HtmlInsteadOfArchive {
+                url,
+                hint: page_hint(&page),
+            });
+        }
+        let mut hasher = StreamHasher::new();
+        let mut file = if have > 0 {
+            rehash(part, &mut hasher)?;
+            OpenOptions::new()
+                .append(true)
+                .open(part)
+                .map_err(|e| Error::io(part, e))?
+        } else {
+            File::create(part).map_err(|e| Error::io(part, e))?
+        };
+        let remaining = |written: u64| total.map(|t| t.saturating_sub(written)).unwrap_or(0);
+        let bar = bytes_bar(label, total.map(|t| t + have).or(total));
+        bar.set_position(have);
+        let mut written = 0u64;
+        let mut write = |data: &[u8], hasher: &mut StreamHasher, written: &mut u64| -> Result<()> {
+            file.write_all(data)
+                .map_err(|e| Error::io_writing(part, e, remaining(*written)))?;
+            hasher.update(data);
+            *written += data.len() as u64;
+            bar.inc(data.len() as u64);
+            Ok(())
+        };
+        write(&head, &mut hasher, &mut written)?;
+        if !dropped {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => write(&buf[..n], &mut hasher, &mut written)?,
+                    Err(e) => {
+                        last_problem = format!("connection dropped after {} bytes: {e}", have + written);
+                        dropped = true;
+                        break;
+                    }
+                }
+            }
+        }
+        drop(write);
+        file.sync_all().map_err(|e| Error::io(part, e))?;
+        bar.finish_and_clear();
+        if let Some(t) = total {
+            if written < t && !dropped {
+                last_problem = format!("connection closed after {} of {} bytes", have + written, have + t);
+                dropped = true;
+            }
+        }
+        if dropped {
+            continue;
+        }
+        return Ok(hasher.finish());
+    }
+    Err(err(
+        &url,
+        format!(
+            "{last_problem}; gave up after {ATTEMPTS} attempts (the partial file {} is kept and resumes next time)",
+            part.display()
+        ),
+    ))
+}
+
+/// Feeds the bytes already in a partial file to the hasher.
+fn rehash(part: &Path, hasher: &mut StreamHasher) -> Result<()> {
+    let mut file = File::open(part).map_err(|e| Error::io(part, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(part, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL if known).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+/// The page's title or first words, to say what the server sent.
+fn page_hint(page: &str) -> String {
+    let lower = page.to_ascii_lowercase();
+    if let (Some(s), Some(e)) = (lower.find("<title>"), lower.find("</title>")) {
+        if s + 7 <= e {
+            return format!("its title is {:?}", page[s + 7..e].trim());
+        }
+    }
+    let text: String = page
+        .split('<')
+        .filter_map(|chunk| chunk.split_once('>').map(|(_, t)| t.trim()))
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("it begins {:?}", text.chars().take(120).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(parse_content_range("bytes 100-199/200"), Some((100, Some(200))));
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn part_names_and_hints() {
+        assert_eq!(part_path(Path::new("/d/a.tar.gz")), PathBuf::from("/d/a.tar.gz.part"));
+        assert_eq!(page_hint("<html><title> Quota exceeded </title></html>"), "its title is \"Quota exceeded\"");
+        assert!(page_hint("<p>Sign in</p>").contains("Sign in"));
+    }
+}
