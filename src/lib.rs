@@ -8,6 +8,7 @@ pub mod atomic_write;
 pub mod data;
 pub mod error;
 pub mod fetch;
+pub mod logging;
 pub mod manifest;
 pub mod pickle;
 pub mod progress;

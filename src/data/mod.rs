@@ -1,6 +1,13 @@
 //! Datasets after download: converters that prepare stores, the store format, and episodes.
 
 pub mod archive_members;
+pub mod dataset_setup;
+pub mod episode_tensors;
+pub mod episodes;
+pub mod frozen_episodes;
+pub mod philox;
 pub mod prepare;
 pub mod raw_image;
 pub mod store;
+pub mod transforms;
+

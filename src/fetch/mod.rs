@@ -11,3 +11,6 @@ pub use checksum::{hash_file, Digests, Expected};
 pub use dataset_archives::{downloads_dir, fetch_dataset, ArchiveOutcome, ArchiveStatus, FetchOptions, FetchedSource};
 pub use location::{Location, Mirror};
 pub use transfer::http_agent;
+
+/// The HTTP client type the fetch functions take.
+pub type HttpAgent = ureq::Agent;

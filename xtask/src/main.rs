@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask`: the suite's entry points. `fetch-data` downloads, verifies and prepares datasets;
+//! `ci` runs the checks CI runs. Each subcommand lives in its own file.
+
+mod ci;
+mod fetch_data;
+mod repo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "fewshot's set-up and reproduction commands")]
+struct Cli {
+    /// Log more (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download, SHA-256-check and prepare datasets (stores + frozen episodes).
+    FetchData(fetch_data::FetchDataArgs),
+    /// Run what CI runs: formatting, lints, and the test suite (needs the dataset mirror).
+    Ci(ci::CiArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    fewshot::logging::init(cli.verbose);
+    let result = match cli.command {
+        Command::FetchData(args) => fetch_data::run(args),
+        Command::Ci(args) => ci::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(2);
+    }
+}

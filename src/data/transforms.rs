@@ -1,0 +1,164 @@
+//! The protocol's image transforms (METHOD.md §6), from a stored u8 image to a normalised f32 CHW
+//! tensor: test = `Resize([92, 92])` then `CenterCrop(84)`; train = torchvision's
+//! `RandomResizedCrop(84)` (scale (0.08, 1), ratio (3/4, 4/3), ten tries then a centre fallback) and
+//! `RandomHorizontalFlip`, drawn from a seeded counter-based stream. Resizing uses the triangle
+//! (bilinear, antialiased when shrinking) filter, like PIL's BILINEAR under torchvision.
+
+use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
+
+use super::philox::CounterRng;
+
+/// How one image is turned into a tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transform {
+    /// Resize to `resize`×`resize`, then centre-crop `crop`×`crop`.
+    Test { resize: u32, crop: u32 },
+    /// Random resized crop to `size`×`size` and a random horizontal flip.
+    Train { size: u32 },
+}
+
+impl Transform {
+    /// The protocol's test transform for 84×84 inputs.
+    pub const PROTOCOL_TEST: Transform = Transform::Test { resize: 92, crop: 84 };
+    pub const PROTOCOL_TRAIN: Transform = Transform::Train { size: 84 };
+
+    /// Side length of the output.
+    pub fn output_size(&self) -> u32 {
+        match *self {
+            Transform::Test { crop, .. } => crop,
+            Transform::Train { size } => size,
+        }
+    }
+}
+
+/// Applies `transform` to one stored image (`pixels`: HWC u8, `side`×`side`×`channels`) and writes
+/// the normalised CHW result into `out` (`channels * size * size` floats). `rng` is used only by the
+/// train transform.
+pub fn apply(
+    transform: Transform,
+    pixels: &[u8],
+    side: u32,
+    channels: u8,
+    mean: &[f32],
+    std: &[f32],
+    rng: &mut CounterRng,
+    out: &mut [f32],
+) {
+    let image = match channels {
+        1 => DynamicImage::ImageLuma8(GrayImage::from_raw(side, side, pixels.to_vec()).expect("store size")),
+        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(side, side, pixels.to_vec()).expect("store size")),
+    };
+    let result = match transform {
+        Transform::Test { resize, crop } => {
+            let resized = if resize == side {
+                image
+            } else {
+                image.resize_exact(resize, resize, FilterType::Triangle)
+            };
+            // torchvision's CenterCrop: top = round((H - crop) / 2)
+            let offset = ((resize as f32 - crop as f32) / 2.0).round() as u32;
+            resized.crop_imm(offset, offset, crop, crop)
+        }
+        Transform::Train { size } => {
+            let (x, y, w, h) = random_resized_crop_box(side, side, rng);
+            let cropped = image.crop_imm(x, y, w, h).resize_exact(size, size, FilterType::Triangle);
+            if rng.unit_f32() < 0.5 {
+                cropped.fliph()
+            } else {
+                cropped
+            }
+        }
+    };
+    let n = (result.width() * result.height()) as usize;
+    let c = channels as usize;
+    let raw = match channels {
+        1 => result.into_luma8().into_raw(),
+        _ => result.into_rgb8().into_raw(),
+    };
+    assert_eq!(out.len(), n * c, "output buffer size");
+    for p in 0..n {
+        for k in 0..c {
+            out[k * n + p] = (raw[p * c + k] as f32 / 255.0 - mean[k]) / std[k];
+        }
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params` with scale (0.08, 1) and ratio (3/4, 4/3):
+/// returns (x, y, w, h).
+pub fn random_resized_crop_box(width: u32, height: u32, rng: &mut CounterRng) -> (u32, u32, u32, u32) {
+    let area = (width * height) as f32;
+    let (log_lo, log_hi) = ((3.0f32 / 4.0).ln(), (4.0f32 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * (0.08 + (1.0 - 0.08) * rng.unit_f32());
+        let ratio = (log_lo + (log_hi - log_lo) * rng.unit_f32()).exp();
+        let w = (target * ratio).sqrt().round() as u32;
+        let h = (target / ratio).sqrt().round() as u32;
+        if w > 0 && h > 0 && w <= width && h <= height {
+            let y = rng.below(height - h + 1);
+            let x = rng.below(width - w + 1);
+            return (x, y, w, h);
+        }
+    }
+    // fallback: the whole image, cropped to the nearest allowed ratio, centred
+    let in_ratio = width as f32 / height as f32;
+    let (w, h) = if in_ratio < 3.0 / 4.0 {
+        (width, (width as f32 / (3.0 / 4.0)).round() as u32)
+    } else if in_ratio > 4.0 / 3.0 {
+        ((height as f32 * (4.0 / 3.0)).round() as u32, height)
+    } else {
+        (width, height)
+    };
+    ((width - w) / 2, (height - h) / 2, w, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_transform_normalises_a_flat_image_exactly() {
+        let pixels = vec![128u8; 84 * 84 * 3];
+        let mut out = vec![0f32; 3 * 84 * 84];
+        let mut rng = CounterRng::new([0, 0], 0);
+        let (mean, std) = ([0.5, 0.25, 0.0], [0.5, 0.25, 1.0]);
+        apply(Transform::PROTOCOL_TEST, &pixels, 84, 3, &mean, &std, &mut rng, &mut out);
+        let v = 128.0 / 255.0;
+        assert!((out[0] - (v - 0.5) / 0.5).abs() < 1e-6);
+        assert!((out[84 * 84] - (v - 0.25) / 0.25).abs() < 1e-6);
+        assert!((out[2 * 84 * 84 + 5] - v).abs() < 1e-6);
+    }
+
+    #[test]
+    fn centre_crop_takes_the_middle() {
+        // an image whose left half is 0 and right half 255, resized 84->92 and cropped 84: the centre
+        // column pair straddles the edge, the first and last columns keep their side's value
+        let mut pixels = vec![0u8; 84 * 84];
+        for y in 0..84 {
+            for x in 42..84 {
+                pixels[y * 84 + x] = 255;
+            }
+        }
+        let mut out = vec![0f32; 84 * 84];
+        let mut rng = CounterRng::new([0, 0], 0);
+        apply(Transform::PROTOCOL_TEST, &pixels, 84, 1, &[0.0], &[1.0], &mut rng, &mut out);
+        assert_eq!(out[0], 0.0);
+        assert_eq!(out[83], 1.0);
+    }
+
+    #[test]
+    fn random_resized_crops_stay_inside_and_follow_the_seed() {
+        let key = CounterRng::key_from("rrc");
+        let mut seen = std::collections::BTreeSet::new();
+        for s in 0..500 {
+            let mut rng = CounterRng::new(key, s);
+            let (x, y, w, h) = random_resized_crop_box(84, 84, &mut rng);
+            assert!(w >= 1 && h >= 1 && x + w <= 84 && y + h <= 84);
+            let area = (w * h) as f32 / (84.0 * 84.0);
+            assert!((0.06..=1.0).contains(&area), "area fraction {area}");
+            let mut again = CounterRng::new(key, s);
+            assert_eq!(random_resized_crop_box(84, 84, &mut again), (x, y, w, h));
+            seen.insert((x, y, w, h));
+        }
+        assert!(seen.len() > 400);
+    }
+}
