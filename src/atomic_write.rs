@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically, creating the parent folder if needed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = temporary_path(path);
     let result = (|| {

@@ -61,7 +61,9 @@ pub enum Error {
     #[error("{path}: not a valid pickle: {message}")]
     Pickle { path: PathBuf, message: String },
 
-    #[error("{path}: {message}; run `cargo xtask fetch-data --dataset {dataset}` to (re)prepare it")]
+    #[error(
+        "{path}: {message}; run `cargo xtask fetch-data --dataset {dataset}` to (re)prepare it"
+    )]
     Store {
         path: PathBuf,
         dataset: String,

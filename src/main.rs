@@ -8,7 +8,11 @@ use fewshot::data::frozen_episodes::FrozenEpisodes;
 use fewshot::data::store::Store;
 
 #[derive(Parser)]
-#[command(name = "fewshot", version, about = "Reproducible few-shot classification benchmarks")]
+#[command(
+    name = "fewshot",
+    version,
+    about = "Reproducible few-shot classification benchmarks"
+)]
 struct Cli {
     /// Log more (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -62,7 +66,10 @@ fn run(command: Command) -> fewshot::Result<()> {
                 "normalization": { "mean": h.normalization_mean, "std": h.normalization_std, "source": h.normalization_source },
                 "prepared_by": h.prepared_by,
             });
-            println!("{}", serde_json::to_string_pretty(&summary).expect("json value"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).expect("json value")
+            );
             Ok(())
         }
         Command::ExportEpisodes { episodes, out } => {

@@ -27,9 +27,11 @@ pub fn bytes_bar(label: &str, total: Option<u64>) -> ProgressBar {
 pub fn count_bar(label: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{msg:<38} [{bar:28}] {pos:>7}/{len:<7} {per_sec:>12} {eta:>4}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:<38} [{bar:28}] {pos:>7}/{len:<7} {per_sec:>12} {eta:>4}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
     bar

@@ -40,7 +40,10 @@ pub fn container_of(path: &Path) -> Result<Container> {
 
 /// Calls `visit(member path, bytes)` for every regular file in the archive, in archive order. A
 /// plain file is visited once, under its own file name.
-pub fn for_each_member(path: &Path, visit: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>) -> Result<()> {
+pub fn for_each_member(
+    path: &Path,
+    visit: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let bad = |message: String| Error::Archive {
         path: path.to_path_buf(),
         message,
@@ -49,7 +52,10 @@ pub fn for_each_member(path: &Path, visit: &mut dyn FnMut(&str, Vec<u8>) -> Resu
         Container::TarGz | Container::Tar => {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let reader: Box<dyn Read> = if container_of(path)? == Container::TarGz {
-                Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+                Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                    1 << 20,
+                    file,
+                )))
             } else {
                 Box::new(BufReader::with_capacity(1 << 20, file))
             };
@@ -74,7 +80,8 @@ pub fn for_each_member(path: &Path, visit: &mut dyn FnMut(&str, Vec<u8>) -> Resu
         }
         Container::Zip => {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
+            let mut archive =
+                zip::ZipArchive::new(BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
             for i in 0..archive.len() {
                 let mut member = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
                 if !member.is_file() {
@@ -91,7 +98,11 @@ pub fn for_each_member(path: &Path, visit: &mut dyn FnMut(&str, Vec<u8>) -> Resu
         }
         Container::Plain => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             visit(&name, bytes)
         }
     }
@@ -101,7 +112,9 @@ pub fn for_each_member(path: &Path, visit: &mut dyn FnMut(&str, Vec<u8>) -> Resu
 /// that *is* that file counts).
 pub fn read_member(archives: &[std::path::PathBuf], wanted: &str) -> Result<Vec<u8>> {
     for archive in archives {
-        if archive.file_name().is_some_and(|n| n == wanted) && container_of(archive)? == Container::Plain {
+        if archive.file_name().is_some_and(|n| n == wanted)
+            && container_of(archive)? == Container::Plain
+        {
             return std::fs::read(archive).map_err(|e| Error::io(archive, e));
         }
     }

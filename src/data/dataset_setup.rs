@@ -17,7 +17,10 @@ use crate::manifest::DatasetManifest;
 /// The protocol's frozen episode sets: (split, spec, seed, count).
 pub fn protocol_episode_sets() -> Vec<(&'static str, EpisodeSpec, u64, usize)> {
     let mut sets = Vec::new();
-    for (split, seed, count) in [("val", VAL_SEED, VAL_EPISODES), ("test", TEST_SEED, TEST_EPISODES)] {
+    for (split, seed, count) in [
+        ("val", VAL_SEED, VAL_EPISODES),
+        ("test", TEST_SEED, TEST_EPISODES),
+    ] {
         for shot in [1, 5] {
             let spec = EpisodeSpec {
                 n_way: 5,
@@ -56,9 +59,11 @@ pub fn set_up_dataset(
     outcomes: &mut Vec<ArchiveOutcome>,
 ) -> Result<DatasetReady> {
     let fetched = fetch_dataset(manifest, options, agent, outcomes)?;
-    let (prepared, prepare_skipped) = prepare_dataset(manifest, &fetched, &options.data_dir, variant)?;
+    let (prepared, prepare_skipped) =
+        prepare_dataset(manifest, &fetched, &options.data_dir, variant)?;
     let dir = store_dir(&options.data_dir, manifest, &prepared.split_variant);
-    let episodes = ensure_frozen_episodes(manifest, &options.manifests, &dir, &prepared.split_variant)?;
+    let episodes =
+        ensure_frozen_episodes(manifest, &options.manifests, &dir, &prepared.split_variant)?;
     Ok(DatasetReady {
         prepared,
         prepare_skipped,
@@ -97,7 +102,11 @@ pub fn ensure_frozen_episodes(
 
 /// Recomputes the fingerprint of every store the dataset's `prepared.json` lists and compares it with
 /// the recorded one; returns `file fingerprint-prefix` per store.
-pub fn verify_stores(manifest: &DatasetManifest, data_dir: &Path, variant: Option<&str>) -> Result<Vec<String>> {
+pub fn verify_stores(
+    manifest: &DatasetManifest,
+    data_dir: &Path,
+    variant: Option<&str>,
+) -> Result<Vec<String>> {
     let (variant, _) = manifest.split_lists(variant).map_err(Error::invalid)?;
     let dir = store_dir(data_dir, manifest, variant);
     let marker_path = Prepared::marker_path(&dir);
@@ -106,8 +115,10 @@ pub fn verify_stores(manifest: &DatasetManifest, data_dir: &Path, variant: Optio
         dataset: manifest.name.clone(),
         message,
     };
-    let bytes = std::fs::read(&marker_path).map_err(|_| missing("no prepared stores to verify".into()))?;
-    let prepared: Prepared = serde_json::from_slice(&bytes).map_err(|e| missing(format!("unreadable: {e}")))?;
+    let bytes =
+        std::fs::read(&marker_path).map_err(|_| missing("no prepared stores to verify".into()))?;
+    let prepared: Prepared =
+        serde_json::from_slice(&bytes).map_err(|e| missing(format!("unreadable: {e}")))?;
     let mut verified = Vec::new();
     for s in &prepared.stores {
         let store = Store::open(&dir.join(&s.file))?;
@@ -116,7 +127,10 @@ pub fn verify_stores(manifest: &DatasetManifest, data_dir: &Path, variant: Optio
             return Err(Error::Store {
                 path: store.path.clone(),
                 dataset: manifest.name.clone(),
-                message: format!("its pixels hash to fingerprint {actual}, the recorded one is {}", s.fingerprint),
+                message: format!(
+                    "its pixels hash to fingerprint {actual}, the recorded one is {}",
+                    s.fingerprint
+                ),
             });
         }
         verified.push(format!("{} {}", s.file, &actual[..12]));

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::frozen_episodes::SlotEpisode;
 use super::philox::CounterRng;
 use super::store::Store;
-use super::transforms::{apply, Transform};
+use super::transforms::{apply, StoredImage, Transform};
 
 /// One episode's images as flat NCHW buffers.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,10 @@ impl EpisodeLoader<'_> {
         let c = h.channels as usize;
         let size = self.transform.output_size() as usize;
         let per_image = c * size * size;
-        let key = CounterRng::key_from(&format!("fewshot-augment-v1|{}|{}|{}", h.dataset, h.split, self.seed));
+        let key = CounterRng::key_from(&format!(
+            "fewshot-augment-v1|{}|{}|{}",
+            h.dataset, h.split, self.seed
+        ));
         let render = |slots: &[usize], stream_base: u64| -> Vec<f32> {
             let mut out = vec![0f32; slots.len() * per_image];
             out.par_chunks_mut(per_image)
@@ -55,9 +58,11 @@ impl EpisodeLoader<'_> {
                     let mut rng = CounterRng::new(key, stream_base + position as u64);
                     apply(
                         self.transform,
-                        self.store.pixels(slot),
-                        h.width,
-                        h.channels,
+                        StoredImage {
+                            pixels: self.store.pixels(slot),
+                            side: h.width,
+                            channels: h.channels,
+                        },
                         &h.normalization_mean,
                         &h.normalization_std,
                         &mut rng,

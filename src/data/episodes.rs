@@ -74,7 +74,13 @@ pub struct EpisodeSampler<'a> {
 }
 
 impl<'a> EpisodeSampler<'a> {
-    pub fn new(dataset: &str, split: &str, spec: EpisodeSpec, seed: u64, index: &'a SplitIndex) -> Result<Self> {
+    pub fn new(
+        dataset: &str,
+        split: &str,
+        spec: EpisodeSpec,
+        seed: u64,
+        index: &'a SplitIndex,
+    ) -> Result<Self> {
         let per_episode = spec.n_shot + spec.n_query;
         let eligible: Vec<usize> = (0..index.classes.len())
             .filter(|&c| index.classes[c].1.len() >= per_episode)
@@ -87,7 +93,10 @@ impl<'a> EpisodeSampler<'a> {
                 spec.n_way
             )));
         }
-        let key = CounterRng::key_from(&format!("fewshot-episodes-v1|{dataset}|{split}|{}|{seed}", spec.tag()));
+        let key = CounterRng::key_from(&format!(
+            "fewshot-episodes-v1|{dataset}|{split}|{}|{seed}",
+            spec.tag()
+        ));
         Ok(Self {
             index,
             spec,
@@ -128,7 +137,12 @@ mod tests {
     fn toy_index() -> SplitIndex {
         SplitIndex {
             classes: (0..12)
-                .map(|c| (format!("class{c:02}"), (0..30).map(|f| format!("{f:03}.jpg")).collect()))
+                .map(|c| {
+                    (
+                        format!("class{c:02}"),
+                        (0..30).map(|f| format!("{f:03}.jpg")).collect(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -143,10 +157,27 @@ mod tests {
         };
         let sampler = EpisodeSampler::new("toy", "test", spec, 7, &index).unwrap();
         let serial: Vec<Episode> = (0..200).map(|i| sampler.episode(i)).collect();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-        let a: Vec<Episode> = one.install(|| (0..200).into_par_iter().map(|i| sampler.episode(i)).collect());
-        let b: Vec<Episode> = four.install(|| (0..200u32).into_par_iter().rev().map(|i| sampler.episode(i as u64)).collect());
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let four = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let a: Vec<Episode> = one.install(|| {
+            (0..200)
+                .into_par_iter()
+                .map(|i| sampler.episode(i))
+                .collect()
+        });
+        let b: Vec<Episode> = four.install(|| {
+            (0..200u32)
+                .into_par_iter()
+                .rev()
+                .map(|i| sampler.episode(i as u64))
+                .collect()
+        });
         assert_eq!(serial, a);
         assert_eq!(serial, b.into_iter().rev().collect::<Vec<_>>());
         // another seed gives other episodes
@@ -187,7 +218,10 @@ mod tests {
             n_shot: 20,
             n_query: 15,
         };
-        let err = EpisodeSampler::new("toy", "test", spec, 1, &index).err().unwrap().to_string();
+        let err = EpisodeSampler::new("toy", "test", spec, 1, &index)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("0 classes have at least 35 images"), "{err}");
     }
 }

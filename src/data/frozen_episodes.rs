@@ -65,11 +65,19 @@ pub struct SlotEpisode {
 
 /// `<split>-<spec>-seed<seed>-n<count>.episodes.json.gz`.
 pub fn frozen_file_name(split: &str, spec: EpisodeSpec, seed: u64, count: usize) -> String {
-    format!("{split}-{}-seed{seed}-n{count}.episodes.json.gz", spec.tag())
+    format!(
+        "{split}-{}-seed{seed}-n{count}.episodes.json.gz",
+        spec.tag()
+    )
 }
 
 /// `manifests/episodes/<dataset>/` (or `…/<dataset>@<variant>/` for a non-default split variant).
-pub fn frozen_dir(manifests: &Path, dataset: &str, variant: &str, default_variant: &str) -> PathBuf {
+pub fn frozen_dir(
+    manifests: &Path,
+    dataset: &str,
+    variant: &str,
+    default_variant: &str,
+) -> PathBuf {
     let name = if variant == default_variant {
         dataset.to_string()
     } else {
@@ -84,7 +92,10 @@ impl FrozenEpisodes {
         let h = &store.header;
         let index = SplitIndex::from_header(h);
         let sampler = EpisodeSampler::new(&h.dataset, &h.split, spec, seed, &index)?;
-        let episodes: Vec<Episode> = (0..count as u64).into_par_iter().map(|i| sampler.episode(i)).collect();
+        let episodes: Vec<Episode> = (0..count as u64)
+            .into_par_iter()
+            .map(|i| sampler.episode(i))
+            .collect();
         let mut used: BTreeMap<&str, BTreeMap<&str, ()>> = BTreeMap::new();
         for e in &episodes {
             for c in &e.classes {
@@ -105,7 +116,12 @@ impl FrozenEpisodes {
             .iter()
             .enumerate()
             .map(|(ci, n)| {
-                let files = n.files.iter().enumerate().map(|(fi, f)| (f.as_str(), fi as u32)).collect();
+                let files = n
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(fi, f)| (f.as_str(), fi as u32))
+                    .collect();
                 (n.class.as_str(), (ci as u32, files))
             })
             .collect();
@@ -144,7 +160,9 @@ impl FrozenEpisodes {
     fn compute_hash(&self) -> String {
         let mut copy = self.clone();
         copy.content_sha256 = String::new();
-        hex::encode(Sha256::digest(serde_json::to_vec(&copy).expect("plain struct")))
+        hex::encode(Sha256::digest(
+            serde_json::to_vec(&copy).expect("plain struct"),
+        ))
     }
 
     /// The episodes as names.
@@ -191,9 +209,13 @@ impl FrozenEpisodes {
         flate2::read::GzDecoder::new(&bytes[..])
             .read_to_end(&mut json)
             .map_err(|e| bad(format!("not a gzip file: {e}")))?;
-        let frozen: FrozenEpisodes = serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable: {e}")))?;
+        let frozen: FrozenEpisodes =
+            serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable: {e}")))?;
         if frozen.format != FORMAT {
-            return Err(bad(format!("format {:?}, expected {FORMAT}", frozen.format)));
+            return Err(bad(format!(
+                "format {:?}, expected {FORMAT}",
+                frozen.format
+            )));
         }
         let actual = frozen.compute_hash();
         if actual != frozen.content_sha256 {
@@ -208,14 +230,15 @@ impl FrozenEpisodes {
                 e.len() == frozen.spec.n_way
                     && e.iter().all(|row| {
                         row.len() == per
-                            && frozen
-                                .names
-                                .get(row[0] as usize)
-                                .is_some_and(|n| row[1..].iter().all(|&f| (f as usize) < n.files.len()))
+                            && frozen.names.get(row[0] as usize).is_some_and(|n| {
+                                row[1..].iter().all(|&f| (f as usize) < n.files.len())
+                            })
                     })
             });
         if !valid {
-            return Err(bad("episodes do not match the declared spec and names".into()));
+            return Err(bad(
+                "episodes do not match the declared spec and names".into()
+            ));
         }
         Ok(frozen)
     }
@@ -280,7 +303,10 @@ impl FrozenEpisodes {
             .enumerate()
             .map(|(i, e)| {
                 let slot = |row: &Vec<u32>, range: std::ops::Range<usize>| -> Vec<usize> {
-                    row[range].iter().map(|&f| slots[row[0] as usize][f as usize].expect("checked")).collect()
+                    row[range]
+                        .iter()
+                        .map(|&f| slots[row[0] as usize][f as usize].expect("checked"))
+                        .collect()
                 };
                 SlotEpisode {
                     index: i as u64,

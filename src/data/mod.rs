@@ -10,4 +10,3 @@ pub mod prepare;
 pub mod raw_image;
 pub mod store;
 pub mod transforms;
-

@@ -120,7 +120,10 @@ mod tests {
             [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
         );
         assert_eq!(
-            philox4x32([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344], [0xa409_3822, 0x299f_31d0]),
+            philox4x32(
+                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+                [0xa409_3822, 0x299f_31d0]
+            ),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
     }
@@ -128,9 +131,24 @@ mod tests {
     #[test]
     fn streams_are_pure_functions_of_key_and_stream() {
         let key = CounterRng::key_from("x");
-        let a: Vec<u32> = (0..10).map({ let mut r = CounterRng::new(key, 7); move |_| r.next_u32() }).collect();
-        let b: Vec<u32> = (0..10).map({ let mut r = CounterRng::new(key, 7); move |_| r.next_u32() }).collect();
-        let c: Vec<u32> = (0..10).map({ let mut r = CounterRng::new(key, 8); move |_| r.next_u32() }).collect();
+        let a: Vec<u32> = (0..10)
+            .map({
+                let mut r = CounterRng::new(key, 7);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let b: Vec<u32> = (0..10)
+            .map({
+                let mut r = CounterRng::new(key, 7);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let c: Vec<u32> = (0..10)
+            .map({
+                let mut r = CounterRng::new(key, 8);
+                move |_| r.next_u32()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -150,6 +168,9 @@ mod tests {
             }
         }
         // each index is expected 600 times; 5 standard deviations (~5*sqrt(600*0.7)) is ~100
-        assert!(counts.iter().all(|&c| (500..700).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (500..700).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

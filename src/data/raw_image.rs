@@ -56,7 +56,9 @@ impl RawImage {
             message,
         };
         let mut image = match &self.payload {
-            Payload::Encoded(bytes) => image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?,
+            Payload::Encoded(bytes) => {
+                image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?
+            }
             Payload::Raw {
                 width,
                 height,
@@ -68,15 +70,20 @@ impl RawImage {
                 let pixels = data
                     .get(*offset..offset + len)
                     .ok_or_else(|| bad("raw pixel range out of bounds".into()))?;
-                if *c == channels && self.crop.is_none() && sizes.iter().all(|s| s == width && s == height) {
+                if *c == channels
+                    && self.crop.is_none()
+                    && sizes.iter().all(|s| s == width && s == height)
+                {
                     return Ok(sizes.iter().map(|_| pixels.to_vec()).collect());
                 }
                 match c {
                     3 => DynamicImage::ImageRgb8(
-                        RgbImage::from_raw(*width, *height, pixels.to_vec()).ok_or_else(|| bad("bad raw size".into()))?,
+                        RgbImage::from_raw(*width, *height, pixels.to_vec())
+                            .ok_or_else(|| bad("bad raw size".into()))?,
                     ),
                     1 => DynamicImage::ImageLuma8(
-                        GrayImage::from_raw(*width, *height, pixels.to_vec()).ok_or_else(|| bad("bad raw size".into()))?,
+                        GrayImage::from_raw(*width, *height, pixels.to_vec())
+                            .ok_or_else(|| bad("bad raw size".into()))?,
                     ),
                     _ => return Err(bad(format!("{c} channels are not supported"))),
                 }
@@ -138,7 +145,10 @@ mod tests {
         assert_eq!(&out[1][..3], &[200, 100, 0]);
         let grey = img.decode(1, &[3]).unwrap();
         assert_eq!(grey[0].len(), 9);
-        assert_eq!(grey[0][0], ((200.0 * 0.2126 + 100.0 * 0.7152) as f32).round() as u8);
+        assert_eq!(
+            grey[0][0],
+            ((200.0 * 0.2126 + 100.0 * 0.7152) as f32).round() as u8
+        );
     }
 
     #[test]
@@ -154,7 +164,10 @@ mod tests {
             },
             None,
         );
-        assert_eq!(second.decode(3, &[2]).unwrap()[0], (12..24).collect::<Vec<u8>>());
+        assert_eq!(
+            second.decode(3, &[2]).unwrap()[0],
+            (12..24).collect::<Vec<u8>>()
+        );
     }
 
     #[test]
@@ -183,13 +196,21 @@ mod tests {
                 height: 4.0,
             }),
         );
-        assert!(cropped.decode(3, &[2]).unwrap()[0].iter().all(|&v| v == 255));
+        assert!(cropped.decode(3, &[2]).unwrap()[0]
+            .iter()
+            .all(|&v| v == 255));
     }
 
     #[test]
     fn a_corrupt_file_names_its_origin() {
-        let img = raw(Payload::Encoded(Arc::from(&b"\xff\xd8\xff\xe0 not really a jpeg"[..])), None);
+        let img = raw(
+            Payload::Encoded(Arc::from(&b"\xff\xd8\xff\xe0 not really a jpeg"[..])),
+            None,
+        );
         let err = img.decode(3, &[4]).unwrap_err().to_string();
-        assert!(err.starts_with("test.tar:f.png: corrupt or unreadable image"), "{err}");
+        assert!(
+            err.starts_with("test.tar:f.png: corrupt or unreadable image"),
+            "{err}"
+        );
     }
 }

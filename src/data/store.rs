@@ -99,7 +99,8 @@ impl StoreWriter {
         let tmp = temporary_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 22, file);
-        out.write_all(MAGIC).map_err(|e| Error::io_writing(&tmp, e, 8))?;
+        out.write_all(MAGIC)
+            .map_err(|e| Error::io_writing(&tmp, e, 8))?;
         let c = meta.channels as usize;
         Ok(Self {
             path: path.to_path_buf(),
@@ -119,12 +120,19 @@ impl StoreWriter {
         if pixels.len() != self.image_bytes {
             return Err(Error::Image {
                 path: origin.to_string(),
-                message: format!("{} bytes of pixels, expected {}", pixels.len(), self.image_bytes),
+                message: format!(
+                    "{} bytes of pixels, expected {}",
+                    pixels.len(),
+                    self.image_bytes
+                ),
             });
         }
         let digest: [u8; 32] = Sha256::digest(pixels).into();
         let files = self.slots.entry(class.to_string()).or_default();
-        if files.insert(file.to_string(), (self.count, digest)).is_some() {
+        if files
+            .insert(file.to_string(), (self.count, digest))
+            .is_some()
+        {
             return Err(Error::Image {
                 path: origin.to_string(),
                 message: format!("class {class} has two images named {file}"),
@@ -150,7 +158,10 @@ impl StoreWriter {
 
     /// Class name → number of images written so far.
     pub fn class_counts(&self) -> BTreeMap<String, usize> {
-        self.slots.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+        self.slots
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -163,7 +174,11 @@ impl StoreWriter {
         let per_channel = (self.count as f64) * (self.meta.size as f64).powi(2);
         let mean: Vec<f64> = (0..c).map(|k| self.sum[k] / per_channel.max(1.0)).collect();
         let std: Vec<f64> = (0..c)
-            .map(|k| (self.sum_sq[k] / per_channel.max(1.0) - mean[k] * mean[k]).max(0.0).sqrt())
+            .map(|k| {
+                (self.sum_sq[k] / per_channel.max(1.0) - mean[k] * mean[k])
+                    .max(0.0)
+                    .sqrt()
+            })
             .collect();
         let classes: Vec<StoreClass> = self
             .slots
@@ -178,7 +193,13 @@ impl StoreWriter {
             .slots
             .values()
             .flat_map(|files| files.values().map(|(_, d)| *d));
-        let fingerprint = fingerprint(self.meta.size, self.meta.size, self.meta.channels, &classes, digests);
+        let fingerprint = fingerprint(
+            self.meta.size,
+            self.meta.size,
+            self.meta.channels,
+            &classes,
+            digests,
+        );
         let m = &self.meta;
         let header = StoreHeader {
             dataset: m.dataset.clone(),
@@ -205,9 +226,14 @@ impl StoreWriter {
         let tmp = self.tmp.clone();
         let io = |e| Error::io_writing(&tmp, e, json.len() as u64 + 16);
         self.out.write_all(&json).map_err(io)?;
-        self.out.write_all(&(json.len() as u64).to_le_bytes()).map_err(io)?;
+        self.out
+            .write_all(&(json.len() as u64).to_le_bytes())
+            .map_err(io)?;
         self.out.write_all(MAGIC).map_err(io)?;
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
@@ -274,14 +300,16 @@ impl Store {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let n = map.len();
         if n < 24 || &map[..8] != MAGIC || &map[n - 8..] != MAGIC {
-            return Err(bad("not a fewshot store (bad magic bytes): truncated or from another program".into()));
+            return Err(bad(
+                "not a fewshot store (bad magic bytes): truncated or from another program".into(),
+            ));
         }
         let header_len = u64::from_le_bytes(map[n - 16..n - 8].try_into().unwrap()) as usize;
         let header_start = (n - 16)
             .checked_sub(header_len)
             .ok_or_else(|| bad("header length exceeds the file".into()))?;
-        let header: StoreHeader =
-            serde_json::from_slice(&map[header_start..n - 16]).map_err(|e| bad(format!("unreadable header: {e}")))?;
+        let header: StoreHeader = serde_json::from_slice(&map[header_start..n - 16])
+            .map_err(|e| bad(format!("unreadable header: {e}")))?;
         let image_bytes = (header.height * header.width) as usize * header.channels as usize;
         if header_start - 8 != image_bytes * header.count {
             return Err(bad(format!(
@@ -295,7 +323,12 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(ci, c)| {
-                let files = c.files.iter().cloned().zip(c.slots.iter().copied()).collect();
+                let files = c
+                    .files
+                    .iter()
+                    .cloned()
+                    .zip(c.slots.iter().copied())
+                    .collect();
                 (c.name.clone(), (ci, files))
             })
             .collect();
@@ -329,10 +362,20 @@ impl Store {
             .header
             .classes
             .iter()
-            .flat_map(|c| c.slots.iter().map(|&s| Sha256::digest(self.pixels(s)).into()))
+            .flat_map(|c| {
+                c.slots
+                    .iter()
+                    .map(|&s| Sha256::digest(self.pixels(s)).into())
+            })
             .collect();
         let h = &self.header;
-        fingerprint(h.height, h.width, h.channels, &h.classes, digests.into_iter())
+        fingerprint(
+            h.height,
+            h.width,
+            h.channels,
+            &h.classes,
+            digests.into_iter(),
+        )
     }
 }
 
@@ -384,7 +427,10 @@ mod tests {
         assert_eq!(store.recompute_fingerprint(), ha.fingerprint);
         // a single changed pixel changes the fingerprint
         let c = tempfile::tempdir().unwrap();
-        let hc = write(c.path(), &[("b", "2.png", 10), ("a", "1.png", 20), ("b", "1.png", 31)]);
+        let hc = write(
+            c.path(),
+            &[("b", "2.png", 10), ("a", "1.png", 20), ("b", "1.png", 31)],
+        );
         assert_ne!(hc.fingerprint, ha.fingerprint);
     }
 
@@ -393,12 +439,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = StoreWriter::create(&dir.path().join("train.store"), meta()).unwrap();
         w.push("a", "1.png", &[0; 4], "x").unwrap();
-        assert!(w.push("a", "1.png", &[0; 4], "x").unwrap_err().to_string().contains("two images"));
+        assert!(w
+            .push("a", "1.png", &[0; 4], "x")
+            .unwrap_err()
+            .to_string()
+            .contains("two images"));
         w.finish().unwrap();
         let path = dir.path().join("train.store");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let err = Store::open(&path).err().unwrap().to_string();
-        assert!(err.contains("bad magic") && err.contains("cargo xtask fetch-data"), "{err}");
+        assert!(
+            err.contains("bad magic") && err.contains("cargo xtask fetch-data"),
+            "{err}"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub enum Transform {
 
 impl Transform {
     /// The protocol's test transform for 84×84 inputs.
-    pub const PROTOCOL_TEST: Transform = Transform::Test { resize: 92, crop: 84 };
+    pub const PROTOCOL_TEST: Transform = Transform::Test {
+        resize: 92,
+        crop: 84,
+    };
     pub const PROTOCOL_TRAIN: Transform = Transform::Train { size: 84 };
 
     /// Side length of the output.
@@ -31,22 +34,36 @@ impl Transform {
     }
 }
 
-/// Applies `transform` to one stored image (`pixels`: HWC u8, `side`×`side`×`channels`) and writes
-/// the normalised CHW result into `out` (`channels * size * size` floats). `rng` is used only by the
-/// train transform.
+/// One image as a store holds it: HWC u8, `side`×`side`×`channels`.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredImage<'a> {
+    pub pixels: &'a [u8],
+    pub side: u32,
+    pub channels: u8,
+}
+
+/// Applies `transform` to one stored image and writes the normalised CHW result into `out`
+/// (`channels * size * size` floats). `rng` is used only by the train transform.
 pub fn apply(
     transform: Transform,
-    pixels: &[u8],
-    side: u32,
-    channels: u8,
+    stored: StoredImage,
     mean: &[f32],
     std: &[f32],
     rng: &mut CounterRng,
     out: &mut [f32],
 ) {
+    let StoredImage {
+        pixels,
+        side,
+        channels,
+    } = stored;
     let image = match channels {
-        1 => DynamicImage::ImageLuma8(GrayImage::from_raw(side, side, pixels.to_vec()).expect("store size")),
-        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(side, side, pixels.to_vec()).expect("store size")),
+        1 => DynamicImage::ImageLuma8(
+            GrayImage::from_raw(side, side, pixels.to_vec()).expect("store size"),
+        ),
+        _ => DynamicImage::ImageRgb8(
+            RgbImage::from_raw(side, side, pixels.to_vec()).expect("store size"),
+        ),
     };
     let result = match transform {
         Transform::Test { resize, crop } => {
@@ -61,7 +78,9 @@ pub fn apply(
         }
         Transform::Train { size } => {
             let (x, y, w, h) = random_resized_crop_box(side, side, rng);
-            let cropped = image.crop_imm(x, y, w, h).resize_exact(size, size, FilterType::Triangle);
+            let cropped = image
+                .crop_imm(x, y, w, h)
+                .resize_exact(size, size, FilterType::Triangle);
             if rng.unit_f32() < 0.5 {
                 cropped.fliph()
             } else {
@@ -85,7 +104,11 @@ pub fn apply(
 
 /// torchvision's `RandomResizedCrop.get_params` with scale (0.08, 1) and ratio (3/4, 4/3):
 /// returns (x, y, w, h).
-pub fn random_resized_crop_box(width: u32, height: u32, rng: &mut CounterRng) -> (u32, u32, u32, u32) {
+pub fn random_resized_crop_box(
+    width: u32,
+    height: u32,
+    rng: &mut CounterRng,
+) -> (u32, u32, u32, u32) {
     let area = (width * height) as f32;
     let (log_lo, log_hi) = ((3.0f32 / 4.0).ln(), (4.0f32 / 3.0).ln());
     for _ in 0..10 {
@@ -121,7 +144,18 @@ mod tests {
         let mut out = vec![0f32; 3 * 84 * 84];
         let mut rng = CounterRng::new([0, 0], 0);
         let (mean, std) = ([0.5, 0.25, 0.0], [0.5, 0.25, 1.0]);
-        apply(Transform::PROTOCOL_TEST, &pixels, 84, 3, &mean, &std, &mut rng, &mut out);
+        apply(
+            Transform::PROTOCOL_TEST,
+            StoredImage {
+                pixels: &pixels,
+                side: 84,
+                channels: 3,
+            },
+            &mean,
+            &std,
+            &mut rng,
+            &mut out,
+        );
         let v = 128.0 / 255.0;
         assert!((out[0] - (v - 0.5) / 0.5).abs() < 1e-6);
         assert!((out[84 * 84] - (v - 0.25) / 0.25).abs() < 1e-6);
@@ -140,7 +174,18 @@ mod tests {
         }
         let mut out = vec![0f32; 84 * 84];
         let mut rng = CounterRng::new([0, 0], 0);
-        apply(Transform::PROTOCOL_TEST, &pixels, 84, 1, &[0.0], &[1.0], &mut rng, &mut out);
+        apply(
+            Transform::PROTOCOL_TEST,
+            StoredImage {
+                pixels: &pixels,
+                side: 84,
+                channels: 1,
+            },
+            &[0.0],
+            &[1.0],
+            &mut rng,
+            &mut out,
+        );
         assert_eq!(out[0], 0.0);
         assert_eq!(out[83], 1.0);
     }

@@ -132,7 +132,10 @@ mod tests {
     fn known_digests() {
         // Standard test vectors for "abc" (FIPS 180-2, RFC 1321).
         let d = digests_of(b"abc");
-        assert_eq!(d.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
     }
 
@@ -150,7 +153,10 @@ mod tests {
             ..Default::default()
         };
         let err = bad_md5.check("f", "here", &d).unwrap_err().to_string();
-        assert!(err.contains("expected md5 000") && err.contains(&d.md5), "{err}");
+        assert!(
+            err.contains("expected md5 000") && err.contains(&d.md5),
+            "{err}"
+        );
         let prefix = Expected {
             sha256_prefix: Some("ba7816bf".into()),
             ..Default::default()
@@ -160,6 +166,10 @@ mod tests {
             size: Some(4),
             ..Default::default()
         };
-        assert!(size.check("f", "here", &d).unwrap_err().to_string().contains("expected 4 bytes"));
+        assert!(size
+            .check("f", "here", &d)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 4 bytes"));
     }
 }

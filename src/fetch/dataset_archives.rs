@@ -92,13 +92,17 @@ fn read_stamp(file: &Path) -> Option<String> {
 }
 
 fn write_stamp(file: &Path, sha256: &str) -> Result<()> {
-    let (size, mtime_ns) = mtime_ns(file).ok_or_else(|| Error::invalid(format!("{} vanished", file.display())))?;
+    let (size, mtime_ns) =
+        mtime_ns(file).ok_or_else(|| Error::invalid(format!("{} vanished", file.display())))?;
     let stamp = Stamp {
         sha256: sha256.to_string(),
         size,
         mtime_ns,
     };
-    write_atomically(&stamp_path(file), &serde_json::to_vec(&stamp).expect("plain struct"))
+    write_atomically(
+        &stamp_path(file),
+        &serde_json::to_vec(&stamp).expect("plain struct"),
+    )
 }
 
 /// Fetches (or, with `verify_only`, re-checks) the dataset's archives; see the module docs.
@@ -115,7 +119,11 @@ pub fn fetch_dataset(
 
     // 1. a source already on disk and verified earlier
     for source in &manifest.sources {
-        let files: Vec<PathBuf> = source.archives.iter().map(|a| downloads.join(&a.file)).collect();
+        let files: Vec<PathBuf> = source
+            .archives
+            .iter()
+            .map(|a| downloads.join(&a.file))
+            .collect();
         if !files.iter().all(|f| f.is_file()) {
             continue;
         }
@@ -132,7 +140,16 @@ pub fn fetch_dataset(
         }
         if shas.len() == files.len() {
             for (archive, (file, sha)) in source.archives.iter().zip(files.iter().zip(&shas)) {
-                let pinned = pin_if_needed(manifest, source, archive, sha, file, "a file verified earlier", &mut lock, &lock_path)?;
+                let pinned = pin_if_needed(
+                    manifest,
+                    source,
+                    archive,
+                    sha,
+                    file,
+                    "a file verified earlier",
+                    &mut lock,
+                    &lock_path,
+                )?;
                 outcomes.push(ArchiveOutcome {
                     dataset: manifest.name.clone(),
                     source: source.id.clone(),
@@ -183,29 +200,47 @@ pub fn fetch_dataset(
             for archive in &source.archives {
                 let dest = downloads.join(&archive.file);
                 let expected = expected_for(source, archive, &lock, &lock_path);
-                if let Some(sha) = read_stamp(&dest).filter(|s| expected.sha256.as_deref().is_none_or(|e| e == s)) {
+                if let Some(sha) =
+                    read_stamp(&dest).filter(|s| expected.sha256.as_deref().is_none_or(|e| e == s))
+                {
                     files.push(dest);
                     shas.push(sha);
                     fetched.push(None);
                     continue;
                 }
                 let locations: Vec<Location> = if mirrors_only {
-                    options.mirrors.iter().map(|m| m.locate(&manifest.name, &archive.file)).collect()
+                    options
+                        .mirrors
+                        .iter()
+                        .map(|m| m.locate(&manifest.name, &archive.file))
+                        .collect()
                 } else {
-                    archive.urls.iter().map(|u| Location::Http(u.clone())).collect()
+                    archive
+                        .urls
+                        .iter()
+                        .map(|u| Location::Http(u.clone()))
+                        .collect()
                 };
                 let mut got = None;
                 for location in &locations {
                     if let Location::Local(path) = location {
                         if !path.is_file() {
-                            attempts.push(format!("  {}: {} is not on this mirror", source.id, path.display()));
+                            attempts.push(format!(
+                                "  {}: {} is not on this mirror",
+                                source.id,
+                                path.display()
+                            ));
                             continue;
                         }
                     }
                     let started = Instant::now();
                     match fetch_one(agent, location, &dest, &archive.file, &expected) {
                         Ok(digests) => {
-                            got = Some((digests, location.to_string(), started.elapsed().as_secs_f64()));
+                            got = Some((
+                                digests,
+                                location.to_string(),
+                                started.elapsed().as_secs_f64(),
+                            ));
                             break;
                         }
                         Err(e) => {
@@ -225,12 +260,28 @@ pub fn fetch_dataset(
                 shas.push(digests.sha256.clone());
                 fetched.push(Some((from, seconds, digests)));
             }
-            for ((archive, file), (sha, fetched)) in source.archives.iter().zip(&files).zip(shas.iter().zip(fetched)) {
+            for ((archive, file), (sha, fetched)) in source
+                .archives
+                .iter()
+                .zip(&files)
+                .zip(shas.iter().zip(fetched))
+            {
                 let (status, from) = match fetched {
-                    Some((from, seconds, _)) => (ArchiveStatus::Fetched { from: from.clone(), seconds }, from),
-                    None => (ArchiveStatus::AlreadyVerified, "a file verified earlier".to_string()),
+                    Some((from, seconds, _)) => (
+                        ArchiveStatus::Fetched {
+                            from: from.clone(),
+                            seconds,
+                        },
+                        from,
+                    ),
+                    None => (
+                        ArchiveStatus::AlreadyVerified,
+                        "a file verified earlier".to_string(),
+                    ),
                 };
-                let pinned = pin_if_needed(manifest, source, archive, sha, file, &from, &mut lock, &lock_path)?;
+                let pinned = pin_if_needed(
+                    manifest, source, archive, sha, file, &from, &mut lock, &lock_path,
+                )?;
                 outcomes.push(ArchiveOutcome {
                     dataset: manifest.name.clone(),
                     source: source.id.clone(),
@@ -316,7 +367,9 @@ fn pin_if_needed(
         LockedArchive {
             source: source.id.clone(),
             file: archive.file.clone(),
-            size: std::fs::metadata(file).map_err(|e| Error::io(file, e))?.len(),
+            size: std::fs::metadata(file)
+                .map_err(|e| Error::io(file, e))?
+                .len(),
             sha256: sha256.to_string(),
             pinned_from: from.to_string(),
             pinned_at: utc_now(),

@@ -12,7 +12,9 @@ pub fn looks_like_html(content_type: Option<&str>, head: &[u8]) -> bool {
         .take(15)
         .map(|b| b.to_ascii_lowercase())
         .collect();
-    start.starts_with(b"<!doctype html") || start.starts_with(b"<html") || start.starts_with(b"<head")
+    start.starts_with(b"<!doctype html")
+        || start.starts_with(b"<html")
+        || start.starts_with(b"<head")
 }
 
 /// The URL behind Google Drive's download confirmation page, if `page` is one.
@@ -32,7 +34,8 @@ pub fn drive_confirmation_url(page: &str, base: &str) -> Option<String> {
             let end = rest[i..].find('>').map(|e| i + e)?;
             let tag = &rest[i..end];
             if attribute(tag, "type").as_deref() == Some("hidden") {
-                if let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value")) {
+                if let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value"))
+                {
                     query.push(format!("{}={}", encode(&name), encode(&value)));
                 }
             }
@@ -42,13 +45,20 @@ pub fn drive_confirmation_url(page: &str, base: &str) -> Option<String> {
             return None;
         }
         let sep = if action.contains('?') { '&' } else { '?' };
-        return Some(format!("{}{sep}{}", resolve(&action, base), query.join("&")));
+        return Some(format!(
+            "{}{sep}{}",
+            resolve(&action, base),
+            query.join("&")
+        ));
     }
     // Older interstitial: <a id="uc-download-link" href="/uc?export=download&amp;confirm=XYZ&amp;id=...">
     let at = page.find("confirm=")?;
     let href_start = page[..at].rfind("href=\"")? + 6;
     let href_end = page[href_start..].find('"')? + href_start;
-    Some(resolve(&page[href_start..href_end].replace("&amp;", "&"), base))
+    Some(resolve(
+        &page[href_start..href_end].replace("&amp;", "&"),
+        base,
+    ))
 }
 
 /// The value of `name="…"` in a tag, with `&amp;` decoded.
@@ -80,7 +90,10 @@ fn resolve(link: &str, base: &str) -> String {
     if link.starts_with('/') {
         format!("{}{link}", &base[..host_end])
     } else {
-        let dir_end = base.rfind('/').filter(|&i| i >= host_end).unwrap_or(host_end);
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i >= host_end)
+            .unwrap_or(host_end);
         format!("{}/{link}", &base[..dir_end])
     }
 }
@@ -103,10 +116,16 @@ mod tests {
 
     #[test]
     fn detects_html_by_type_or_content() {
-        assert!(looks_like_html(Some("text/html; charset=utf-8"), b"\x1f\x8b"));
+        assert!(looks_like_html(
+            Some("text/html; charset=utf-8"),
+            b"\x1f\x8b"
+        ));
         assert!(looks_like_html(None, b"\n  <!DOCTYPE html><html>"));
         assert!(looks_like_html(None, b"<HTML><body>quota exceeded"));
-        assert!(!looks_like_html(Some("application/octet-stream"), b"\x1f\x8b\x08\x00"));
+        assert!(!looks_like_html(
+            Some("application/octet-stream"),
+            b"\x1f\x8b\x08\x00"
+        ));
     }
 
     #[test]
@@ -129,6 +148,9 @@ mod tests {
             drive_confirmation_url(page, "http://127.0.0.1:8080/uc?id=abc").as_deref(),
             Some("http://127.0.0.1:8080/uc?export=download&confirm=Xy_1&id=abc")
         );
-        assert_eq!(drive_confirmation_url("<html>Sign in to continue</html>", "http://x/y"), None);
+        assert_eq!(
+            drive_confirmation_url("<html>Sign in to continue</html>", "http://x/y"),
+            None
+        );
     }
 }

@@ -8,7 +8,9 @@ pub mod location;
 pub mod transfer;
 
 pub use checksum::{hash_file, Digests, Expected};
-pub use dataset_archives::{downloads_dir, fetch_dataset, ArchiveOutcome, ArchiveStatus, FetchOptions, FetchedSource};
+pub use dataset_archives::{
+    downloads_dir, fetch_dataset, ArchiveOutcome, ArchiveStatus, FetchOptions, FetchedSource,
+};
 pub use location::{Location, Mirror};
 pub use transfer::http_agent;
 

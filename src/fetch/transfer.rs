@@ -61,9 +61,9 @@ fn copy_local(source: &Path, part: &Path, label: &str) -> Result<Digests> {
         if n == 0 {
             break;
         }
-        output
-            .write_all(&buf[..n])
-            .map_err(|e| Error::io_writing(part, e, total.unwrap_or(0).saturating_sub(hasher.bytes())))?;
+        output.write_all(&buf[..n]).map_err(|e| {
+            Error::io_writing(part, e, total.unwrap_or(0).saturating_sub(hasher.bytes()))
+        })?;
         hasher.update(&buf[..n]);
         bar.inc(n as u64);
     }
@@ -82,7 +82,10 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
     };
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            tracing::info!("{label}: {last_problem}; resuming (attempt {})", attempt + 1);
+            tracing::info!(
+                "{label}: {last_problem}; resuming (attempt {})",
+                attempt + 1
+            );
         }
         let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut request = agent.get(&url);
@@ -93,7 +96,9 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
             Ok(r) => r,
             Err(e) => {
                 last_problem = e.to_string();
-                if matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_)) && attempt + 1 < ATTEMPTS {
+                if matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_))
+                    && attempt + 1 < ATTEMPTS
+                {
                     continue;
                 }
                 return Err(err(&url, last_problem));
@@ -113,7 +118,9 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
             206 => {
                 let range = header("content-range").unwrap_or_default();
                 match parse_content_range(&range) {
-                    Some((start, full)) if start == have => total = full,
+                    Some((start, full)) if start == have => {
+                        total = full.or(total.map(|t| t + have))
+                    }
                     _ => {
                         last_problem = format!("unexpected Content-Range {range:?}; restarting");
                         remove(part)?;
@@ -181,8 +188,9 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
         } else {
             File::create(part).map_err(|e| Error::io(part, e))?
         };
-        let remaining = |written: u64| total.map(|t| t.saturating_sub(written)).unwrap_or(0);
-        let bar = bytes_bar(label, total.map(|t| t + have).or(total));
+        // `total` is the size of the whole file from here on
+        let remaining = |written: u64| total.map(|t| t.saturating_sub(have + written)).unwrap_or(0);
+        let bar = bytes_bar(label, total);
         bar.set_position(have);
         let mut written = 0u64;
         let mut write = |data: &[u8], hasher: &mut StreamHasher, written: &mut u64| -> Result<()> {
@@ -201,19 +209,19 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
                     Ok(0) => break,
                     Ok(n) => write(&buf[..n], &mut hasher, &mut written)?,
                     Err(e) => {
-                        last_problem = format!("connection dropped after {} bytes: {e}", have + written);
+                        last_problem =
+                            format!("connection dropped after {} bytes: {e}", have + written);
                         dropped = true;
                         break;
                     }
                 }
             }
         }
-        drop(write);
         file.sync_all().map_err(|e| Error::io(part, e))?;
         bar.finish_and_clear();
         if let Some(t) = total {
-            if written < t && !dropped {
-                last_problem = format!("connection closed after {} of {} bytes", have + written, have + t);
+            if have + written < t && !dropped {
+                last_problem = format!("connection closed after {} of {t} bytes", have + written);
                 dropped = true;
             }
         }
@@ -282,15 +290,24 @@ mod tests {
 
     #[test]
     fn content_range_parses() {
-        assert_eq!(parse_content_range("bytes 100-199/200"), Some((100, Some(200))));
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
     }
 
     #[test]
     fn part_names_and_hints() {
-        assert_eq!(part_path(Path::new("/d/a.tar.gz")), PathBuf::from("/d/a.tar.gz.part"));
-        assert_eq!(page_hint("<html><title> Quota exceeded </title></html>"), "its title is \"Quota exceeded\"");
+        assert_eq!(
+            part_path(Path::new("/d/a.tar.gz")),
+            PathBuf::from("/d/a.tar.gz.part")
+        );
+        assert_eq!(
+            page_hint("<html><title> Quota exceeded </title></html>"),
+            "its title is \"Quota exceeded\""
+        );
         assert!(page_hint("<p>Sign in</p>").contains("Sign in"));
     }
 }

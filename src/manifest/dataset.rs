@@ -196,10 +196,16 @@ impl DatasetManifest {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         if !name_ok(&self.name) {
-            return Err(format!("name {:?} must be ascii letters, digits, '-' or '_'", self.name));
+            return Err(format!(
+                "name {:?} must be ascii letters, digits, '-' or '_'",
+                self.name
+            ));
         }
         if self.store.channels != 1 && self.store.channels != 3 {
-            return Err(format!("store.channels must be 1 or 3, not {}", self.store.channels));
+            return Err(format!(
+                "store.channels must be 1 or 3, not {}",
+                self.store.channels
+            ));
         }
         if self.store.size == 0 || self.store.resize != "stretch" {
             return Err("store.size must be positive and store.resize \"stretch\"".into());
@@ -209,7 +215,10 @@ impl DatasetManifest {
             return Err(format!("normalization mean and std need {c} values each"));
         }
         if !self.splits.contains_key(&self.default_split) {
-            return Err(format!("default_split {:?} is not a key of [splits]", self.default_split));
+            return Err(format!(
+                "default_split {:?} is not a key of [splits]",
+                self.default_split
+            ));
         }
         for (variant, lists) in &self.splits {
             let mut seen = BTreeSet::new();
@@ -237,14 +246,20 @@ impl DatasetManifest {
         let mut ids = BTreeSet::new();
         for source in &self.sources {
             if !ids.insert(source.id.as_str()) || !name_ok(&source.id) {
-                return Err(format!("source id {:?} is duplicated or malformed", source.id));
+                return Err(format!(
+                    "source id {:?} is duplicated or malformed",
+                    source.id
+                ));
             }
             if source.archives.is_empty() {
                 return Err(format!("source {:?} lists no archive", source.id));
             }
             for archive in &source.archives {
                 if archive.file.contains('/') || archive.file.starts_with('.') {
-                    return Err(format!("archive file {:?} must be a plain file name", archive.file));
+                    return Err(format!(
+                        "archive file {:?} must be a plain file name",
+                        archive.file
+                    ));
                 }
                 check_hex(&archive.sha256, 64, "sha256", &archive.file)?;
                 check_hex(&archive.md5, 32, "md5", &archive.file)?;
@@ -281,7 +296,11 @@ impl DatasetManifest {
 
 fn check_hex(value: &Option<String>, len: usize, what: &str, file: &str) -> Result<(), String> {
     if let Some(v) = value {
-        if v.len() != len || !v.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+        if v.len() != len
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
             return Err(format!("{file}: {what} must be {len} lowercase hex digits"));
         }
     }

@@ -171,7 +171,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, pairs: Vec<Value>) -> Result<(), String> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of items".into());
         }
         let target = self.top()?;
@@ -531,7 +531,8 @@ fn unquote_py2_string(line: &str) -> Result<Vec<u8>, String> {
                 b't' => out.push(b'\t'),
                 b'r' => out.push(b'\r'),
                 b'x' if i + 2 < inner.len() => {
-                    let hex = std::str::from_utf8(&inner[i + 1..i + 3]).map_err(|e| e.to_string())?;
+                    let hex =
+                        std::str::from_utf8(&inner[i + 1..i + 3]).map_err(|e| e.to_string())?;
                     out.push(u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?);
                     i += 2;
                 }
@@ -591,7 +592,11 @@ mod tests {
         let v = parse(data).unwrap();
         assert_eq!(
             v,
-            Value::Tuple(vec![Value::Int(1), Value::Str("x".into()), Value::Bool(true)])
+            Value::Tuple(vec![
+                Value::Int(1),
+                Value::Str("x".into()),
+                Value::Bool(true)
+            ])
         );
     }
 

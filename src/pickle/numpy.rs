@@ -31,7 +31,10 @@ impl NdArray {
         match value {
             Value::Build { object, state } => {
                 let Value::Reduce { callable, .. } = object.as_ref() else {
-                    return Err(format!("expected an ndarray, found a built {}", object.kind()));
+                    return Err(format!(
+                        "expected an ndarray, found a built {}",
+                        object.kind()
+                    ));
                 };
                 let name = callable.global_name().unwrap_or_default();
                 if !name.ends_with("multiarray._reconstruct") {
@@ -143,7 +146,10 @@ impl NdArray {
             if let ArrayData::Objects(items) = &self.data {
                 return items
                     .iter()
-                    .map(|v| v.as_int().ok_or_else(|| format!("non-integer {}", v.kind())))
+                    .map(|v| {
+                        v.as_int()
+                            .ok_or_else(|| format!("non-integer {}", v.kind()))
+                    })
                     .collect();
             }
             unreachable!()
@@ -151,7 +157,10 @@ impl NdArray {
         let size = self.item_size().ok_or("not a numeric dtype")?;
         let signed = self.dtype.starts_with('i');
         if !(self.dtype.starts_with('i') || self.dtype.starts_with('u')) {
-            return Err(format!("expected an integer array, found dtype {}", self.dtype));
+            return Err(format!(
+                "expected an integer array, found dtype {}",
+                self.dtype
+            ));
         }
         let big = self.byteorder == '>';
         Ok(bytes
@@ -197,7 +206,11 @@ fn dtype_of(v: &Value) -> Result<(String, char), String> {
     let Value::Reduce { callable, args } = reduce else {
         return Err(format!("dtype is a {}", reduce.kind()));
     };
-    if !callable.global_name().unwrap_or_default().ends_with("dtype") {
+    if !callable
+        .global_name()
+        .unwrap_or_default()
+        .ends_with("dtype")
+    {
         return Err("dtype is not numpy.dtype(...)".into());
     }
     let code = args
@@ -253,7 +266,10 @@ mod tests {
         let data = include_bytes!("../../tests/fixtures/numpy_arrays_protocol5.pkl");
         let v = parse(data).unwrap();
         let x = NdArray::from_value(v.get("x").unwrap()).unwrap();
-        assert_eq!((x.shape.clone(), &x.as_u8().unwrap()[..]), (vec![2, 3], &[0u8, 1, 2, 3, 4, 5][..]));
+        assert_eq!(
+            (x.shape.clone(), &x.as_u8().unwrap()[..]),
+            (vec![2, 3], &[0u8, 1, 2, 3, 4, 5][..])
+        );
         let y = NdArray::from_value(v.get("y").unwrap()).unwrap();
         assert_eq!(y.to_i64().unwrap(), vec![1, -2]);
     }

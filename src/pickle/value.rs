@@ -21,11 +21,20 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     Set(Vec<Value>),
     /// `module.name`, as GLOBAL or STACK_GLOBAL name it.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)` or `cls.__new__(cls, *args)`, not evaluated.
-    Reduce { callable: Box<Value>, args: Box<Value> },
+    Reduce {
+        callable: Box<Value>,
+        args: Box<Value>,
+    },
     /// `obj.__setstate__(state)`, not evaluated.
-    Build { object: Box<Value>, state: Box<Value> },
+    Build {
+        object: Box<Value>,
+        state: Box<Value>,
+    },
     /// A persistent id (torch uses these for tensor storages).
     PersistentId(Box<Value>),
 }

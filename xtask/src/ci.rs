@@ -29,10 +29,22 @@ pub fn run(args: CiArgs) -> Result<()> {
             mirror.display()
         );
     }
-    let mirror = mirror.canonicalize().with_context(|| mirror.display().to_string())?;
+    let mirror = mirror
+        .canonicalize()
+        .with_context(|| mirror.display().to_string())?;
     let steps: [(&str, &[&str]); 3] = [
         ("format", &["fmt", "--all", "--check"]),
-        ("lints", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        (
+            "lints",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         ("tests", &["test", "--workspace"]),
     ];
     for (name, cargo_args) in steps {

@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use fewshot::data::dataset_setup::{set_up_dataset, verify_stores, EpisodeFileStatus};
-use fewshot::fetch::{fetch_dataset, http_agent, ArchiveOutcome, ArchiveStatus, FetchOptions, HttpAgent, Mirror};
+use fewshot::fetch::{
+    fetch_dataset, http_agent, ArchiveOutcome, ArchiveStatus, FetchOptions, HttpAgent, Mirror,
+};
 use fewshot::manifest::{load_dataset, DATASETS};
 
 use crate::repo;
@@ -45,7 +47,10 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
     for m in &mirrors {
         if let Mirror::Dir(d) = m {
             if !d.is_dir() {
-                bail!("mirror {} is not a folder; pass an existing folder or an http(s) URL", d.display());
+                bail!(
+                    "mirror {} is not a folder; pass an existing folder or an http(s) URL",
+                    d.display()
+                );
             }
         }
     }
@@ -62,20 +67,40 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
     for name in &names {
         let manifest = load_dataset(&options.manifests, name)?;
         if !args.verify_only {
-            println!("{}: {}\n  licence: {}", manifest.name, manifest.title, manifest.licence);
+            println!(
+                "{}: {}\n  licence: {}",
+                manifest.name, manifest.title, manifest.licence
+            );
         }
         let started = Instant::now();
         if args.verify_only {
-            match verify_dataset(&manifest, &options, args.split.as_deref(), &agent, &mut outcomes) {
+            match verify_dataset(
+                &manifest,
+                &options,
+                args.split.as_deref(),
+                &agent,
+                &mut outcomes,
+            ) {
                 Ok(line) => lines.push(line),
                 Err(e) => failures.push(format!("{name}: {e:#}")),
             }
             continue;
         }
-        match set_up_dataset(&manifest, &options, args.split.as_deref(), &agent, &mut outcomes) {
+        match set_up_dataset(
+            &manifest,
+            &options,
+            args.split.as_deref(),
+            &agent,
+            &mut outcomes,
+        ) {
             Ok(ready) => {
                 let p = &ready.prepared;
-                let images: usize = p.stores.iter().filter(|s| s.size == manifest.store.size).map(|s| s.images).sum();
+                let images: usize = p
+                    .stores
+                    .iter()
+                    .filter(|s| s.size == manifest.store.size)
+                    .map(|s| s.images)
+                    .sum();
                 let how = if ready.prepare_skipped {
                     "already prepared".to_string()
                 } else {
@@ -93,11 +118,21 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
                     ));
                 }
                 for (path, status) in &ready.episodes {
-                    let shown = path.strip_prefix(repo::root()).unwrap_or(path).display().to_string();
+                    let shown = path
+                        .strip_prefix(repo::root())
+                        .unwrap_or(path)
+                        .display()
+                        .to_string();
                     match status {
-                        EpisodeFileStatus::Written => lines.push(format!("  episodes written  {shown} (commit it)")),
-                        EpisodeFileStatus::Checked => lines.push(format!("  episodes checked  {shown}")),
-                        EpisodeFileStatus::Refused(why) => lines.push(format!("  episodes REFUSED  {shown}: {why}")),
+                        EpisodeFileStatus::Written => {
+                            lines.push(format!("  episodes written  {shown} (commit it)"))
+                        }
+                        EpisodeFileStatus::Checked => {
+                            lines.push(format!("  episodes checked  {shown}"))
+                        }
+                        EpisodeFileStatus::Refused(why) => {
+                            lines.push(format!("  episodes REFUSED  {shown}: {why}"))
+                        }
                     }
                 }
                 tracing::info!("{name} done in {:.1} s", started.elapsed().as_secs_f64());
@@ -128,14 +163,22 @@ fn verify_dataset(
 ) -> Result<String> {
     fetch_dataset(manifest, options, agent, outcomes)?;
     let stores = verify_stores(manifest, &options.data_dir, split)?;
-    Ok(format!("{}: {} stores verified ({})", manifest.name, stores.len(), stores.join(", ")))
+    Ok(format!(
+        "{}: {} stores verified ({})",
+        manifest.name,
+        stores.len(),
+        stores.join(", ")
+    ))
 }
 
 fn print_table(outcomes: &[ArchiveOutcome]) {
     if outcomes.is_empty() {
         return;
     }
-    println!("\n{:<16} {:<22} {:<42} {:>10}  status", "dataset", "source", "file", "MB");
+    println!(
+        "\n{:<16} {:<22} {:<42} {:>10}  status",
+        "dataset", "source", "file", "MB"
+    );
     for o in outcomes {
         let status = match &o.status {
             ArchiveStatus::Fetched { from, seconds } => {

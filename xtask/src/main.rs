@@ -8,7 +8,10 @@ mod repo;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "fewshot's set-up and reproduction commands")]
+#[command(
+    name = "cargo xtask",
+    about = "fewshot's set-up and reproduction commands"
+)]
 struct Cli {
     /// Log more (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

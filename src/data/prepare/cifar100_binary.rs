@@ -20,8 +20,12 @@ pub fn convert(archives: &[PathBuf], emit: &mut dyn FnMut(RawImage) -> Result<()
     for path in archives {
         for_each_member(path, &mut |name, bytes| {
             match basename(name) {
-                "fine_label_names.txt" => names = Some(String::from_utf8_lossy(&bytes).into_owned()),
-                "train.bin" | "test.bin" => parts.push((basename(name).trim_end_matches(".bin").to_string(), bytes)),
+                "fine_label_names.txt" => {
+                    names = Some(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                "train.bin" | "test.bin" => {
+                    parts.push((basename(name).trim_end_matches(".bin").to_string(), bytes))
+                }
                 _ => {}
             }
             Ok(())
@@ -45,13 +49,18 @@ pub fn convert(archives: &[PathBuf], emit: &mut dyn FnMut(RawImage) -> Result<()
     parts.reverse();
     for (part, bytes) in parts {
         if bytes.len() % RECORD != 0 {
-            return Err(bad(format!("{part}.bin is {} bytes, not a multiple of {RECORD}", bytes.len())));
+            return Err(bad(format!(
+                "{part}.bin is {} bytes, not a multiple of {RECORD}",
+                bytes.len()
+            )));
         }
         for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
             let fine = record[1] as usize;
-            let class = names
-                .get(fine)
-                .ok_or_else(|| bad(format!("{part}.bin record {i}: fine label {fine} has no name")))?;
+            let class = names.get(fine).ok_or_else(|| {
+                bad(format!(
+                    "{part}.bin record {i}: fine label {fine} has no name"
+                ))
+            })?;
             let planes = &record[2..];
             let mut hwc = vec![0u8; 3 * 1024];
             for p in 0..1024 {

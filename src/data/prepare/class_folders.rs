@@ -18,11 +18,18 @@ pub fn convert(
     let mut images = 0usize;
     for archive in archives {
         for_each_member(archive, &mut |name, bytes| {
-            let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            let parts: Vec<&str> = name
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
             if parts.len() < 3 || !is_image_name(name) {
                 return Ok(());
             }
-            let (dir, class, file) = (parts[parts.len() - 3], parts[parts.len() - 2], parts[parts.len() - 1]);
+            let (dir, class, file) = (
+                parts[parts.len() - 3],
+                parts[parts.len() - 2],
+                parts[parts.len() - 1],
+            );
             if !split_dirs.values().any(|d| d == dir) {
                 return Ok(());
             }

@@ -11,7 +11,11 @@ use crate::data::archive_members::for_each_member;
 use crate::data::raw_image::{CropBox, Payload, RawImage};
 use crate::error::{Error, Result};
 
-pub fn convert(archives: &[PathBuf], bbox_crop: bool, emit: &mut dyn FnMut(RawImage) -> Result<()>) -> Result<()> {
+pub fn convert(
+    archives: &[PathBuf],
+    bbox_crop: bool,
+    emit: &mut dyn FnMut(RawImage) -> Result<()>,
+) -> Result<()> {
     let mut jpegs: HashMap<String, Arc<[u8]>> = HashMap::new();
     let mut images_txt = None;
     let mut boxes_txt = None;
@@ -34,17 +38,32 @@ pub fn convert(archives: &[PathBuf], bbox_crop: bool, emit: &mut dyn FnMut(RawIm
         path: archive.clone(),
         message,
     };
-    let images_txt = images_txt.ok_or_else(|| bad("no CUB_200_2011/images.txt in the archive".into()))?;
+    let images_txt =
+        images_txt.ok_or_else(|| bad("no CUB_200_2011/images.txt in the archive".into()))?;
     let mut boxes: HashMap<&str, CropBox> = HashMap::new();
     if bbox_crop {
         let text = boxes_txt
             .as_deref()
             .ok_or_else(|| bad("no CUB_200_2011/bounding_boxes.txt in the archive".into()))?;
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let num = |s: &str| s.parse::<f32>().map_err(|_| bad(format!("bounding_boxes.txt line {}: bad number {s:?}", i + 1)));
+            let num = |s: &str| {
+                s.parse::<f32>().map_err(|_| {
+                    bad(format!(
+                        "bounding_boxes.txt line {}: bad number {s:?}",
+                        i + 1
+                    ))
+                })
+            };
             if f.len() != 5 {
-                return Err(bad(format!("bounding_boxes.txt line {}: expected 5 fields", i + 1)));
+                return Err(bad(format!(
+                    "bounding_boxes.txt line {}: expected 5 fields",
+                    i + 1
+                )));
             }
             boxes.insert(
                 f[0],
@@ -57,19 +76,32 @@ pub fn convert(archives: &[PathBuf], bbox_crop: bool, emit: &mut dyn FnMut(RawIm
             );
         }
     }
-    for (i, line) in images_txt.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in images_txt
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let (id, rel) = line
             .trim()
             .split_once(' ')
             .ok_or_else(|| bad(format!("images.txt line {}: expected `id path`", i + 1)))?;
-        let (class, file) = rel
-            .split_once('/')
-            .ok_or_else(|| bad(format!("images.txt line {}: path {rel:?} has no class folder", i + 1)))?;
-        let bytes = jpegs
-            .get(rel)
-            .ok_or_else(|| bad(format!("images.txt lists {rel}, which is not in the archive")))?;
+        let (class, file) = rel.split_once('/').ok_or_else(|| {
+            bad(format!(
+                "images.txt line {}: path {rel:?} has no class folder",
+                i + 1
+            ))
+        })?;
+        let bytes = jpegs.get(rel).ok_or_else(|| {
+            bad(format!(
+                "images.txt lists {rel}, which is not in the archive"
+            ))
+        })?;
         let crop = if bbox_crop {
-            Some(*boxes.get(id).ok_or_else(|| bad(format!("image id {id} has no bounding box")))?)
+            Some(
+                *boxes
+                    .get(id)
+                    .ok_or_else(|| bad(format!("image id {id} has no bounding box")))?,
+            )
         } else {
             None
         };

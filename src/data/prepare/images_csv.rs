@@ -22,7 +22,10 @@ pub fn convert(
         for_each_member(archive, &mut |name, bytes| {
             let base = basename(name);
             if is_image_name(name) {
-                images.insert(base.to_string(), (Arc::from(bytes), format!("{}:{name}", archive.display())));
+                images.insert(
+                    base.to_string(),
+                    (Arc::from(bytes), format!("{}:{name}", archive.display())),
+                );
             } else if wanted.iter().any(|w| w.as_str() == base) {
                 let text = String::from_utf8(bytes).map_err(|_| Error::Archive {
                     path: archive.clone(),
@@ -65,7 +68,9 @@ pub fn parse_ravi_csv(text: &str) -> std::result::Result<Vec<(&str, &str)>, Stri
     let mut lines = text.lines();
     let header = lines.next().ok_or("empty file")?;
     if header.trim() != "filename,label" {
-        return Err(format!("expected the header \"filename,label\", found {header:?}"));
+        return Err(format!(
+            "expected the header \"filename,label\", found {header:?}"
+        ));
     }
     lines
         .enumerate()

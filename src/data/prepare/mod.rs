@@ -86,14 +86,16 @@ impl Prepared {
 
     /// The marker in `dir`, if it matches `source` and every store it lists is still there.
     pub fn current(dir: &Path, variant: &str, fetched: &FetchedSource) -> Option<Prepared> {
-        let marker: Prepared = serde_json::from_slice(&std::fs::read(Self::marker_path(dir)).ok()?).ok()?;
+        let marker: Prepared =
+            serde_json::from_slice(&std::fs::read(Self::marker_path(dir)).ok()?).ok()?;
         let fresh = marker.prepare_version == PREPARE_VERSION
             && marker.split_variant == variant
             && marker.source == fetched.source.id
             && marker.source_sha256 == fetched.sha256
-            && marker.stores.iter().all(|s| {
-                std::fs::metadata(dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes)
-            });
+            && marker
+                .stores
+                .iter()
+                .all(|s| std::fs::metadata(dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes));
         fresh.then_some(marker)
     }
 }
@@ -117,7 +119,11 @@ pub fn prepare_dataset(
     let transform = format!(
         "{}stretch to size x size, triangle filter (antialiased bilinear), {}",
         if crop { "crop to bounding box, " } else { "" },
-        if manifest.store.channels == 1 { "greyscale" } else { "RGB" }
+        if manifest.store.channels == 1 {
+            "greyscale"
+        } else {
+            "RGB"
+        }
     );
     let splits: Vec<(&str, &Vec<String>)> = lists.iter().to_vec();
     let mut writers = Vec::new();
@@ -138,7 +144,10 @@ pub fn prepare_dataset(
                 normalization_std: manifest.normalization.std.clone(),
                 normalization_source: manifest.normalization.source.clone(),
             };
-            per_size.push(StoreWriter::create(&dir.join(store_file_name(manifest, split, size)), meta)?);
+            per_size.push(StoreWriter::create(
+                &dir.join(store_file_name(manifest, split, size)),
+                meta,
+            )?);
         }
         writers.push(per_size);
     }
@@ -156,15 +165,25 @@ pub fn prepare_dataset(
         batch: Vec::with_capacity(BATCH),
         per_key: HashMap::new(),
         unknown: BTreeSet::new(),
-        bar: count_bar(&format!("{}: decoding", manifest.name), expected_total as u64),
+        bar: count_bar(
+            &format!("{}: decoding", manifest.name),
+            expected_total as u64,
+        ),
     };
     let files = &fetched.files;
     let mut emit = |raw: RawImage| pipeline.push(raw);
     match &fetched.source.format {
-        Format::ClassFolders { split_dirs } => class_folders::convert(files, split_dirs, &mut emit)?,
+        Format::ClassFolders { split_dirs } => {
+            class_folders::convert(files, split_dirs, &mut emit)?
+        }
         Format::ImagesCsv { csv } => images_csv::convert(files, csv, &mut emit)?,
-        Format::RenPickles { files: pickles, csv } => ren_pickles::convert(files, pickles, csv, &mut emit)?,
-        Format::TieredPngPickles { images, labels } => tiered_png_pickles::convert(files, images, labels, &mut emit)?,
+        Format::RenPickles {
+            files: pickles,
+            csv,
+        } => ren_pickles::convert(files, pickles, csv, &mut emit)?,
+        Format::TieredPngPickles { images, labels } => {
+            tiered_png_pickles::convert(files, images, labels, &mut emit)?
+        }
         Format::CubTgz { bbox_crop } => cub_tgz::convert(files, *bbox_crop, &mut emit)?,
         Format::Cifar100Binary {} => cifar100_binary::convert(files, &mut emit)?,
         Format::OmniglotZips {} => omniglot_zips::convert(files, &mut emit)?,
@@ -184,11 +203,23 @@ pub fn prepare_dataset(
             message: format!(
                 "{} classes are in none of the manifest's {variant} split lists: {}",
                 unknown.len(),
-                unknown.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                unknown
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
-    check_counts(manifest, variant, &splits, &per_key, lists.images.as_ref(), &where_())?;
+    check_counts(
+        manifest,
+        variant,
+        &splits,
+        &per_key,
+        lists.images.as_ref(),
+        &where_(),
+    )?;
     let mut stores = Vec::new();
     for ((split, _), per_size) in splits.iter().zip(writers) {
         for (writer, &size) in per_size.into_iter().zip(&sizes) {
@@ -197,7 +228,9 @@ pub fn prepare_dataset(
             stores.push(PreparedStore {
                 split: split.to_string(),
                 size,
-                bytes: std::fs::metadata(dir.join(&file)).map_err(|e| Error::io(dir.join(&file), e))?.len(),
+                bytes: std::fs::metadata(dir.join(&file))
+                    .map_err(|e| Error::io(dir.join(&file), e))?
+                    .len(),
                 file,
                 classes: header.classes.len(),
                 images: header.count,
@@ -224,7 +257,14 @@ pub fn prepare_dataset(
 
 fn pipeline_sizes(manifest: &DatasetManifest) -> Vec<u32> {
     let mut sizes = vec![manifest.store.size];
-    sizes.extend(manifest.store.extra_sizes.iter().copied().filter(|s| *s != manifest.store.size));
+    sizes.extend(
+        manifest
+            .store
+            .extra_sizes
+            .iter()
+            .copied()
+            .filter(|s| *s != manifest.store.size),
+    );
     sizes
 }
 
@@ -236,29 +276,44 @@ fn check_counts(
     totals: Option<&BTreeMap<String, usize>>,
     archive: &Path,
 ) -> Result<()> {
-    let fail = |message: String| Err(Error::Archive {
-        path: archive.to_path_buf(),
-        message,
-    });
+    let fail = |message: String| {
+        Err(Error::Archive {
+            path: archive.to_path_buf(),
+            message,
+        })
+    };
     for (split, classes) in splits {
-        let missing: Vec<&String> = classes.iter().filter(|c| !per_key.contains_key(c.as_str())).collect();
+        let missing: Vec<&String> = classes
+            .iter()
+            .filter(|c| !per_key.contains_key(c.as_str()))
+            .collect();
         if !missing.is_empty() {
             return fail(format!(
                 "{} of the {} {split} classes of split {variant} have no image: {}",
                 missing.len(),
                 classes.len(),
-                missing.iter().take(10).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .take(10)
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if let Some(n) = manifest.images_per_class {
             if let Some(c) = classes.iter().find(|c| per_key[c.as_str()] != n) {
-                return fail(format!("class {c} has {} images, the manifest says {n}", per_key[c.as_str()]));
+                return fail(format!(
+                    "class {c} has {} images, the manifest says {n}",
+                    per_key[c.as_str()]
+                ));
             }
         }
         let total: usize = classes.iter().map(|c| per_key[c.as_str()]).sum();
         if let Some(expected) = totals.and_then(|t| t.get(*split)) {
             if total != *expected {
-                return fail(format!("split {split} has {total} images, the manifest says {expected}"));
+                return fail(format!(
+                    "split {split} has {total} images, the manifest says {expected}"
+                ));
             }
         }
     }

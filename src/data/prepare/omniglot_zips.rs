@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::data::raw_image::{Payload, RawImage};
 use crate::data::archive_members::for_each_member;
+use crate::data::raw_image::{Payload, RawImage};
 use crate::error::{Error, Result};
 
 pub fn convert(archives: &[PathBuf], emit: &mut dyn FnMut(RawImage) -> Result<()>) -> Result<()> {
@@ -30,7 +30,9 @@ pub fn convert(archives: &[PathBuf], emit: &mut dyn FnMut(RawImage) -> Result<()
                 }
                 return Err(Error::Archive {
                     path: archive.clone(),
-                    message: format!("{name} differs from the {class}/{file} of an earlier archive"),
+                    message: format!(
+                        "{name} differs from the {class}/{file} of an earlier archive"
+                    ),
                 });
             }
             emit(RawImage {

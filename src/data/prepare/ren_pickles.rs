@@ -26,11 +26,16 @@ pub fn convert(
         let bytes = read_member(archives, file)?;
         let value = parse(&bytes).map_err(&bad)?;
         drop(bytes);
-        let data = value.get("image_data").ok_or_else(|| bad("no 'image_data' key".into()))?;
+        let data = value
+            .get("image_data")
+            .ok_or_else(|| bad("no 'image_data' key".into()))?;
         let array = NdArray::from_value(data).map_err(&bad)?;
         let pixels = array.as_u8().map_err(&bad)?.clone();
         let [n, h, w, c] = array.shape[..] else {
-            return Err(bad(format!("image_data has shape {:?}, expected (N, H, W, C)", array.shape)));
+            return Err(bad(format!(
+                "image_data has shape {:?}, expected (N, H, W, C)",
+                array.shape
+            )));
         };
         let class_dict = value
             .get("class_dict")
@@ -39,25 +44,38 @@ pub fn convert(
         let names = match csv.get(split) {
             Some(table) => {
                 let text = read_member(archives, table)?;
-                let text = String::from_utf8(text).map_err(|_| bad(format!("{table} is not UTF-8")))?;
+                let text =
+                    String::from_utf8(text).map_err(|_| bad(format!("{table} is not UTF-8")))?;
                 let mut by_class: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for (f, label) in parse_ravi_csv(&text).map_err(|m| bad(format!("{table}: {m}")))? {
-                    by_class.entry(label.to_string()).or_default().push(f.to_string());
+                    by_class
+                        .entry(label.to_string())
+                        .or_default()
+                        .push(f.to_string());
                 }
                 Some(by_class)
             }
             None => None,
         };
         for (key, rows) in class_dict {
-            let class = key.as_text().ok_or_else(|| bad("a class_dict key is not text".into()))?;
+            let class = key
+                .as_text()
+                .ok_or_else(|| bad("a class_dict key is not text".into()))?;
             let rows: Vec<i64> = match rows.as_seq() {
                 Some(items) => items
                     .iter()
-                    .map(|v| v.as_int().ok_or_else(|| bad(format!("class {class}: a row is not an int"))))
+                    .map(|v| {
+                        v.as_int()
+                            .ok_or_else(|| bad(format!("class {class}: a row is not an int")))
+                    })
                     .collect::<Result<_>>()?,
-                None => NdArray::from_value(rows).and_then(|a| a.to_i64()).map_err(&bad)?,
+                None => NdArray::from_value(rows)
+                    .and_then(|a| a.to_i64())
+                    .map_err(&bad)?,
             };
-            let csv_names = names.as_ref().map(|m| m.get(class).cloned().unwrap_or_default());
+            let csv_names = names
+                .as_ref()
+                .map(|m| m.get(class).cloned().unwrap_or_default());
             if let Some(list) = &csv_names {
                 if list.len() != rows.len() {
                     return Err(bad(format!(
@@ -68,9 +86,14 @@ pub fn convert(
                 }
             }
             for (k, &row) in rows.iter().enumerate() {
-                let row = usize::try_from(row).ok().filter(|&r| r < n).ok_or_else(|| {
-                    bad(format!("class {class}: row {row} is outside image_data's {n} images"))
-                })?;
+                let row = usize::try_from(row)
+                    .ok()
+                    .filter(|&r| r < n)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "class {class}: row {row} is outside image_data's {n} images"
+                        ))
+                    })?;
                 let name = match &csv_names {
                     Some(list) => list[k].clone(),
                     None => format!("{class}_{row:05}"),

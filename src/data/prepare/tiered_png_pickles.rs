@@ -27,7 +27,8 @@ pub fn convert(
             path: PathBuf::from(file),
             message,
         };
-        let label_value = parse(&read_member(archives, label_file)?).map_err(|m| bad(label_file, m))?;
+        let label_value =
+            parse(&read_member(archives, label_file)?).map_err(|m| bad(label_file, m))?;
         let specific = label_value
             .get("label_specific")
             .ok_or_else(|| bad(label_file, "no 'label_specific' key".into()))?;
@@ -41,18 +42,34 @@ pub fn convert(
             .get("label_specific_str")
             .ok_or_else(|| bad(label_file, "no 'label_specific_str' key".into()))?;
         let names: Vec<String> = match names_value.as_seq() {
-            Some(items) => items.iter().map(|v| v.as_text().unwrap_or("").to_string()).collect(),
-            None => match NdArray::from_value(names_value).map_err(|m| bad(label_file, m))?.data {
-                crate::pickle::ArrayData::Objects(items) => {
-                    items.iter().map(|v| v.as_text().unwrap_or("").to_string()).collect()
+            Some(items) => items
+                .iter()
+                .map(|v| v.as_text().unwrap_or("").to_string())
+                .collect(),
+            None => match NdArray::from_value(names_value)
+                .map_err(|m| bad(label_file, m))?
+                .data
+            {
+                crate::pickle::ArrayData::Objects(items) => items
+                    .iter()
+                    .map(|v| v.as_text().unwrap_or("").to_string())
+                    .collect(),
+                _ => {
+                    return Err(bad(
+                        label_file,
+                        "label_specific_str is not a list of names".into(),
+                    ))
                 }
-                _ => return Err(bad(label_file, "label_specific_str is not a list of names".into())),
             },
         };
-        let image_value = parse(&read_member(archives, image_file)?).map_err(|m| bad(image_file, m))?;
+        let image_value =
+            parse(&read_member(archives, image_file)?).map_err(|m| bad(image_file, m))?;
         let items: Vec<Value> = match &image_value {
             Value::List(items) => items.clone(),
-            other => match NdArray::from_value(other).map_err(|m| bad(image_file, m))?.data {
+            other => match NdArray::from_value(other)
+                .map_err(|m| bad(image_file, m))?
+                .data
+            {
                 crate::pickle::ArrayData::Objects(items) => items,
                 _ => return Err(bad(image_file, "expected a list of PNG images".into())),
             },
@@ -60,7 +77,11 @@ pub fn convert(
         if items.len() != specific.len() {
             return Err(bad(
                 image_file,
-                format!("{} images but {label_file} has {} labels", items.len(), specific.len()),
+                format!(
+                    "{} images but {label_file} has {} labels",
+                    items.len(),
+                    specific.len()
+                ),
             ));
         }
         let mut within_class: HashMap<usize, usize> = HashMap::new();

@@ -1,0 +1,10 @@
+//! The integration tests: one binary, one module per area. Fixture archives are built by the tests in
+//! each real format; downloads go to a loopback HTTP server; the real-data tests read the dataset
+//! mirror (FEWSHOT_MIRROR, else ../shared/datasets) and fail, not skip, when it is missing.
+
+mod converters;
+mod fetch;
+mod fixture_archives;
+mod loopback_server;
+mod real_data;
+mod toy_manifest;
