@@ -5,12 +5,18 @@
 //! the learning core. See `ARCHITECTURE.md` for the data flow.
 
 pub mod atomic_write;
+#[cfg(feature = "train")]
+pub mod backbones;
 pub mod data;
 pub mod error;
 pub mod fetch;
+#[cfg(feature = "train")]
+pub mod layers;
 pub mod logging;
 pub mod manifest;
+pub mod matching;
 pub mod pickle;
 pub mod progress;
+pub mod torch_checkpoint;
 
 pub use error::{Error, Result};

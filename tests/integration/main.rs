@@ -7,4 +7,5 @@ mod fetch;
 mod fixture_archives;
 mod loopback_server;
 mod real_data;
+mod torch_checkpoints;
 mod toy_manifest;

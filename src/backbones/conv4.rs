@@ -1,0 +1,38 @@
+//! Conv-4 (Vinyals et al. 2016; Snell et al. 2017): four blocks of conv 3×3 (64 filters, padding 1),
+//! batch norm, ReLU and 2×2 max-pool. Parameters `block{k}.conv.weight`, `block{k}.bn.*`.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, OpsPath};
+
+pub struct Conv4 {
+    blocks: Vec<(Conv2d, BatchNorm2d)>,
+}
+
+impl Conv4 {
+    pub fn new(vb: VarBuilder, in_channels: usize, ops: OpsPath) -> Result<Self> {
+        let mut blocks = Vec::new();
+        for k in 1..=4 {
+            let vb = vb.pp(format!("block{k}"));
+            let input = if k == 1 { in_channels } else { 64 };
+            blocks.push((
+                Conv2d::new(vb.pp("conv"), input, 64, 3, 1, 1, ops)?,
+                BatchNorm2d::new(vb.pp("bn"), 64, ops)?,
+            ));
+        }
+        Ok(Self { blocks })
+    }
+
+    /// `[x, block1(x), …, block_last(…)]`
+    pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
+        let mut outputs = vec![x.clone()];
+        for (conv, bn) in self.blocks.iter().take(last) {
+            let h = bn
+                .forward(&conv.forward(outputs.last().unwrap())?, train)?
+                .relu()?;
+            outputs.push(max_pool2d(&h, 2, 2, 0)?);
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,27 @@
+//! 2-D batch normalisation with PyTorch's semantics: batch statistics and a 0.1-momentum update of
+//! `running_mean`/`running_var` in training, the running statistics in evaluation; eps 1e-5.
+
+use candle_core::{ModuleT, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::OpsPath;
+
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    inner: candle_nn::BatchNorm,
+    ops: OpsPath,
+}
+
+impl BatchNorm2d {
+    pub fn new(vb: VarBuilder, channels: usize, ops: OpsPath) -> Result<Self> {
+        let inner = candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb)?;
+        Ok(Self { inner, ops })
+    }
+
+    /// x: (batch, c, h, w) → same shape
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self.ops {
+            OpsPath::Stock => self.inner.forward_t(x, train),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The layer types backbones are built from. Each holds its parameters under PyTorch's names and
+//! runs through an [`OpsPath`], so the implementation of the hot layers can be swapped (candle's stock
+//! ops today; a cuDNN-backed fast path later) without touching the model code.
+
+mod batch_norm;
+mod conv2d;
+mod pooling;
+
+pub use batch_norm::BatchNorm2d;
+pub use conv2d::Conv2d;
+pub use pooling::{adaptive_avg_pool2d, max_pool2d};
+
+/// Which implementation the layers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpsPath {
+    /// candle's own CPU/CUDA kernels.
+    #[default]
+    Stock,
+}
