@@ -11,6 +11,8 @@ pub mod data;
 pub mod error;
 pub mod fetch;
 #[cfg(feature = "train")]
+pub mod heads;
+#[cfg(feature = "train")]
 pub mod layers;
 pub mod logging;
 pub mod manifest;

@@ -5,6 +5,7 @@
 mod converters;
 mod fetch;
 mod fixture_archives;
+mod heads;
 mod loopback_server;
 mod real_data;
 mod torch_checkpoints;

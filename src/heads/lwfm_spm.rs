@@ -1,0 +1,176 @@
+//! LWFM-SPM (Tang et al., arXiv 2411.06363), as the authors' code computes it (METHOD.md §3–4; their
+//! `Method.cca` and `models/matcher.py`, themselves built on RENet's co-attention, Kang et al. 2021).
+//!
+//! LWE, per (query, support) pair and per tap ("layer"): centre each position over all concatenated
+//! channels; L2-normalise per position within the layer (eps 1e-6) and correlate (9×9 cosines for
+//! 3×3 maps); z-score along one side's positions (unbiased variance, eps 1e-5), softmax with γ, sum
+//! over the other side's positions to get weights that sum to P; reweight the centred (not
+//! normalised) features. SPM, per pair and layer: cost 1 − cos of the reweighted positions (no eps);
+//! exact assignment on the host (no gradient through it); query positions gathered by the permutation
+//! (gradients flow through the gather); a residual MLP g(x) = x + ReLU(W2 ReLU(W1 x)) per layer shared by
+//! both sides; the max over matched pairs of cos(g(s), g(q′)) × λ_m; the max over layers; the mean
+//! over shots. Logit = (cos of the shot-averaged, position-averaged reweighted features over all
+//! channels + SPM) / τ.
+//!
+//! Where the paper is silent (METHOD.md §10) this follows the code; differences from the code: none
+//! intended. The ambiguity of λ_m per dataset is a config value, not a code path.
+
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::tensor_math::{cosine, gaussian_normalize, l2_normalize, unit};
+use super::{EpisodeFeatures, Head, HeadOutput};
+use crate::matching::assign_batch;
+
+/// One layer's residual matcher MLP: w1 (C/2, C), w2 (C, C/2), no biases.
+struct Matcher {
+    w1: Tensor,
+    w2: Tensor,
+}
+
+impl Matcher {
+    /// x: (n, C) → x + ReLU(ReLU(x w1ᵀ) w2ᵀ)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = x.matmul(&self.w1.t()?)?.relu()?;
+        x + h.matmul(&self.w2.t()?)?.relu()?
+    }
+}
+
+pub struct LwfmSpmHead {
+    matchers: Vec<Matcher>,
+    gamma: f64,
+    tau: f64,
+    matcher_prob: f64,
+}
+
+impl LwfmSpmHead {
+    /// Matcher weights `matcher{l}.w1` / `matcher{l}.w2` under `vb` (PyTorch `nn.Linear` init).
+    pub fn new(
+        vb: VarBuilder,
+        channels: &[usize],
+        gamma: f64,
+        tau: f64,
+        matcher_prob: f64,
+    ) -> Result<Self> {
+        let mut matchers = Vec::new();
+        for (l, &c) in channels.iter().enumerate() {
+            let vb = vb.pp(format!("matcher{l}"));
+            let init = |fan_in: usize| {
+                let b = 1.0 / (fan_in as f64).sqrt();
+                candle_nn::Init::Uniform { lo: -b, up: b }
+            };
+            matchers.push(Matcher {
+                w1: vb.get_with_hints((c / 2, c), "w1", init(c))?,
+                w2: vb.get_with_hints((c, c / 2), "w2", init(c / 2))?,
+            });
+        }
+        Ok(Self {
+            matchers,
+            gamma,
+            tau,
+            matcher_prob,
+        })
+    }
+}
+
+impl Head for LwfmSpmHead {
+    fn forward(&self, f: &EpisodeFeatures, _train: bool) -> Result<HeadOutput> {
+        let (s, c, h, w) = f.support.dims4()?;
+        let q = f.query.dim(0)?;
+        let p = h * w;
+        let (n, k) = (f.n_way, f.n_shot);
+        // 1. centre every position over all concatenated channels
+        let centre = |x: &Tensor, b: usize| -> Result<Tensor> {
+            let x = x.reshape((b, c, p))?;
+            x.broadcast_sub(&x.mean_keepdim(1)?)
+        };
+        let spt = centre(f.support, s)?; // (S, C, P)
+        let qry = centre(f.query, q)?; // (Q, C, P)
+        let mut spt_att = Vec::new();
+        let mut qry_att = Vec::new();
+        let mut spm_layers = Vec::new();
+        let mut offset = 0;
+        for (l, &cl) in f.channels.iter().enumerate() {
+            let fs = spt.narrow(1, offset, cl)?; // (S, Cl, P)
+            let fq = qry.narrow(1, offset, cl)?; // (Q, Cl, P)
+            offset += cl;
+            // 2. cosine correlation of every (query, support) pair: corr[q, s, i, j]
+            let ns = l2_normalize(&fs, 1, 1e-6)?
+                .transpose(1, 2)?
+                .reshape((s * p, cl))?;
+            let nq = l2_normalize(&fq, 1, 1e-6)?
+                .transpose(0, 1)?
+                .reshape((cl, q * p))?;
+            let corr = ns
+                .matmul(&nq)?
+                .reshape((s, p, q, p))?
+                .permute((2, 0, 1, 3))?
+                .contiguous()?;
+            // 3. weights: softmax of the z-scored correlation over one side, summed over the other
+            let a_s = candle_nn::ops::softmax(&(gaussian_normalize(&corr, 2)? / self.gamma)?, 2)?;
+            let w_s = a_s.sum(3)?; // (Q, S, P): support position weights
+            let a_q = candle_nn::ops::softmax(&(gaussian_normalize(&corr, 3)? / self.gamma)?, 3)?;
+            let w_q = a_q.sum(2)?; // (Q, S, P): query position weights
+                                   // 4. Hadamard reweighting of the centred features
+            let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
+            let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)
+            if self.matcher_prob > 0.0 {
+                spm_layers.push(self.spm_layer(l, &sa, &qa, q * s, cl, p)?);
+            }
+            spt_att.push(sa);
+            qry_att.push(qa);
+        }
+        let spt_att = Tensor::cat(&spt_att, 2)?; // (Q, S, C, P)
+        let qry_att = Tensor::cat(&qry_att, 2)?;
+        // base term: shot-averaged, position-averaged reweighted features, cosine over all channels
+        let spt_proto = spt_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?; // (Q, N, C)
+        let qry_proto = qry_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?; // (Q, N, C)
+        let base = cosine(&spt_proto, &qry_proto, D::Minus1)?; // (Q, N)
+        let score = if spm_layers.is_empty() {
+            base
+        } else {
+            // max over layers, then the mean over the K shots of each class
+            let spm = Tensor::stack(&spm_layers, 0)?.max(0)?; // (Q*S)
+            let spm = spm.reshape((q, k, n))?.mean(1)?;
+            (base + spm)?
+        };
+        Ok(HeadOutput {
+            logits: (score / self.tau)?,
+            attended_query: Some(qry_proto.mean(1)?),
+        })
+    }
+}
+
+impl LwfmSpmHead {
+    /// One layer's SPM score per pair, (pairs,): λ_m · max_i cos(g(s_i), g(q_π(i))).
+    fn spm_layer(
+        &self,
+        l: usize,
+        sa: &Tensor,
+        qa: &Tensor,
+        pairs: usize,
+        cl: usize,
+        p: usize,
+    ) -> Result<Tensor> {
+        let sa = sa.reshape((pairs, cl, p))?;
+        let qa = qa.reshape((pairs, cl, p))?;
+        // cost 1 − cos(s_i, q_j), solved on the host without gradient
+        let cos = unit(&sa, 1)?.transpose(1, 2)?.matmul(&unit(&qa, 1)?)?; // (pairs, P_s, P_q)
+        let costs: Vec<f32> = (1.0 - cos.detach())?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let perm = assign_batch(&costs, p); // perm[pair * P + i] = query position matched to support i
+        let index = Tensor::from_vec(perm, (pairs, 1, p), qa.device())?
+            .broadcast_as((pairs, cl, p))?
+            .contiguous()?;
+        let qa_matched = qa.contiguous()?.gather(&index, 2)?; // (pairs, Cl, P), aligned to support order
+        let g = &self.matchers[l];
+        let to_rows =
+            |x: &Tensor| -> Result<Tensor> { x.transpose(1, 2)?.reshape((pairs * p, cl)) };
+        let gs = g.forward(&to_rows(&sa)?)?;
+        let gq = g.forward(&to_rows(&qa_matched)?)?;
+        let c = cosine(&gs, &gq, D::Minus1)?.reshape((pairs, p))?;
+        c.max(1)? * self.matcher_prob
+    }
+}

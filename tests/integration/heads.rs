@@ -1,0 +1,259 @@
+//! The heads against what their formulas must give: LWFM-SPM against the authors' own code's logits
+//! (`../shared/fixtures/lwfm-spm-golden/`, written by their `Method.cca` in eval mode), ProtoNet and
+//! cosine against hand-computed values, DeepEMD's flow-weighted similarity against its definition,
+//! and a gradient check that the SPM term moves the features it matched.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use fewshot::heads::{EpisodeFeatures, HeadConfig};
+
+fn golden(name: &str) -> HashMap<String, Tensor> {
+    let dir = std::env::var_os("FEWSHOT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("fixtures/lwfm-spm-golden");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing: the golden fixtures live in ../shared/fixtures (or $FEWSHOT_SHARED/fixtures)", path.display());
+    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
+}
+
+fn check_golden(file: &str, shot: usize) {
+    let t = golden(file);
+    let weights: HashMap<String, Tensor> = t
+        .iter()
+        .filter(|(k, _)| k.starts_with("matcher"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let config = HeadConfig::LwfmSpm {
+        temperature_attn: 5.0,
+        temperature: 0.2,
+        matcher_prob: 0.5,
+    };
+    let head = config.build(&[512, 512], vb).unwrap();
+    let features = EpisodeFeatures {
+        support: &t["support"],
+        query: &t["query"],
+        channels: &[512, 512],
+        n_way: 5,
+        n_shot: shot,
+    };
+    let out = head.forward(&features, false).unwrap();
+    let got: Vec<Vec<f32>> = out.logits.to_vec2().unwrap();
+    let want: Vec<Vec<f32>> = t["logits"].to_vec2().unwrap();
+    let mut worst = 0f32;
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        worst = worst.max((g - w).abs() / w.abs().max(1.0));
+    }
+    // float32 rounding of ~1e4-term sums, magnified 5x by τ = 0.2
+    assert!(
+        worst < 2e-5,
+        "{file}: largest relative difference from the authors' logits {worst}"
+    );
+    // and the predictions agree exactly
+    let argmax = |rows: &Vec<Vec<f32>>| -> Vec<usize> {
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0
+            })
+            .collect()
+    };
+    assert_eq!(argmax(&got), argmax(&want));
+    let attended = out.attended_query.unwrap();
+    assert_eq!(attended.dims(), &[75, 1024]);
+}
+
+#[test]
+fn lwfm_spm_reproduces_the_authors_logits_1_shot() {
+    check_golden("lwfm_spm_5w1s.safetensors", 1);
+}
+
+#[test]
+fn lwfm_spm_reproduces_the_authors_logits_5_shot() {
+    check_golden("lwfm_spm_5w5s.safetensors", 5);
+}
+
+/// A seeded N(0, 1)-ish tensor (Box–Muller on the suite's Philox stream).
+fn seeded(shape: &[usize], key: &str) -> Tensor {
+    let mut rng =
+        fewshot::data::philox::CounterRng::new(fewshot::data::philox::CounterRng::key_from(key), 0);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u1, u2) = (rng.unit_f32().max(1e-7), rng.unit_f32());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn empty_vb() -> VarBuilder<'static> {
+    VarBuilder::zeros(DType::F32, &Device::Cpu)
+}
+
+#[test]
+fn protonet_and_cosine_match_hand_computed_values() {
+    // 2-way 1-shot, 1 channel... 2 channels, 1x1 maps: supports (1, 0) and (0, 2), query (1, 1)
+    let support = Tensor::new(&[1f32, 0.0, 0.0, 2.0], &Device::Cpu)
+        .unwrap()
+        .reshape((2, 2, 1, 1))
+        .unwrap();
+    let query = Tensor::new(&[1f32, 1.0], &Device::Cpu)
+        .unwrap()
+        .reshape((1, 2, 1, 1))
+        .unwrap();
+    let f = EpisodeFeatures {
+        support: &support,
+        query: &query,
+        channels: &[2],
+        n_way: 2,
+        n_shot: 1,
+    };
+    let proto = HeadConfig::Protonet { temperature: 1.0 }
+        .build(&[2], empty_vb())
+        .unwrap();
+    // −‖(1,1)−(1,0)‖² = −1, −‖(1,1)−(0,2)‖² = −2
+    assert_eq!(
+        proto
+            .forward(&f, false)
+            .unwrap()
+            .logits
+            .to_vec2::<f32>()
+            .unwrap(),
+        vec![vec![-1.0, -2.0]]
+    );
+    let cos = HeadConfig::Cosine { temperature: 0.5 }
+        .build(&[2], empty_vb())
+        .unwrap();
+    // cos = 1/√2 for both, / 0.5
+    let got = cos
+        .forward(&f, false)
+        .unwrap()
+        .logits
+        .to_vec2::<f32>()
+        .unwrap();
+    for v in &got[0] {
+        assert!((v - 2.0 / 2f32.sqrt()).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn five_shot_prototypes_average_the_shots() {
+    // shot-major support: supports 0..4 are shot 0 of classes 0..1 interleaved
+    let support = Tensor::new(&[0f32, 10.0, 2.0, 20.0], &Device::Cpu)
+        .unwrap()
+        .reshape((4, 1, 1, 1))
+        .unwrap();
+    let query = Tensor::new(&[1f32], &Device::Cpu)
+        .unwrap()
+        .reshape((1, 1, 1, 1))
+        .unwrap();
+    let f = EpisodeFeatures {
+        support: &support,
+        query: &query,
+        channels: &[1],
+        n_way: 2,
+        n_shot: 2,
+    };
+    let proto = HeadConfig::Protonet { temperature: 1.0 }
+        .build(&[1], empty_vb())
+        .unwrap();
+    // prototypes: class 0 = mean(0, 2) = 1, class 1 = mean(10, 20) = 15
+    assert_eq!(
+        proto
+            .forward(&f, false)
+            .unwrap()
+            .logits
+            .to_vec2::<f32>()
+            .unwrap(),
+        vec![vec![0.0, -196.0]]
+    );
+}
+
+#[test]
+fn deepemd_equals_the_flow_weighted_similarity_and_prefers_the_matching_class() {
+    let dev = Device::Cpu;
+    let support = seeded(&[3, 16, 2, 2], "emd-support").relu().unwrap();
+    // the query is support 1 with its positions shuffled: EMD aligns them, so class 1 wins
+    let s1 = support.get(1).unwrap().reshape((16, 4)).unwrap();
+    let idx = Tensor::new(&[2u32, 0, 3, 1], &dev).unwrap();
+    let query = s1
+        .index_select(&idx, 1)
+        .unwrap()
+        .reshape((1, 16, 2, 2))
+        .unwrap();
+    let f = EpisodeFeatures {
+        support: &support,
+        query: &query,
+        channels: &[16],
+        n_way: 3,
+        n_shot: 1,
+    };
+    let head = HeadConfig::Deepemd { temperature: 12.5 }
+        .build(&[16], empty_vb())
+        .unwrap();
+    let logits = head
+        .forward(&f, false)
+        .unwrap()
+        .logits
+        .to_vec2::<f32>()
+        .unwrap();
+    let best = logits[0]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(best, 1, "{logits:?}");
+    // a perfect one-to-one match of identical centred nodes has similarity 1 everywhere it flows,
+    // and the flow totals the node count, so the logit is T · 4 / 4 = T
+    assert!((logits[0][1] - 12.5).abs() < 1e-3, "{logits:?}");
+}
+
+#[test]
+fn the_spm_term_moves_the_features_it_matched() {
+    // gradients of the SPM-only score (base term removed by comparing two λ_m) reach the query
+    let dev = Device::Cpu;
+    let support = seeded(&[5, 8, 3, 3], "spm-support");
+    let query = Var::from_tensor(&seeded(&[10, 8, 3, 3], "spm-query")).unwrap();
+    let grad_with = |matcher_prob: f64| -> Tensor {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let head = HeadConfig::LwfmSpm {
+            temperature_attn: 5.0,
+            temperature: 0.2,
+            matcher_prob,
+        }
+        .build(&[4, 4], vb)
+        .unwrap();
+        let f = EpisodeFeatures {
+            support: &support,
+            query: query.as_tensor(),
+            channels: &[4, 4],
+            n_way: 5,
+            n_shot: 1,
+        };
+        let loss = head.forward(&f, true).unwrap().logits.sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        grads.get(query.as_tensor()).unwrap().clone()
+    };
+    let difference = (grad_with(1.0) - grad_with(0.0))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        difference > 1e-3,
+        "the SPM term contributes no gradient ({difference})"
+    );
+}
