@@ -8,7 +8,9 @@ pub mod atomic_write;
 #[cfg(feature = "train")]
 pub mod backbones;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod eval;
 pub mod fetch;
 #[cfg(feature = "train")]
 pub mod heads;
@@ -19,6 +21,9 @@ pub mod manifest;
 pub mod matching;
 pub mod pickle;
 pub mod progress;
+pub mod threads;
 pub mod torch_checkpoint;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use error::{Error, Result};

@@ -112,13 +112,27 @@ pub fn fetch_dataset(
     agent: &ureq::Agent,
     outcomes: &mut Vec<ArchiveOutcome>,
 ) -> Result<FetchedSource> {
-    let downloads = downloads_dir(&options.data_dir, &manifest.name);
-    let lock_path = LockFile::path(&options.manifests, &manifest.name);
+    fetch_sources(&manifest.name, &manifest.sources, options, agent, outcomes)
+}
+
+/// The same for any named list of sources (datasets, pretrained weights): files go to
+/// `<data_dir>/<name>/downloads/`, mirrors are read at `<mirror>/<name>/<file>`, pins go to
+/// `manifests/locks/<name>.lock`.
+pub fn fetch_sources(
+    name: &str,
+    sources: &[Source],
+    options: &FetchOptions,
+    agent: &ureq::Agent,
+    outcomes: &mut Vec<ArchiveOutcome>,
+) -> Result<FetchedSource> {
+    let manifest = &Named { name, sources };
+    let downloads = downloads_dir(&options.data_dir, manifest.name);
+    let lock_path = LockFile::path(&options.manifests, manifest.name);
     let mut lock = LockFile::load(&lock_path)?;
     let mut attempts: Vec<String> = Vec::new();
 
     // 1. a source already on disk and verified earlier
-    for source in &manifest.sources {
+    for source in manifest.sources {
         let files: Vec<PathBuf> = source
             .archives
             .iter()
@@ -151,7 +165,7 @@ pub fn fetch_dataset(
                     &lock_path,
                 )?;
                 outcomes.push(ArchiveOutcome {
-                    dataset: manifest.name.clone(),
+                    dataset: manifest.name.to_string(),
                     source: source.id.clone(),
                     file: archive.file.clone(),
                     size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
@@ -169,7 +183,7 @@ pub fn fetch_dataset(
     if options.verify_only {
         for archive in &manifest.sources[0].archives {
             outcomes.push(ArchiveOutcome {
-                dataset: manifest.name.clone(),
+                dataset: manifest.name.to_string(),
                 source: manifest.sources[0].id.clone(),
                 file: archive.file.clone(),
                 size: 0,
@@ -179,7 +193,7 @@ pub fn fetch_dataset(
         }
         return Err(Error::Store {
             path: downloads,
-            dataset: manifest.name.clone(),
+            dataset: manifest.name.to_string(),
             message: "no source's archives are all on disk, so nothing could be verified".into(),
         });
     }
@@ -190,7 +204,7 @@ pub fn fetch_dataset(
         if mirrors_only && options.mirrors.is_empty() {
             continue;
         }
-        'sources: for source in &manifest.sources {
+        'sources: for source in manifest.sources {
             if !mirrors_only && source.mirror_only() {
                 continue;
             }
@@ -212,7 +226,7 @@ pub fn fetch_dataset(
                     options
                         .mirrors
                         .iter()
-                        .map(|m| m.locate(&manifest.name, &archive.file))
+                        .map(|m| m.locate(manifest.name, &archive.file))
                         .collect()
                 } else {
                     archive
@@ -283,7 +297,7 @@ pub fn fetch_dataset(
                     manifest, source, archive, sha, file, &from, &mut lock, &lock_path,
                 )?;
                 outcomes.push(ArchiveOutcome {
-                    dataset: manifest.name.clone(),
+                    dataset: manifest.name.to_string(),
                     source: source.id.clone(),
                     file: archive.file.clone(),
                     size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
@@ -299,7 +313,7 @@ pub fn fetch_dataset(
         }
     }
     Err(Error::NoSourceWorked {
-        dataset: manifest.name.clone(),
+        dataset: manifest.name.to_string(),
         attempts: if attempts.is_empty() {
             "  (no source has a location to try)".into()
         } else {
@@ -343,9 +357,15 @@ fn expected_for(source: &Source, archive: &Archive, lock: &LockFile, lock_path: 
     }
 }
 
+/// What the fetching code needs to know of a manifest.
+struct Named<'a> {
+    name: &'a str,
+    sources: &'a [Source],
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pin_if_needed(
-    manifest: &DatasetManifest,
+    manifest: &Named,
     source: &Source,
     archive: &Archive,
     sha256: &str,
@@ -386,7 +406,7 @@ fn pin_if_needed(
 }
 
 fn reverify(
-    manifest: &DatasetManifest,
+    manifest: &Named,
     source: &Source,
     files: &[PathBuf],
     lock: &LockFile,
@@ -401,7 +421,7 @@ fn reverify(
         expected.check(&archive.file, &file.display().to_string(), &digests)?;
         write_stamp(file, &digests.sha256)?;
         outcomes.push(ArchiveOutcome {
-            dataset: manifest.name.clone(),
+            dataset: manifest.name.to_string(),
             source: source.id.clone(),
             file: archive.file.clone(),
             size: digests.size,

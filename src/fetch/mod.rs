@@ -9,7 +9,8 @@ pub mod transfer;
 
 pub use checksum::{hash_file, Digests, Expected};
 pub use dataset_archives::{
-    downloads_dir, fetch_dataset, ArchiveOutcome, ArchiveStatus, FetchOptions, FetchedSource,
+    downloads_dir, fetch_dataset, fetch_sources, ArchiveOutcome, ArchiveStatus, FetchOptions,
+    FetchedSource,
 };
 pub use location::{Location, Mirror};
 pub use transfer::http_agent;

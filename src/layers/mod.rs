@@ -10,11 +10,4 @@ pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
 pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 
-/// Which implementation the layers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OpsPath {
-    /// candle's own CPU/CUDA kernels.
-    #[default]
-    Stock,
-}
+pub use crate::manifest::model::OpsPath;

@@ -169,6 +169,8 @@ pub enum Format {
     },
     /// CIFAR-100's official binary archive (fixed 3,074-byte records).
     Cifar100Binary {},
+    /// A PyTorch checkpoint (pretrained weights), used as it is.
+    TorchCheckpoint {},
     /// Omniglot zips of `<set>/<Alphabet>/characterNN/<id>_<drawer>.png`; classes are `Alphabet/characterNN`.
     OmniglotZips {},
 }
@@ -183,6 +185,7 @@ impl Format {
             Format::CubTgz { .. } => "cub-tgz",
             Format::Cifar100Binary {} => "cifar100-binary",
             Format::OmniglotZips {} => "omniglot-zips",
+            Format::TorchCheckpoint {} => "torch-checkpoint",
         }
     }
 }

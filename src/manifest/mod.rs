@@ -1,8 +1,11 @@
 //! Manifests: the TOML files under `manifests/` that declare datasets, pinned hashes and (later)
 //! experiments. Plain Rust and serde, so `xtask` can resolve and hash them without linking candle.
 
+pub mod cell;
 pub mod dataset;
 pub mod lock;
+pub mod model;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -74,8 +74,8 @@ pub fn emd_flow(problem: &EmdProblem) -> Vec<f64> {
                 }
             };
             if x == s_node {
-                for i in 0..n {
-                    if supply[i] > eps {
+                for (i, &left) in supply.iter().enumerate() {
+                    if left > eps {
                         relax(i, 0.0, &mut dist, &mut prev);
                     }
                 }
@@ -182,7 +182,7 @@ mod tests {
         // enumerating integer flows of a 2x3 problem finds the LP optimum
         let mut rng = CounterRng::new(CounterRng::key_from("emd"), 0);
         for _ in 0..100 {
-            let supply = [1 + rng.below(3) as u32, 1 + rng.below(3) as u32];
+            let supply = [1 + rng.below(3), 1 + rng.below(3)];
             let total = supply[0] + supply[1];
             let d0 = rng.below(total);
             let d1 = rng.below(total - d0);

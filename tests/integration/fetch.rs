@@ -270,3 +270,26 @@ fn a_mirror_is_tried_before_public_urls_and_mirror_only_sources_need_one() {
         .to_string();
     assert!(text.contains("--mirror"), "{text}");
 }
+
+#[test]
+fn a_published_sha256_prefix_is_checked_then_the_full_hash_pinned() {
+    // torchvision names its checkpoints after the first 8 hex digits of their SHA-256
+    let body = payload(30_000);
+    let full = sha256(&body);
+    let server = LoopbackServer::start(vec![("/blob.bin", Behaviour::Serve(body.clone()))]);
+    let ws = Workspace::new(vec![]);
+    let wrong = one_archive("sha256_prefix = \"00000000\"", &[server.url("/blob.bin")]);
+    let text = fetch_dataset(&wrong, &ws.options, &http_agent(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("expected sha256 prefix 00000000"), "{text}");
+    let right = one_archive(
+        &format!("sha256_prefix = \"{}\"", &full[..8]),
+        &[server.url("/blob.bin")],
+    );
+    let mut outcomes = Vec::new();
+    fetch_dataset(&right, &ws.options, &http_agent(), &mut outcomes).unwrap();
+    assert!(outcomes[0].pinned);
+    let lock = LockFile::load(&LockFile::path(&ws.options.manifests, "toy")).unwrap();
+    assert_eq!(lock.find("web", "blob.bin").unwrap().sha256, full);
+}

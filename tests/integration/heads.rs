@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use fewshot::heads::{EpisodeFeatures, HeadConfig};
+use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 
 fn golden(name: &str) -> HashMap<String, Tensor> {
     let dir = std::env::var_os("FEWSHOT_SHARED")
@@ -33,7 +33,7 @@ fn check_golden(file: &str, shot: usize) {
         temperature: 0.2,
         matcher_prob: 0.5,
     };
-    let head = config.build(&[512, 512], vb).unwrap();
+    let head = build_head(&config, &[512, 512], vb).unwrap();
     let features = EpisodeFeatures {
         support: &t["support"],
         query: &t["query"],
@@ -116,9 +116,7 @@ fn protonet_and_cosine_match_hand_computed_values() {
         n_way: 2,
         n_shot: 1,
     };
-    let proto = HeadConfig::Protonet { temperature: 1.0 }
-        .build(&[2], empty_vb())
-        .unwrap();
+    let proto = build_head(&HeadConfig::Protonet { temperature: 1.0 }, &[2], empty_vb()).unwrap();
     // −‖(1,1)−(1,0)‖² = −1, −‖(1,1)−(0,2)‖² = −2
     assert_eq!(
         proto
@@ -129,9 +127,7 @@ fn protonet_and_cosine_match_hand_computed_values() {
             .unwrap(),
         vec![vec![-1.0, -2.0]]
     );
-    let cos = HeadConfig::Cosine { temperature: 0.5 }
-        .build(&[2], empty_vb())
-        .unwrap();
+    let cos = build_head(&HeadConfig::Cosine { temperature: 0.5 }, &[2], empty_vb()).unwrap();
     // cos = 1/√2 for both, / 0.5
     let got = cos
         .forward(&f, false)
@@ -162,9 +158,7 @@ fn five_shot_prototypes_average_the_shots() {
         n_way: 2,
         n_shot: 2,
     };
-    let proto = HeadConfig::Protonet { temperature: 1.0 }
-        .build(&[1], empty_vb())
-        .unwrap();
+    let proto = build_head(&HeadConfig::Protonet { temperature: 1.0 }, &[1], empty_vb()).unwrap();
     // prototypes: class 0 = mean(0, 2) = 1, class 1 = mean(10, 20) = 15
     assert_eq!(
         proto
@@ -196,9 +190,12 @@ fn deepemd_equals_the_flow_weighted_similarity_and_prefers_the_matching_class() 
         n_way: 3,
         n_shot: 1,
     };
-    let head = HeadConfig::Deepemd { temperature: 12.5 }
-        .build(&[16], empty_vb())
-        .unwrap();
+    let head = build_head(
+        &HeadConfig::Deepemd { temperature: 12.5 },
+        &[16],
+        empty_vb(),
+    )
+    .unwrap();
     let logits = head
         .forward(&f, false)
         .unwrap()
@@ -226,13 +223,12 @@ fn the_spm_term_moves_the_features_it_matched() {
     let grad_with = |matcher_prob: f64| -> Tensor {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let head = HeadConfig::LwfmSpm {
+        let config = HeadConfig::LwfmSpm {
             temperature_attn: 5.0,
             temperature: 0.2,
             matcher_prob,
-        }
-        .build(&[4, 4], vb)
-        .unwrap();
+        };
+        let head = build_head(&config, &[4, 4], vb).unwrap();
         let f = EpisodeFeatures {
             support: &support,
             query: query.as_tensor(),

@@ -2,11 +2,17 @@
 //! each real format; downloads go to a loopback HTTP server; the real-data tests read the dataset
 //! mirror (FEWSHOT_MIRROR, else ../shared/datasets) and fail, not skip, when it is missing.
 
+mod backbones;
 mod converters;
 mod fetch;
 mod fixture_archives;
 mod heads;
+mod learning;
 mod loopback_server;
 mod real_data;
 mod torch_checkpoints;
 mod toy_manifest;
+
+// as in the `fewshot` binary: candle's CPU kernels churn large allocations
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -73,6 +73,7 @@ struct Prepared {
 fn prepared() -> &'static Prepared {
     static ONCE: OnceLock<Prepared> = OnceLock::new();
     ONCE.get_or_init(|| {
+        fewshot::threads::pin_thread_count();
         let dir = tempfile::tempdir().unwrap();
         let options = FetchOptions {
             data_dir: dir.path().join("datasets"),
@@ -93,6 +94,11 @@ fn prepared() -> &'static Prepared {
             omniglot,
         }
     })
+}
+
+/// The data folder the real-data tests prepared (Omniglot and miniImageNet stores).
+pub fn prepared_data_dir() -> PathBuf {
+    prepared()._dir.path().join("datasets")
 }
 
 fn fingerprints(ready: &DatasetReady, size: u32) -> Vec<(String, String)> {

@@ -7,9 +7,11 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use fewshot::data::dataset_setup::{set_up_dataset, verify_stores, EpisodeFileStatus};
+use fewshot::fetch::fetch_sources;
 use fewshot::fetch::{
     fetch_dataset, http_agent, ArchiveOutcome, ArchiveStatus, FetchOptions, HttpAgent, Mirror,
 };
+use fewshot::manifest::weights::load_weights;
 use fewshot::manifest::{load_dataset, DATASETS};
 
 use crate::repo;
@@ -29,13 +31,18 @@ pub struct FetchDataArgs {
     /// Re-hash the archives and stores on disk; download and prepare nothing.
     #[arg(long)]
     verify_only: bool,
+    /// Pretrained weights to fetch as well (manifests/weights/<NAME>.toml), e.g. `resnet18-imagenet`.
+    #[arg(long)]
+    weights: Vec<String>,
     /// Use another split variant than the manifest's default (e.g. `chen` for CUB).
     #[arg(long)]
     split: Option<String>,
 }
 
 pub fn run(args: FetchDataArgs) -> Result<()> {
-    let names: Vec<String> = if args.dataset.iter().any(|d| d == "all") {
+    let names: Vec<String> = if !args.weights.is_empty() && args.dataset == ["all"] {
+        Vec::new()
+    } else if args.dataset.iter().any(|d| d == "all") {
         DATASETS.iter().map(|s| s.to_string()).collect()
     } else {
         args.dataset.clone()
@@ -140,6 +147,23 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
+    for name in &args.weights {
+        let manifest = load_weights(&options.manifests, name)?;
+        println!(
+            "{}: {}\n  licence: {}",
+            manifest.name, manifest.title, manifest.licence
+        );
+        match fetch_sources(
+            &manifest.name,
+            &manifest.sources,
+            &options,
+            &agent,
+            &mut outcomes,
+        ) {
+            Ok(f) => lines.push(format!("{name}: {}", f.files[0].display())),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
     print_table(&outcomes);
     for line in &lines {
         println!("{line}");
@@ -148,7 +172,11 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
         for f in &failures {
             eprintln!("error: {f}");
         }
-        bail!("{} of {} datasets failed", failures.len(), names.len());
+        bail!(
+            "{} of {} fetches failed",
+            failures.len(),
+            names.len() + args.weights.len()
+        );
     }
     Ok(())
 }

@@ -187,6 +187,12 @@ pub fn prepare_dataset(
         Format::CubTgz { bbox_crop } => cub_tgz::convert(files, *bbox_crop, &mut emit)?,
         Format::Cifar100Binary {} => cifar100_binary::convert(files, &mut emit)?,
         Format::OmniglotZips {} => omniglot_zips::convert(files, &mut emit)?,
+        Format::TorchCheckpoint {} => {
+            return Err(Error::invalid(format!(
+                "{}: a torch checkpoint is weights, not a dataset",
+                manifest.name
+            )))
+        }
     }
     pipeline.flush()?;
     pipeline.bar.finish_and_clear();

@@ -1,0 +1,115 @@
+//! Evaluating a trained cell on its frozen test episodes: `runs/<hash>/episodes.jsonl` (one accuracy
+//! per episode) and `runs/<hash>/eval.json` (mean, 95% CI and the formula, with the provenance every
+//! reported number carries: cell hash, store fingerprint, episode-file hash, seed, git commit).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::runner::{evaluate, summarise, write_records};
+use super::stats::CI_FORMULA;
+use crate::error::{Error, Result};
+use crate::manifest::cell::CellConfig;
+use crate::train::checkpoint;
+use crate::train::episode_batch::transforms;
+use crate::train::model::FewShotModel;
+use crate::train::run_context::{write_json, CellData, RunPaths};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalSummary {
+    pub cell_hash: String,
+    pub dataset: String,
+    pub method: String,
+    pub shot: usize,
+    pub mean: f64,
+    pub ci95: f64,
+    pub n: usize,
+    pub ci_formula: String,
+    pub store_fingerprint: String,
+    pub episodes_sha256: String,
+    pub seed: u64,
+    /// `checkpoint-best.safetensors`, or `untrained` for a freshly initialised model.
+    pub checkpoint: String,
+    pub device: String,
+    pub git_commit: Option<String>,
+}
+
+/// The commit of the working tree the binary runs in, when it is a git checkout.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Evaluates the cell's best checkpoint (or, with `untrained`, its seeded initialisation) on the
+/// first `eval.test_episodes` frozen test episodes and writes the outputs into the run folder.
+pub fn eval_cell(
+    cell: &CellConfig,
+    paths: &RunPaths,
+    device: &Device,
+    untrained: bool,
+) -> Result<EvalSummary> {
+    let data = CellData::open(cell, paths)?;
+    let model = FewShotModel::new(
+        cell,
+        data.train.header.classes.len(),
+        device,
+        paths.backbone_weights(cell)?.as_deref(),
+    )?;
+    let dir = paths.run_dir(cell);
+    let checkpoint_name = if untrained {
+        "untrained".to_string()
+    } else {
+        let path: PathBuf = dir.join("checkpoint-best.safetensors");
+        if !path.is_file() {
+            return Err(Error::invalid(format!(
+                "{}: no trained checkpoint; run `fewshot train --config <cell.toml>` first",
+                path.display()
+            )));
+        }
+        checkpoint::load(&path, &model, None)?;
+        "checkpoint-best.safetensors".to_string()
+    };
+    let n = cell.eval.test_episodes.min(data.test_episodes.len());
+    let (test_transform, _) = transforms(cell);
+    let records = evaluate(
+        &model,
+        &data.test,
+        &data.test_episodes[..n],
+        test_transform,
+        "test episodes",
+    )
+    .map_err(|e| Error::invalid(format!("evaluation failed: {e}")))?;
+    let stats = summarise(&records);
+    let summary = EvalSummary {
+        cell_hash: cell.hash(),
+        dataset: cell.dataset.clone(),
+        method: cell.head.name().to_string(),
+        shot: cell.episode.n_shot,
+        mean: stats.mean,
+        ci95: stats.ci95,
+        n: stats.n,
+        ci_formula: CI_FORMULA.to_string(),
+        store_fingerprint: data.test.header.fingerprint.clone(),
+        episodes_sha256: data.test_sha256.clone(),
+        seed: cell.seed,
+        checkpoint: checkpoint_name.clone(),
+        device: if device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
+        git_commit: git_commit(&paths.manifests),
+    };
+    let suffix = if untrained { "-untrained" } else { "" };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    write_records(&dir.join(format!("episodes{suffix}.jsonl")), &records)?;
+    write_json(&dir.join(format!("eval{suffix}.json")), &summary)?;
+    Ok(summary)
+}

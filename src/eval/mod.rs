@@ -1,0 +1,7 @@
+//! Evaluation: per-episode accuracy on frozen episodes, and the statistics reported from it.
+
+#[cfg(feature = "train")]
+pub mod cell_eval;
+#[cfg(feature = "train")]
+pub mod runner;
+pub mod stats;

@@ -1,0 +1,121 @@
+//! A cell: the fully resolved configuration of one training + evaluation run (method × backbone ×
+//! dataset × shot × seed), as a TOML file. Its hash (SHA-256 of the canonical JSON plus the method's
+//! `numerics_version`) names its output folder `runs/<cell-hash>/`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::model::{BackboneConfig, HeadConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellConfig {
+    pub dataset: String,
+    /// The split variant (None = the manifest's default).
+    #[serde(default)]
+    pub split_variant: Option<String>,
+    /// Which store resolution to read (the manifest's main size or one of its extra sizes).
+    pub store_size: u32,
+    /// Network input side; test images are resized to `test_resize` and centre-cropped to it.
+    pub image_size: u32,
+    pub test_resize: u32,
+    /// Seed of every sampler, augmentation and initialisation of the run.
+    pub seed: u64,
+    pub episode: EpisodeConfig,
+    pub backbone: BackboneConfig,
+    /// Pretrained backbone weights (a `manifests/weights/` name, e.g. `resnet18-imagenet`) loaded
+    /// after the seeded initialisation; None trains from scratch.
+    #[serde(default)]
+    pub backbone_weights: Option<String>,
+    pub head: HeadConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpisodeConfig {
+    pub n_way: usize,
+    pub n_shot: usize,
+    pub n_query: usize,
+}
+
+/// The training recipe (METHOD.md §5–6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub episodes_per_epoch: usize,
+    pub lr: f64,
+    /// Epochs after which the learning rate is multiplied by `gamma` (MultiStepLR).
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = none).
+    pub grad_clip: f64,
+    /// λ: weight of the episodic cross-entropy.
+    pub episode_loss_weight: f64,
+    /// Images in the auxiliary base-class batch (0 = no auxiliary loss).
+    pub aux_batch: usize,
+    /// LWFM-SPM's "absolute" loss on the attended query features (ignored by other heads).
+    pub absolute_loss: bool,
+    /// `random-resized-crop` (the protocol: RandomResizedCrop + flip) or `test` (the test transform).
+    pub augment: String,
+    /// Frozen validation episodes used for model selection after each epoch (0 = keep the last).
+    pub val_episodes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// How many of the frozen test episodes to evaluate (the first n).
+    pub test_episodes: usize,
+}
+
+/// Bumped when a method's computation changes, so finished cells are recomputed.
+pub fn numerics_version(head: &HeadConfig) -> u32 {
+    match head {
+        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 1,
+        HeadConfig::Deepemd { .. } => 1,
+        HeadConfig::LwfmSpm { .. } => 1,
+    }
+}
+
+impl CellConfig {
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let cell: CellConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        cell.validate()?;
+        Ok(cell)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.backbone.validate()?;
+        let e = &self.episode;
+        if e.n_way < 2 || e.n_shot == 0 || e.n_query == 0 {
+            return Err("episode needs n_way >= 2, n_shot >= 1, n_query >= 1".into());
+        }
+        if self.test_resize < self.image_size {
+            return Err("test_resize must be at least image_size".into());
+        }
+        if !["random-resized-crop", "test"].contains(&self.train.augment.as_str()) {
+            return Err(format!(
+                "train.augment {:?} must be random-resized-crop or test",
+                self.train.augment
+            ));
+        }
+        if self.train.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("train.milestones must increase".into());
+        }
+        Ok(())
+    }
+
+    /// 16 hex digits of SHA-256 over the canonical JSON and the head's numerics version.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("plain struct");
+        let digest =
+            Sha256::digest(format!("{json}|numerics-v{}", numerics_version(&self.head)).as_bytes());
+        hex::encode(&digest[..8])
+    }
+}

@@ -1,0 +1,89 @@
+//! The few-shot model of one cell: backbone, metric head and the base-class classifier `fc`
+//! (feature dim → number of training classes) that the auxiliary and "absolute" losses use.
+//! Parameters live in one `VarMap` under `backbone.`, `head.` and `fc.`.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+
+use std::path::Path;
+
+use crate::backbones::{load_torch_weights, Backbone, Features};
+use crate::heads::{build_head, EpisodeFeatures, Head, HeadOutput};
+use crate::manifest::cell::CellConfig;
+
+pub struct FewShotModel {
+    pub config: CellConfig,
+    pub varmap: VarMap,
+    pub device: Device,
+    backbone: Backbone,
+    head: Box<dyn Head>,
+    fc: Linear,
+}
+
+impl FewShotModel {
+    /// Builds the model with parameters from `seed` (see [`super::init::seeded_init`]), then, if
+    /// given, loads pretrained backbone weights (a PyTorch checkpoint with the backbone's names).
+    pub fn new(
+        config: &CellConfig,
+        n_train_classes: usize,
+        device: &Device,
+        backbone_weights: Option<&Path>,
+    ) -> crate::Result<Self> {
+        let model = Self::build(config, n_train_classes, device)
+            .map_err(|e| crate::Error::invalid(format!("building the model: {e}")))?;
+        if let Some(path) = backbone_weights {
+            load_torch_weights(&model.varmap, path, "backbone.")?;
+        }
+        Ok(model)
+    }
+
+    fn build(config: &CellConfig, n_train_classes: usize, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let backbone = Backbone::new(&config.backbone, vb.pp("backbone"))?;
+        let channels = config.backbone.tap_channels();
+        let head = build_head(&config.head, &channels, vb.pp("head"))?;
+        let fc = candle_nn::linear(channels.iter().sum(), n_train_classes, vb.pp("fc"))?;
+        super::init::seeded_init(&varmap, config.seed)?;
+        Ok(Self {
+            config: config.clone(),
+            varmap,
+            device: device.clone(),
+            backbone,
+            head,
+            fc,
+        })
+    }
+
+    /// images: (batch, c, h, w) → pooled, concatenated tap features.
+    pub fn features(&self, images: &Tensor, train: bool) -> Result<Features> {
+        self.backbone.features(&self.config.backbone, images, train)
+    }
+
+    /// One episode through backbone and head. The support (shot-major) and query images go
+    /// through the backbone together, as in the authors' code.
+    pub fn episode(&self, support: &Tensor, query: &Tensor, train: bool) -> Result<HeadOutput> {
+        let n_support = support.dim(0)?;
+        let all = Tensor::cat(&[support, query], 0)?;
+        let features = self.features(&all, train)?;
+        let fs = features.maps.narrow(0, 0, n_support)?;
+        let fq = features
+            .maps
+            .narrow(0, n_support, features.maps.dim(0)? - n_support)?;
+        self.head.forward(
+            &EpisodeFeatures {
+                support: &fs,
+                query: &fq,
+                channels: &features.channels,
+                n_way: self.config.episode.n_way,
+                n_shot: self.config.episode.n_shot,
+            },
+            train,
+        )
+    }
+
+    /// Base-class logits of pooled features: x (batch, C) → (batch, n_train_classes).
+    pub fn classify(&self, pooled: &Tensor) -> Result<Tensor> {
+        self.fc.forward(pooled)
+    }
+}

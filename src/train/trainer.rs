@@ -1,0 +1,273 @@
+//! The episodic training loop of one cell (METHOD.md §5–6): per step one training episode (support and
+//! query through the backbone together) and, if configured, one auxiliary base-class batch through it
+//! separately; loss = λ·CE(episode) + CE(fc(GAP(aux))) + CE(fc(attended queries)) (the last for
+//! LWFM-SPM); gradient clipping; SGD with Nesterov momentum and weight decay; MultiStepLR per epoch;
+//! validation on the frozen validation episodes after each epoch, keeping the best checkpoint.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var, D};
+use serde::Serialize;
+
+use super::checkpoint::{self, TrainState};
+use super::episode_batch::{aux_batch, load_episode, slots_of, transforms};
+use super::model::FewShotModel;
+use super::optimizer::Sgd;
+use super::run_context::{write_json, CellData, RunPaths};
+use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
+use crate::error::{Error, Result};
+use crate::eval::runner::{evaluate, summarise};
+use crate::manifest::cell::CellConfig;
+use crate::progress::count_bar;
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub cell_hash: String,
+    pub epochs_done: usize,
+    pub global_step: u64,
+    pub best_val: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub seconds_per_step: f64,
+}
+
+#[derive(Serialize)]
+struct EpochLog {
+    epoch: usize,
+    lr: f64,
+    mean_loss: f64,
+    val_accuracy: Option<f64>,
+    seconds: f64,
+}
+
+fn c(e: candle_core::Error) -> Error {
+    Error::invalid(format!("training failed: {e}"))
+}
+
+/// Learning rate of `epoch` under MultiStepLR.
+pub fn learning_rate(cell: &CellConfig, epoch: usize) -> f64 {
+    let passed = cell
+        .train
+        .milestones
+        .iter()
+        .filter(|&&m| m <= epoch)
+        .count();
+    cell.train.lr * cell.train.gamma.powi(passed as i32)
+}
+
+/// Trains `cell` (resuming from `runs/<hash>/` when a checkpoint is there). `stop_after_epochs`
+/// ends the process's work early, as a kill would (used by the resume test).
+pub fn train_cell(
+    cell: &CellConfig,
+    paths: &RunPaths,
+    device: &Device,
+    stop_after_epochs: Option<usize>,
+) -> Result<TrainOutcome> {
+    let data = CellData::open(cell, paths)?;
+    let dir = paths.run_dir(cell);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::atomic_write::write_atomically(
+        &dir.join("cell.toml"),
+        toml::to_string_pretty(cell)
+            .expect("serialisable")
+            .as_bytes(),
+    )?;
+    let model = FewShotModel::new(
+        cell,
+        data.train.header.classes.len(),
+        device,
+        paths.backbone_weights(cell)?.as_deref(),
+    )?;
+    let mut params: Vec<(String, Var)> = model
+        .varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let t = &cell.train;
+    let mut sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay);
+    let state_path = dir.join("state.json");
+    let last_path = dir.join("checkpoint-last.safetensors");
+    let mut state = match std::fs::read(&state_path) {
+        Ok(bytes) => {
+            let state: TrainState = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::invalid(format!("{}: {e}", state_path.display())))?;
+            checkpoint::load(&last_path, &model, Some(&mut sgd))?;
+            tracing::info!("resuming {} after epoch {}", cell.hash(), state.epochs_done);
+            state
+        }
+        Err(_) => TrainState {
+            cell_hash: cell.hash(),
+            epochs_done: 0,
+            global_step: 0,
+            best_val: None,
+            best_epoch: None,
+        },
+    };
+    let spec = EpisodeSpec {
+        n_way: cell.episode.n_way,
+        n_shot: cell.episode.n_shot,
+        n_query: cell.episode.n_query,
+    };
+    let index = SplitIndex::from_header(&data.train.header);
+    let sampler = EpisodeSampler::new(&cell.dataset, "train", spec, cell.seed, &index)?;
+    let (test_transform, train_transform) = transforms(cell);
+    let class_of: std::collections::HashMap<&str, u32> = data
+        .train
+        .header
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i as u32))
+        .collect();
+    let started = Instant::now();
+    let first_step = state.global_step;
+    let mut epochs_this_run = 0;
+    while state.epochs_done < t.epochs {
+        if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
+            break;
+        }
+        let epoch = state.epochs_done;
+        let lr = learning_rate(cell, epoch);
+        let epoch_started = Instant::now();
+        let bar = count_bar(
+            &format!("{} epoch {}/{}", cell.head.name(), epoch + 1, t.epochs),
+            t.episodes_per_epoch as u64,
+        );
+        let mut loss_sum = 0.0;
+        for _ in 0..t.episodes_per_epoch {
+            let step = state.global_step;
+            let episode = sampler.episode(step);
+            let slots = slots_of(&data.train, &episode);
+            let batch =
+                load_episode(&data.train, &slots, train_transform, cell.seed, device).map_err(c)?;
+            let out = model
+                .episode(&batch.support, &batch.query, true)
+                .map_err(c)?;
+            let mut loss = (candle_nn::loss::cross_entropy(&out.logits, &batch.query_labels)
+                .map_err(c)?
+                * t.episode_loss_weight)
+                .map_err(c)?;
+            if t.aux_batch > 0 {
+                let (images, labels) = aux_batch(
+                    &data.train,
+                    t.aux_batch,
+                    cell.seed,
+                    step,
+                    train_transform,
+                    device,
+                )
+                .map_err(c)?;
+                let pooled = model
+                    .features(&images, true)
+                    .map_err(c)?
+                    .maps
+                    .flatten_from(2)
+                    .map_err(c)?
+                    .mean(D::Minus1)
+                    .map_err(c)?;
+                let aux =
+                    candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels)
+                        .map_err(c)?;
+                loss = (loss + aux).map_err(c)?;
+            }
+            if let (true, Some(attended)) = (t.absolute_loss, &out.attended_query) {
+                let global: Vec<u32> = batch
+                    .query_labels_host
+                    .iter()
+                    .map(|&l| class_of[episode.classes[l].class.as_str()])
+                    .collect();
+                let global =
+                    Tensor::from_vec(global, batch.query_labels_host.len(), device).map_err(c)?;
+                let absolute =
+                    candle_nn::loss::cross_entropy(&model.classify(attended).map_err(c)?, &global)
+                        .map_err(c)?;
+                loss = (loss + absolute).map_err(c)?;
+            }
+            let value = loss.to_scalar::<f32>().map_err(c)? as f64;
+            if !value.is_finite() {
+                return Err(Error::invalid(format!(
+                    "the loss became {value} at step {step}; lower train.lr"
+                )));
+            }
+            loss_sum += value;
+            let mut grads = loss.backward().map_err(c)?;
+            Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
+            sgd.step(&grads, &params, lr).map_err(c)?;
+            state.global_step += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        state.epochs_done += 1;
+        epochs_this_run += 1;
+        let val_accuracy = if t.val_episodes > 0 {
+            let n = t.val_episodes.min(data.val_episodes.len());
+            let records = evaluate(
+                &model,
+                &data.val,
+                &data.val_episodes[..n],
+                test_transform,
+                "validation",
+            )
+            .map_err(c)?;
+            Some(summarise(&records).mean)
+        } else {
+            None
+        };
+        let improved = match (val_accuracy, state.best_val) {
+            (Some(v), Some(best)) => v > best,
+            (Some(_), None) => true,
+            (None, _) => true,
+        };
+        if improved {
+            state.best_val = val_accuracy;
+            state.best_epoch = Some(epoch);
+            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None)?;
+        }
+        checkpoint::save(&last_path, &model, Some(&sgd))?;
+        write_json(&state_path, &state)?;
+        let log = EpochLog {
+            epoch,
+            lr,
+            mean_loss: loss_sum / t.episodes_per_epoch.max(1) as f64,
+            val_accuracy,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        };
+        append_line(
+            &dir.join("train-log.jsonl"),
+            &serde_json::to_string(&log).expect("plain struct"),
+        )?;
+        tracing::info!(
+            "epoch {epoch}: loss {:.4}, val {:?}",
+            log.mean_loss,
+            val_accuracy
+        );
+    }
+    let steps = state.global_step - first_step;
+    Ok(TrainOutcome {
+        cell_hash: cell.hash(),
+        epochs_done: state.epochs_done,
+        global_step: state.global_step,
+        best_val: state.best_val,
+        best_epoch: state.best_epoch,
+        seconds_per_step: if steps > 0 {
+            started.elapsed().as_secs_f64() / steps as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
