@@ -57,7 +57,7 @@ pub fn build_head(
     Ok(match *config {
         HeadConfig::Protonet { temperature } => Box::new(ProtoNetHead { temperature }),
         HeadConfig::Cosine { temperature } => Box::new(CosineHead { temperature }),
-        HeadConfig::Deepemd { temperature } => Box::new(DeepEmdHead { temperature }),
+        HeadConfig::Deepemd { temperature, sfc } => Box::new(DeepEmdHead { temperature, sfc }),
         HeadConfig::LwfmSpm {
             temperature_attn,
             temperature,

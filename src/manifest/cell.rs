@@ -65,6 +65,23 @@ pub struct TrainConfig {
     pub augment: String,
     /// Frozen validation episodes used for model selection after each epoch (0 = keep the last).
     pub val_episodes: usize,
+    /// A plain base-class pre-training stage before the episodic one (the controlled protocol's
+    /// ResNet-12); None starts episodic training directly (the authors' recipe).
+    #[serde(default)]
+    pub pretrain: Option<PretrainConfig>,
+}
+
+/// Base-class pre-training: cross-entropy of `fc(GAP(backbone(x)))` over the training classes on
+/// batches drawn from the whole train store, with the same SGD settings as the episodic stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub epochs: usize,
+    pub batches_per_epoch: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +121,11 @@ impl CellConfig {
                 "train.augment {:?} must be random-resized-crop or test",
                 self.train.augment
             ));
+        }
+        if let Some(p) = &self.train.pretrain {
+            if p.batch == 0 || p.milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return Err("train.pretrain needs batch >= 1 and increasing milestones".into());
+            }
         }
         if self.train.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err("train.milestones must increase".into());

@@ -98,14 +98,33 @@ pub enum HeadConfig {
     Protonet { temperature: f64 },
     /// logit = cos(q, prototype) / temperature.
     Cosine { temperature: f64 },
-    /// logit = (temperature / nodes) · Σ flow · similarity, flow the exact EMD between the nodes.
-    Deepemd { temperature: f64 },
+    /// logit = (temperature / nodes) · Σ flow · similarity, flow the exact EMD between the nodes;
+    /// K-shot against the mean prototype map, or against DeepEMD's structured fully connected layer
+    /// (SFC) fine-tuned on the support set when `sfc` is given.
+    Deepemd {
+        temperature: f64,
+        #[serde(default)]
+        sfc: Option<SfcConfig>,
+    },
     /// METHOD.md §3–4: γ = `temperature_attn`, τ = `temperature`, λ_m = `matcher_prob`.
     LwfmSpm {
         temperature_attn: f64,
         temperature: f64,
         matcher_prob: f64,
     },
+}
+
+/// DeepEMD's SFC fine-tuning (`get_sfc`): prototypes start as the mean of the shots' maps and are
+/// fitted to the support set by SGD (momentum 0.9, dampening 0.9, no weight decay) on mini-batches of
+/// `batch` support images, `steps` passes over a seeded permutation. DeepEMD's defaults: 100 steps,
+/// batch 4, lr 0.1 (`train_meta.py`; `eval.py` uses 100).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SfcConfig {
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
 }
 
 impl HeadConfig {
@@ -124,7 +143,10 @@ impl HeadConfig {
         Some(match name {
             "protonet" => HeadConfig::Protonet { temperature: 1.0 },
             "cosine" => HeadConfig::Cosine { temperature: 0.2 },
-            "deepemd" => HeadConfig::Deepemd { temperature: 12.5 },
+            "deepemd" => HeadConfig::Deepemd {
+                temperature: 12.5,
+                sfc: None,
+            },
             "lwfm-spm" => HeadConfig::LwfmSpm {
                 temperature_attn: 5.0,
                 temperature: 0.2,

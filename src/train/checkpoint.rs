@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     pub cell_hash: String,
+    /// Epochs of the base-class pre-training stage done (0 when there is none).
+    #[serde(default)]
+    pub pretrain_epochs_done: usize,
     pub epochs_done: usize,
     pub global_step: u64,
     pub best_val: Option<f64>,

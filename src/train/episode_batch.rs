@@ -86,12 +86,14 @@ pub fn load_episode(
     to_device(&loader.load(episode), device)
 }
 
-/// `size` images drawn uniformly without replacement from the whole train store for step `step`,
-/// with their class indices (the store's sorted class order): (images, labels).
-pub fn aux_batch(
+/// `size` images drawn uniformly without replacement from the whole train store for step `step` of
+/// the stream `stream` (`aux` for the episodic stage's auxiliary batches, `pretrain` for the
+/// pre-training stage), with their class indices (the store's sorted class order): (images, labels).
+pub fn base_class_batch(
     store: &Store,
     size: usize,
     seed: u64,
+    stream: &str,
     step: u64,
     transform: Transform,
     device: &Device,
@@ -102,14 +104,15 @@ pub fn aux_batch(
         owners.extend(class.slots.iter().map(|&s| (s, ci)));
     }
     let mut rng = CounterRng::new(
-        CounterRng::key_from(&format!("fewshot-aux-v1|{}|{seed}", h.dataset)),
+        CounterRng::key_from(&format!("fewshot-{stream}-v1|{}|{seed}", h.dataset)),
         step,
     );
     let picks = rng.choose(owners.len(), size.min(owners.len()));
     let side = transform.output_size() as usize;
     let per = h.channels as usize * side * side;
     let mut data = vec![0f32; picks.len() * per];
-    let aug_key = CounterRng::key_from(&format!("fewshot-aux-augment-v1|{}|{seed}", h.dataset));
+    let aug_key =
+        CounterRng::key_from(&format!("fewshot-{stream}-augment-v1|{}|{seed}", h.dataset));
     for (k, &pick) in picks.iter().enumerate() {
         let mut aug = CounterRng::new(aug_key, step * 65_536 + k as u64);
         let stored = StoredImage {

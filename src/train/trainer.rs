@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor, Var, D};
 use serde::Serialize;
 
 use super::checkpoint::{self, TrainState};
-use super::episode_batch::{aux_batch, load_episode, slots_of, transforms};
+use super::episode_batch::{base_class_batch, load_episode, slots_of, transforms};
 use super::model::FewShotModel;
 use super::optimizer::Sgd;
 use super::run_context::{write_json, CellData, RunPaths};
@@ -41,7 +41,13 @@ struct EpochLog {
 }
 
 fn c(e: candle_core::Error) -> Error {
-    Error::invalid(format!("training failed: {e}"))
+    let text = e.to_string();
+    if text.to_ascii_lowercase().contains("out of memory") {
+        return Error::invalid(format!(
+            "training ran out of device memory ({text}); lower episode.n_query, train.aux_batch, train.pretrain.batch or image_size in the cell config"
+        ));
+    }
+    Error::invalid(format!("training failed: {text}"))
 }
 
 /// Learning rate of `epoch` under MultiStepLR.
@@ -102,6 +108,7 @@ pub fn train_cell(
         }
         Err(_) => TrainState {
             cell_hash: cell.hash(),
+            pretrain_epochs_done: 0,
             epochs_done: 0,
             global_step: 0,
             best_val: None,
@@ -116,6 +123,7 @@ pub fn train_cell(
     let index = SplitIndex::from_header(&data.train.header);
     let sampler = EpisodeSampler::new(&cell.dataset, "train", spec, cell.seed, &index)?;
     let (test_transform, train_transform) = transforms(cell);
+    let mut epochs_this_run = 0;
     let class_of: std::collections::HashMap<&str, u32> = data
         .train
         .header
@@ -124,9 +132,69 @@ pub fn train_cell(
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i as u32))
         .collect();
+    if let Some(pre) = &t.pretrain {
+        let mut pre_step = (state.pretrain_epochs_done * pre.batches_per_epoch) as u64;
+        while state.pretrain_epochs_done < pre.epochs {
+            if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
+                return outcome(cell, &state, 0.0);
+            }
+            let epoch = state.pretrain_epochs_done;
+            let passed = pre.milestones.iter().filter(|&&m| m <= epoch).count();
+            let lr = pre.lr * pre.gamma.powi(passed as i32);
+            let epoch_started = Instant::now();
+            let bar = count_bar(
+                &format!("pre-training epoch {}/{}", epoch + 1, pre.epochs),
+                pre.batches_per_epoch as u64,
+            );
+            let mut loss_sum = 0.0;
+            for _ in 0..pre.batches_per_epoch {
+                let (images, labels) = base_class_batch(
+                    &data.train,
+                    pre.batch,
+                    cell.seed,
+                    "pretrain",
+                    pre_step,
+                    train_transform,
+                    device,
+                )
+                .map_err(c)?;
+                let pooled = model
+                    .features(&images, true)
+                    .map_err(c)?
+                    .maps
+                    .flatten_from(2)
+                    .map_err(c)?
+                    .mean(D::Minus1)
+                    .map_err(c)?;
+                let loss =
+                    candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels)
+                        .map_err(c)?;
+                loss_sum += finite_loss(&loss, pre_step)?;
+                let mut grads = loss.backward().map_err(c)?;
+                Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
+                sgd.step(&grads, &params, lr).map_err(c)?;
+                pre_step += 1;
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            state.pretrain_epochs_done += 1;
+            epochs_this_run += 1;
+            if state.pretrain_epochs_done == pre.epochs {
+                // the episodic stage starts with fresh momentum, as a new optimiser would
+                sgd.buffers.clear();
+            }
+            checkpoint::save(&last_path, &model, Some(&sgd))?;
+            write_json(&state_path, &state)?;
+            let log = serde_json::json!({
+                "stage": "pretrain", "epoch": epoch, "lr": lr,
+                "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
+                "seconds": epoch_started.elapsed().as_secs_f64(),
+            });
+            append_line(&dir.join("train-log.jsonl"), &log.to_string())?;
+        }
+    }
     let started = Instant::now();
     let first_step = state.global_step;
-    let mut epochs_this_run = 0;
     while state.epochs_done < t.epochs {
         if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
             break;
@@ -153,10 +221,11 @@ pub fn train_cell(
                 * t.episode_loss_weight)
                 .map_err(c)?;
             if t.aux_batch > 0 {
-                let (images, labels) = aux_batch(
+                let (images, labels) = base_class_batch(
                     &data.train,
                     t.aux_batch,
                     cell.seed,
+                    "aux",
                     step,
                     train_transform,
                     device,
@@ -188,13 +257,7 @@ pub fn train_cell(
                         .map_err(c)?;
                 loss = (loss + absolute).map_err(c)?;
             }
-            let value = loss.to_scalar::<f32>().map_err(c)? as f64;
-            if !value.is_finite() {
-                return Err(Error::invalid(format!(
-                    "the loss became {value} at step {step}; lower train.lr"
-                )));
-            }
-            loss_sum += value;
+            loss_sum += finite_loss(&loss, step)?;
             let mut grads = loss.backward().map_err(c)?;
             Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
             sgd.step(&grads, &params, lr).map_err(c)?;
@@ -248,18 +311,34 @@ pub fn train_cell(
         );
     }
     let steps = state.global_step - first_step;
+    let per_step = if steps > 0 {
+        started.elapsed().as_secs_f64() / steps as f64
+    } else {
+        0.0
+    };
+    outcome(cell, &state, per_step)
+}
+
+fn outcome(cell: &CellConfig, state: &TrainState, seconds_per_step: f64) -> Result<TrainOutcome> {
     Ok(TrainOutcome {
         cell_hash: cell.hash(),
         epochs_done: state.epochs_done,
         global_step: state.global_step,
         best_val: state.best_val,
         best_epoch: state.best_epoch,
-        seconds_per_step: if steps > 0 {
-            started.elapsed().as_secs_f64() / steps as f64
-        } else {
-            0.0
-        },
+        seconds_per_step,
     })
+}
+
+/// The loss value, or an error saying what to change when it is not finite.
+fn finite_loss(loss: &Tensor, step: u64) -> Result<f64> {
+    let value = loss.to_scalar::<f32>().map_err(c)? as f64;
+    if !value.is_finite() {
+        return Err(Error::invalid(format!(
+            "the loss became {value} at step {step}; lower train.lr"
+        )));
+    }
+    Ok(value)
 }
 
 fn append_line(path: &std::path::Path, line: &str) -> Result<()> {

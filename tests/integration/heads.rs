@@ -191,7 +191,10 @@ fn deepemd_equals_the_flow_weighted_similarity_and_prefers_the_matching_class() 
         n_shot: 1,
     };
     let head = build_head(
-        &HeadConfig::Deepemd { temperature: 12.5 },
+        &HeadConfig::Deepemd {
+            temperature: 12.5,
+            sfc: None,
+        },
         &[16],
         empty_vb(),
     )
@@ -252,4 +255,60 @@ fn the_spm_term_moves_the_features_it_matched() {
         difference > 1e-3,
         "the SPM term contributes no gradient ({difference})"
     );
+}
+
+#[test]
+fn deepemd_sfc_fits_the_support_set() {
+    // 3-way 2-shot; after fitting, the SFC classifies its own support set at least as well as the
+    // mean prototypes, and it is deterministic for a seed
+    let support = seeded(&[6, 8, 2, 2], "sfc-support").relu().unwrap();
+    let f = EpisodeFeatures {
+        support: &support,
+        query: &support,
+        channels: &[8],
+        n_way: 3,
+        n_shot: 2,
+    };
+    let accuracy = |config: &HeadConfig| -> (f32, Vec<Vec<f32>>) {
+        let head = build_head(config, &[8], empty_vb()).unwrap();
+        let logits = head
+            .forward(&f, false)
+            .unwrap()
+            .logits
+            .to_vec2::<f32>()
+            .unwrap();
+        let correct = logits
+            .iter()
+            .enumerate()
+            .filter(|(i, row)| {
+                row.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0
+                    == i % 3
+            })
+            .count();
+        (correct as f32 / 6.0, logits)
+    };
+    let sfc = fewshot::manifest::model::SfcConfig {
+        steps: 10,
+        batch: 4,
+        lr: 0.5,
+        seed: 3,
+    };
+    let (mean_acc, _) = accuracy(&HeadConfig::Deepemd {
+        temperature: 12.5,
+        sfc: None,
+    });
+    let (sfc_acc, a) = accuracy(&HeadConfig::Deepemd {
+        temperature: 12.5,
+        sfc: Some(sfc),
+    });
+    let (_, b) = accuracy(&HeadConfig::Deepemd {
+        temperature: 12.5,
+        sfc: Some(sfc),
+    });
+    assert!(sfc_acc >= mean_acc, "{sfc_acc} < {mean_acc}");
+    assert_eq!(a, b);
 }

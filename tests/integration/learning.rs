@@ -1,7 +1,8 @@
 //! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28)
 //! are trained from scratch and evaluated on 500 frozen test episodes; the lower end of each 95% CI
 //! must be at least 10 points above chance and above the untrained model's upper end on the same
-//! episodes. And a training run killed after an epoch resumes to a bit-identical end state.
+//! episodes. And a training run (pre-training + episodic) killed after an epoch resumes to a
+//! bit-identical end state.
 
 use std::path::PathBuf;
 
@@ -80,11 +81,23 @@ fn a_killed_run_resumes_bit_identically() {
     small.train.milestones = vec![1];
     small.train.val_episodes = 3;
     small.train.aux_batch = 8;
+    // with a base-class pre-training stage first, killed between the stages' epochs
+    small.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
+        epochs: 1,
+        batches_per_epoch: 3,
+        batch: 8,
+        lr: 0.05,
+        milestones: vec![],
+        gamma: 0.1,
+    });
     let straight = tempfile::tempdir().unwrap();
     let resumed = tempfile::tempdir().unwrap();
     train_cell(&small, &paths(straight.path()), &Device::Cpu, None).unwrap();
-    let first = train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(1)).unwrap();
-    assert_eq!(first.epochs_done, 1, "stopped as if killed after one epoch");
+    let first = train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(2)).unwrap();
+    assert_eq!(
+        first.epochs_done, 1,
+        "stopped as if killed after pre-training and one episodic epoch"
+    );
     let second = train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
     assert_eq!(second.epochs_done, 2);
     let read = |dir: &std::path::Path| {
