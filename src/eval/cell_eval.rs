@@ -32,6 +32,8 @@ pub struct EvalSummary {
     /// `checkpoint-best.safetensors`, or `untrained` for a freshly initialised model.
     pub checkpoint: String,
     pub device: String,
+    /// Worker threads (the order of floating-point reductions on CPU depends on it).
+    pub threads: usize,
     pub git_commit: Option<String>,
 }
 
@@ -105,6 +107,7 @@ pub fn eval_cell(
         } else {
             "cpu".into()
         },
+        threads: crate::threads::pin_thread_count(),
         git_commit: git_commit(&paths.manifests),
     };
     let suffix = if untrained { "-untrained" } else { "" };

@@ -1,7 +1,7 @@
-//! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28)
-//! are trained from scratch and evaluated on 500 frozen test episodes; the lower end of each 95% CI
-//! must be at least 10 points above chance and above the untrained model's upper end on the same
-//! episodes. And a training run (pre-training + episodic) killed after an epoch resumes to a
+//! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28,
+//! Conv-4 ProtoNet on miniImageNet at 32×32) are trained from scratch and evaluated on 500 frozen
+//! test episodes; the lower end of each 95% CI must be at least 10 points above chance and above the
+//! untrained model's upper end on the same episodes. And a training run (pre-training + episodic) killed after an epoch resumes to a
 //! bit-identical end state.
 
 use std::path::PathBuf;
@@ -74,6 +74,11 @@ fn conv4_lwfm_spm_learns_omniglot() {
 }
 
 #[test]
+fn conv4_protonet_learns_mini_imagenet_at_reduced_resolution() {
+    learns("mini-imagenet-conv4-protonet-5w5s.toml");
+}
+
+#[test]
 fn a_killed_run_resumes_bit_identically() {
     let mut small = cell("omniglot-conv4-lwfm-spm-5w1s.toml");
     small.train.epochs = 2;
@@ -107,4 +112,54 @@ fn a_killed_run_resumes_bit_identically() {
         read(straight.path()) == read(resumed.path()),
         "the resumed run's weights, statistics and momentum differ"
     );
+}
+
+#[test]
+fn the_cosine_and_deepemd_heads_train_and_evaluate_too() {
+    // short runs: the point is that every head goes through the same loop, backward pass included
+    let runs = tempfile::tempdir().unwrap();
+    let paths = paths(runs.path());
+    let base = cell("omniglot-conv4-protonet-5w1s.toml");
+    let heads = [
+        (
+            fewshot::manifest::model::HeadConfig::Cosine { temperature: 0.2 },
+            vec![4],
+            1,
+        ),
+        (
+            fewshot::manifest::model::HeadConfig::Deepemd {
+                temperature: 12.5,
+                sfc: None,
+            },
+            vec![3],
+            3,
+        ),
+    ];
+    for (head, taps, pool) in heads {
+        let mut c = base.clone();
+        c.head = head;
+        c.backbone.taps = taps;
+        c.backbone.pool = pool;
+        c.train.epochs = 1;
+        c.train.episodes_per_epoch = 30;
+        c.train.milestones = vec![];
+        c.train.val_episodes = 10;
+        c.eval.test_episodes = 50;
+        let untrained = eval_cell(&c, &paths, &Device::Cpu, true).unwrap();
+        let outcome = train_cell(&c, &paths, &Device::Cpu, None).unwrap();
+        assert_eq!(outcome.global_step, 30);
+        let trained = eval_cell(&c, &paths, &Device::Cpu, false).unwrap();
+        println!(
+            "{}: untrained {:.3}, trained {:.3}",
+            c.head.name(),
+            untrained.mean,
+            trained.mean
+        );
+        assert_eq!(trained.n, 50);
+        assert!(
+            trained.mean - trained.ci95 > 0.2,
+            "{}: {trained:?}",
+            c.head.name()
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the suite's entry points. `fetch-data` downloads, verifies and prepares datasets;
 //! `ci` runs the checks CI runs. Each subcommand lives in its own file.
 
+mod cell_launcher;
 mod ci;
 mod fetch_data;
 mod repo;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Download, SHA-256-check and prepare datasets (stores + frozen episodes).
     FetchData(fetch_data::FetchDataArgs),
+    /// Train or evaluate one cell with the release `fewshot` binary (checks CUDA libraries first).
+    Cell(cell_launcher::CellArgs),
     /// Run what CI runs: formatting, lints, and the test suite (needs the dataset mirror).
     Ci(ci::CiArgs),
 }
@@ -34,6 +37,7 @@ fn main() {
     let result = match cli.command {
         Command::FetchData(args) => fetch_data::run(args),
         Command::Ci(args) => ci::run(args),
+        Command::Cell(args) => cell_launcher::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,0 +1,131 @@
+//! `cargo xtask cell train|eval --config <cell.toml> --device cpu|cuda[:N]`: builds the release
+//! `fewshot` binary (with the `cuda` feature for a CUDA device), checks that every shared library it
+//! needs resolves (a CUDA build links cuBLAS, cuRAND, cuDNN and the driver at load time and cannot even
+//! start without them), then runs it. `reproduce` launches its cells the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use crate::repo;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Action {
+    Train,
+    Eval,
+}
+
+#[derive(Args)]
+pub struct CellArgs {
+    action: Action,
+    /// The cell config (a TOML under manifests/cells/).
+    #[arg(long)]
+    config: PathBuf,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run this binary instead of building one (e.g. a CUDA build made with cuda-build-env.sh).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+}
+
+pub fn run(args: CellArgs) -> Result<()> {
+    let cuda = args.device.starts_with("cuda");
+    let binary = match args.binary {
+        Some(b) => b,
+        None => build_fewshot(cuda)?,
+    };
+    check_libraries(&binary)?;
+    let action = match args.action {
+        Action::Train => "train",
+        Action::Eval => "eval",
+    };
+    let status = Command::new(&binary)
+        .arg(action)
+        .arg("--config")
+        .arg(&args.config)
+        .arg("--device")
+        .arg(&args.device)
+        .current_dir(repo::root())
+        .status()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    if !status.success() {
+        bail!("{} {action} failed ({status})", binary.display());
+    }
+    Ok(())
+}
+
+/// `cargo build --release --bin fewshot [--features cuda]`; returns the binary's path.
+pub fn build_fewshot(cuda: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--bin", "fewshot"])
+        .current_dir(repo::root());
+    if cuda {
+        cmd.args(["--features", "cuda"]);
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        let hint = if cuda {
+            " (a CUDA build needs the toolkit: `eval \"$(../shared/tools/cuda-build-env.sh)\"` first)"
+        } else {
+            ""
+        };
+        bail!("building the fewshot binary failed{hint}");
+    }
+    Ok(repo::root().join("target/release/fewshot"))
+}
+
+/// Fails, naming each library, when `ldd` reports shared libraries of `binary` that do not resolve.
+pub fn check_libraries(binary: &Path) -> Result<()> {
+    if !binary.is_file() {
+        bail!("{} does not exist", binary.display());
+    }
+    let Ok(out) = Command::new("ldd").arg(binary).output() else {
+        return Ok(()); // no ldd (not Linux/glibc): let the loader speak for itself
+    };
+    let missing = missing_libraries(&String::from_utf8_lossy(&out.stdout));
+    if !missing.is_empty() {
+        bail!(
+            "{} cannot start: these shared libraries do not resolve: {}. A CUDA build needs them at load time; add the folders that hold them to LD_LIBRARY_PATH (on the GPU machine: `source gpu-env.sh`; here, for CPU paths only: LD_LIBRARY_PATH=$FEWSHOT_CUDA_LOCAL_LD_PATH from cuda-build-env.sh)",
+            binary.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Library names from `ldd` lines of the form `libcublas.so.13 => not found`.
+fn missing_libraries(ldd: &str) -> Vec<String> {
+    ldd.lines()
+        .filter(|l| l.contains("=> not found"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_libraries_ldd_cannot_find() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibcublas.so.13 => not found\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\tlibcudnn.so.9 => not found\n";
+        assert_eq!(
+            missing_libraries(ldd),
+            vec!["libcublas.so.13", "libcudnn.so.9"]
+        );
+        assert!(missing_libraries("\tlibc.so.6 => /lib/libc.so.6 (0x1)\n").is_empty());
+    }
+
+    #[test]
+    fn a_cpu_binary_passes_and_a_missing_one_is_named() {
+        // this test binary itself links only system libraries
+        let me = std::env::current_exe().unwrap();
+        check_libraries(&me).unwrap();
+        let err = check_libraries(Path::new("/nonexistent/fewshot"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/fewshot does not exist"));
+    }
+}
