@@ -1,5 +1,5 @@
-//! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28,
-//! Conv-4 ProtoNet on miniImageNet at 32×32) are trained from scratch and evaluated on 500 frozen
+//! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28
+//! and on miniImageNet at 32×32) are trained from scratch and evaluated on 500 frozen
 //! test episodes; the lower end of each 95% CI must be at least 10 points above chance and above the
 //! untrained model's upper end on the same episodes. And a training run (pre-training + episodic) killed after an epoch resumes to a
 //! bit-identical end state.
@@ -76,6 +76,11 @@ fn conv4_lwfm_spm_learns_omniglot() {
 #[test]
 fn conv4_protonet_learns_mini_imagenet_at_reduced_resolution() {
     learns("mini-imagenet-conv4-protonet-5w5s.toml");
+}
+
+#[test]
+fn conv4_lwfm_spm_learns_mini_imagenet_at_reduced_resolution() {
+    learns("mini-imagenet-conv4-lwfm-spm-5w5s.toml");
 }
 
 #[test]
