@@ -107,10 +107,7 @@ impl Head for LwfmSpmHead {
                 .permute((2, 0, 1, 3))?
                 .contiguous()?;
             // 3. weights: softmax of the z-scored correlation over one side, summed over the other
-            let a_s = candle_nn::ops::softmax(&(gaussian_normalize(&corr, 2)? / self.gamma)?, 2)?;
-            let w_s = a_s.sum(3)?; // (Q, S, P): support position weights
-            let a_q = candle_nn::ops::softmax(&(gaussian_normalize(&corr, 3)? / self.gamma)?, 3)?;
-            let w_q = a_q.sum(2)?; // (Q, S, P): query position weights
+            let (w_s, w_q) = lwe_weights(&corr, self.gamma)?; // (Q, S, P) each
                                    // 4. Hadamard reweighting of the centred features
             let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
             let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)
@@ -139,6 +136,15 @@ impl Head for LwfmSpmHead {
             attended_query: Some(qry_proto.mean(1)?),
         })
     }
+}
+
+/// LWE's position weights from a correlation `corr[q, s, i, j]` (support position i, query position
+/// j): `w_s[q, s, i] = Σ_j softmax_i(z_i(corr) / γ)` and `w_q[q, s, j] = Σ_i softmax_j(z_j(corr) / γ)`,
+/// z the unbiased z-score along the softmax axis. Each weight vector sums to the number of positions.
+pub fn lwe_weights(corr: &Tensor, gamma: f64) -> Result<(Tensor, Tensor)> {
+    let a_s = candle_nn::ops::softmax(&(gaussian_normalize(corr, 2)? / gamma)?, 2)?;
+    let a_q = candle_nn::ops::softmax(&(gaussian_normalize(corr, 3)? / gamma)?, 3)?;
+    Ok((a_s.sum(3)?, a_q.sum(2)?))
 }
 
 impl LwfmSpmHead {
@@ -172,5 +178,27 @@ impl LwfmSpmHead {
         let gq = g.forward(&to_rows(&qa_matched)?)?;
         let c = cosine(&gs, &gq, D::Minus1)?.reshape((pairs, p))?;
         c.max(1)? * self.matcher_prob
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn lwe_weights_sum_to_the_number_of_positions_and_favour_correlated_ones() {
+        // one pair, 3 positions; support position 0 correlates strongly with every query position
+        let corr = Tensor::new(&[[0.9f32, 0.8, 0.7], [0.1, 0.0, 0.2], [0.0, 0.1, -0.1]], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 3))
+            .unwrap();
+        let (w_s, w_q) = lwe_weights(&corr, 5.0).unwrap();
+        let w_s: Vec<f32> = w_s.flatten_all().unwrap().to_vec1().unwrap();
+        let w_q: Vec<f32> = w_q.flatten_all().unwrap().to_vec1().unwrap();
+        // a softmax over i summed over the 3 values of j sums to 3 (METHOD.md §3 step 4: "sum to 9" for 3x3)
+        assert!((w_s.iter().sum::<f32>() - 3.0).abs() < 1e-5, "{w_s:?}");
+        assert!((w_q.iter().sum::<f32>() - 3.0).abs() < 1e-5, "{w_q:?}");
+        assert!(w_s[0] > w_s[1] && w_s[0] > w_s[2], "{w_s:?}");
     }
 }
