@@ -108,7 +108,7 @@ impl Head for LwfmSpmHead {
                 .contiguous()?;
             // 3. weights: softmax of the z-scored correlation over one side, summed over the other
             let (w_s, w_q) = lwe_weights(&corr, self.gamma)?; // (Q, S, P) each
-                                   // 4. Hadamard reweighting of the centred features
+                                                              // 4. Hadamard reweighting of the centred features
             let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
             let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)
             if self.matcher_prob > 0.0 {
@@ -189,10 +189,13 @@ mod tests {
     #[test]
     fn lwe_weights_sum_to_the_number_of_positions_and_favour_correlated_ones() {
         // one pair, 3 positions; support position 0 correlates strongly with every query position
-        let corr = Tensor::new(&[[0.9f32, 0.8, 0.7], [0.1, 0.0, 0.2], [0.0, 0.1, -0.1]], &Device::Cpu)
-            .unwrap()
-            .reshape((1, 1, 3, 3))
-            .unwrap();
+        let corr = Tensor::new(
+            &[[0.9f32, 0.8, 0.7], [0.1, 0.0, 0.2], [0.0, 0.1, -0.1]],
+            &Device::Cpu,
+        )
+        .unwrap()
+        .reshape((1, 1, 3, 3))
+        .unwrap();
         let (w_s, w_q) = lwe_weights(&corr, 5.0).unwrap();
         let w_s: Vec<f32> = w_s.flatten_all().unwrap().to_vec1().unwrap();
         let w_q: Vec<f32> = w_q.flatten_all().unwrap().to_vec1().unwrap();
