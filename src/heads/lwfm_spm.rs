@@ -107,8 +107,9 @@ impl Head for LwfmSpmHead {
                 .permute((2, 0, 1, 3))?
                 .contiguous()?;
             // 3. weights: softmax of the z-scored correlation over one side, summed over the other
-            let (w_s, w_q) = lwe_weights(&corr, self.gamma)?; // (Q, S, P) each
-                                                              // 4. Hadamard reweighting of the centred features
+            // (Q, S, P) each
+            let (w_s, w_q) = lwe_weights(&corr, self.gamma)?;
+            // 4. Hadamard reweighting of the centred features
             let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
             let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)
             if self.matcher_prob > 0.0 {
