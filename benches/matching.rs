@@ -22,9 +22,11 @@ fn hungarian(c: &mut Criterion) {
     for (n, count) in [(9usize, 3750usize), (9, 750), (25, 375)] {
         let costs = matrices(n, count, "bench-hungarian");
         group.throughput(Throughput::Elements(count as u64));
-        group.bench_with_input(BenchmarkId::new("cpu", format!("{n}x{n}x{count}")), &costs, |b, costs| {
-            b.iter(|| assign_batch(costs, n))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("cpu", format!("{n}x{n}x{count}")),
+            &costs,
+            |b, costs| b.iter(|| assign_batch(costs, n)),
+        );
     }
     group.finish();
     let mut reference = c.benchmark_group("hungarian_pathfinding");
@@ -32,7 +34,12 @@ fn hungarian(c: &mut Criterion) {
     reference.throughput(Throughput::Elements(3750));
     reference.sample_size(10);
     reference.bench_function("cpu/9x9x3750", |b| {
-        b.iter(|| costs.par_chunks(81).flat_map_iter(|m| assign_one(m, 9)).collect::<Vec<u32>>())
+        b.iter(|| {
+            costs
+                .par_chunks(81)
+                .flat_map_iter(|m| assign_one(m, 9))
+                .collect::<Vec<u32>>()
+        })
     });
     reference.finish();
 }

@@ -50,15 +50,10 @@ fn c(e: candle_core::Error) -> Error {
     Error::invalid(format!("training failed: {text}"))
 }
 
-/// Learning rate of `epoch` under MultiStepLR.
-pub fn learning_rate(cell: &CellConfig, epoch: usize) -> f64 {
-    let passed = cell
-        .train
-        .milestones
-        .iter()
-        .filter(|&&m| m <= epoch)
-        .count();
-    cell.train.lr * cell.train.gamma.powi(passed as i32)
+/// Learning rate of `epoch` under MultiStepLR: `base · gamma^(milestones passed)`.
+pub fn multistep_lr(base: f64, gamma: f64, milestones: &[usize], epoch: usize) -> f64 {
+    let passed = milestones.iter().filter(|&&m| m <= epoch).count();
+    base * gamma.powi(passed as i32)
 }
 
 /// Trains `cell` (resuming from `runs/<hash>/` when a checkpoint is there). `stop_after_epochs`
@@ -139,8 +134,7 @@ pub fn train_cell(
                 return outcome(cell, &state, 0.0);
             }
             let epoch = state.pretrain_epochs_done;
-            let passed = pre.milestones.iter().filter(|&&m| m <= epoch).count();
-            let lr = pre.lr * pre.gamma.powi(passed as i32);
+            let lr = multistep_lr(pre.lr, pre.gamma, &pre.milestones, epoch);
             let epoch_started = Instant::now();
             let bar = count_bar(
                 &format!("pre-training epoch {}/{}", epoch + 1, pre.epochs),
@@ -200,7 +194,7 @@ pub fn train_cell(
             break;
         }
         let epoch = state.epochs_done;
-        let lr = learning_rate(cell, epoch);
+        let lr = multistep_lr(t.lr, t.gamma, &t.milestones, epoch);
         let epoch_started = Instant::now();
         let bar = count_bar(
             &format!("{} epoch {}/{}", cell.head.name(), epoch + 1, t.epochs),
@@ -349,4 +343,19 @@ fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multistep_lr;
+
+    #[test]
+    fn multistep_matches_the_authors_schedule() {
+        // lr 0.01, gamma 0.05, milestones 4/6/8 (METHOD.md §6): 0.01 until epoch 4, then 5e-4, 2.5e-5, 1.25e-6
+        let lr = |e| multistep_lr(0.01, 0.05, &[4, 6, 8], e);
+        assert_eq!(lr(3), 0.01);
+        assert!((lr(4) - 5e-4).abs() < 1e-15);
+        assert!((lr(7) - 2.5e-5).abs() < 1e-15);
+        assert!((lr(9) - 1.25e-6).abs() < 1e-15);
+    }
 }
