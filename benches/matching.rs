@@ -5,6 +5,7 @@
 //! - `hungarian/cpu/25x25x375`: the 1-shot episode on ResNet-12's 5×5 maps, one layer;
 //! - `hungarian_pathfinding/cpu/9x9x3750`: the same episode through `pathfinding` (the reference);
 //! - `emd/cpu/25x25x375`: a 5-way 1-shot DeepEMD episode (75 queries × 5 prototypes, 25 nodes each).
+//!
 //! Throughput is in problems per second. `benches/README.md` says how to run them and compare with scipy.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -15,6 +15,8 @@ use super::model::FewShotModel;
 use super::optimizer::Sgd;
 use super::run_context::{write_json, CellData, RunPaths};
 use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
+use crate::data::store::Store;
+use crate::data::transforms::Transform;
 use crate::error::{Error, Result};
 use crate::eval::runner::{evaluate, summarise};
 use crate::manifest::cell::CellConfig;
@@ -142,27 +144,14 @@ pub fn train_cell(
             );
             let mut loss_sum = 0.0;
             for _ in 0..pre.batches_per_epoch {
-                let (images, labels) = base_class_batch(
+                let loss = base_class_loss(
+                    &model,
                     &data.train,
                     pre.batch,
-                    cell.seed,
                     "pretrain",
                     pre_step,
                     train_transform,
-                    device,
-                )
-                .map_err(c)?;
-                let pooled = model
-                    .features(&images, true)
-                    .map_err(c)?
-                    .maps
-                    .flatten_from(2)
-                    .map_err(c)?
-                    .mean(D::Minus1)
-                    .map_err(c)?;
-                let loss =
-                    candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels)
-                        .map_err(c)?;
+                )?;
                 loss_sum += finite_loss(&loss, pre_step)?;
                 let mut grads = loss.backward().map_err(c)?;
                 Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
@@ -215,27 +204,14 @@ pub fn train_cell(
                 * t.episode_loss_weight)
                 .map_err(c)?;
             if t.aux_batch > 0 {
-                let (images, labels) = base_class_batch(
+                let aux = base_class_loss(
+                    &model,
                     &data.train,
                     t.aux_batch,
-                    cell.seed,
                     "aux",
                     step,
                     train_transform,
-                    device,
-                )
-                .map_err(c)?;
-                let pooled = model
-                    .features(&images, true)
-                    .map_err(c)?
-                    .maps
-                    .flatten_from(2)
-                    .map_err(c)?
-                    .mean(D::Minus1)
-                    .map_err(c)?;
-                let aux =
-                    candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels)
-                        .map_err(c)?;
+                )?;
                 loss = (loss + aux).map_err(c)?;
             }
             if let (true, Some(attended)) = (t.absolute_loss, &out.attended_query) {
@@ -311,6 +287,37 @@ pub fn train_cell(
         0.0
     };
     outcome(cell, &state, per_step)
+}
+
+/// Cross-entropy of `fc(GAP(backbone(x)))` over the training classes on one base-class batch of
+/// `size` images (step `step` of stream `stream`).
+fn base_class_loss(
+    model: &FewShotModel,
+    train: &Store,
+    size: usize,
+    stream: &str,
+    step: u64,
+    transform: Transform,
+) -> Result<Tensor> {
+    let (images, labels) = base_class_batch(
+        train,
+        size,
+        model.config.seed,
+        stream,
+        step,
+        transform,
+        &model.device,
+    )
+    .map_err(c)?;
+    let pooled = model
+        .features(&images, true)
+        .map_err(c)?
+        .maps
+        .flatten_from(2)
+        .map_err(c)?
+        .mean(D::Minus1)
+        .map_err(c)?;
+    candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels).map_err(c)
 }
 
 fn outcome(cell: &CellConfig, state: &TrainState, seconds_per_step: f64) -> Result<TrainOutcome> {
