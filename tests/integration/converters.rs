@@ -33,6 +33,14 @@ fn archives(files: &[(&str, &[u8])]) -> String {
         .collect()
 }
 
+/// A `class-folders` source (split folders named train/val/test) over `files`.
+fn class_folder_source(files: &[(&str, &[u8])]) -> String {
+    format!(
+        "[[source]]\nid = \"folders\"\nformat = {{ kind = \"class-folders\", split_dirs = {{ train = \"train\", val = \"val\", test = \"test\" }} }}\n{}",
+        archives(files)
+    )
+}
+
 /// Puts `files` on a mirror, fetches and prepares; returns the workspace and the store folder.
 fn prepare(m: &DatasetManifest, files: &[(&str, &[u8])]) -> fewshot::Result<(Workspace, PathBuf)> {
     let mut ws = Workspace::new(vec![]);
@@ -79,10 +87,7 @@ fn class_folder_tarballs_become_one_store_per_split() {
         "size = 8\nchannels = 3",
         [&["n01", "n02"], &["n03", "n04"], &["n05", "n06"]],
         "images_per_class = 3",
-        &format!(
-            "[[source]]\nid = \"folders\"\nformat = {{ kind = \"class-folders\", split_dirs = {{ train = \"train\", val = \"val\", test = \"test\" }} }}\n{}",
-            archives(&files)
-        ),
+        &class_folder_source(&files),
     );
     let (_ws, dir) = prepare(&m, &files).unwrap();
     let train = open(&dir, "train");
@@ -111,10 +116,7 @@ fn class_folder_tarballs_become_one_store_per_split() {
         "size = 8\nchannels = 3",
         [&["n01", "n02"], &["n03", "n04"], &["n05", "n06"]],
         "images_per_class = 4",
-        &format!(
-            "[[source]]\nid = \"folders\"\nformat = {{ kind = \"class-folders\", split_dirs = {{ train = \"train\", val = \"val\", test = \"test\" }} }}\n{}",
-            archives(&files)
-        ),
+        &class_folder_source(&files),
     );
     let text = prepare(&strict, &files).err().unwrap().to_string();
     assert!(
@@ -140,10 +142,7 @@ fn a_corrupt_image_is_an_error_naming_the_file() {
         "size = 8\nchannels = 3",
         [&["a"], &["b"], &["c"]],
         "",
-        &format!(
-            "[[source]]\nid = \"folders\"\nformat = {{ kind = \"class-folders\", split_dirs = {{ train = \"train\", val = \"val\", test = \"test\" }} }}\n{}",
-            archives(&files)
-        ),
+        &class_folder_source(&files),
     );
     let text = prepare(&m, &files).err().unwrap().to_string();
     assert!(
@@ -463,10 +462,7 @@ fn classes_outside_the_split_lists_are_an_error() {
         "size = 8\nchannels = 3",
         [&["a"], &["b"], &["c"]],
         "",
-        &format!(
-            "[[source]]\nid = \"folders\"\nformat = {{ kind = \"class-folders\", split_dirs = {{ train = \"train\", val = \"val\", test = \"test\" }} }}\n{}",
-            archives(&files)
-        ),
+        &class_folder_source(&files),
     );
     let text = prepare(&m, &files).err().unwrap().to_string();
     assert!(
