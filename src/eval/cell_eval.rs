@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::train::checkpoint;
 use crate::train::episode_batch::transforms;
-use crate::train::model::FewShotModel;
 use crate::train::run_context::{write_json, CellData, RunPaths};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,12 +57,7 @@ pub fn eval_cell(
     untrained: bool,
 ) -> Result<EvalSummary> {
     let data = CellData::open(cell, paths)?;
-    let model = FewShotModel::new(
-        cell,
-        data.train.header.classes.len(),
-        device,
-        paths.backbone_weights(cell)?.as_deref(),
-    )?;
+    let model = data.model(cell, paths, device)?;
     let dir = paths.run_dir(cell);
     let checkpoint_name = if untrained {
         "untrained".to_string()

@@ -116,6 +116,25 @@ impl CellData {
     }
 }
 
+impl CellData {
+    /// The cell's model: seeded initialisation, then its pretrained backbone weights if it names any;
+    /// the classifier covers this dataset's training classes.
+    pub fn model(
+        &self,
+        cell: &CellConfig,
+        paths: &RunPaths,
+        device: &candle_core::Device,
+    ) -> Result<super::model::FewShotModel> {
+        let weights = paths.backbone_weights(cell)?;
+        super::model::FewShotModel::new(
+            cell,
+            self.train.header.classes.len(),
+            device,
+            weights.as_deref(),
+        )
+    }
+}
+
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     crate::atomic_write::write_atomically(

@@ -75,12 +75,7 @@ pub fn train_cell(
             .expect("serialisable")
             .as_bytes(),
     )?;
-    let model = FewShotModel::new(
-        cell,
-        data.train.header.classes.len(),
-        device,
-        paths.backbone_weights(cell)?.as_deref(),
-    )?;
+    let model = data.model(cell, paths, device)?;
     let mut params: Vec<(String, Var)> = model
         .varmap
         .data()
