@@ -2,12 +2,14 @@
 //! solves), through `pathfinding`'s Kuhn–Munkres. Costs are scaled to integers with
 //! [`ASSIGNMENT_SCALE`] (1e-6 resolution on LWFM-SPM's costs in [0, 2]), so two assignments whose
 //! totals differ by less than about n·1e-6 may be taken as ties.
-//! the batch entry point uses the allocation-free solver of [`super::small_assignment`] for small
+//! The batch entry point uses the allocation-free solver of [`super::small_assignment`] for small
 //! matrices and keeps this one as the general solver and the reference.
 
 use pathfinding::kuhn_munkres::kuhn_munkres_min;
 use pathfinding::matrix::Matrix;
 use rayon::prelude::*;
+
+use super::small_assignment::{assign_small, MAX_N};
 
 /// Integer units per unit of cost.
 pub const ASSIGNMENT_SCALE: f32 = 1e6;
@@ -31,6 +33,8 @@ pub fn assign_one(costs: &[f32], n: usize) -> Vec<u32> {
 }
 
 /// `batch` problems of `n`×`n`, concatenated; returns the `batch * n` permutations concatenated.
+/// Matrices up to [`MAX_N`] go to the allocation-free solver, in parallel blocks of problems; larger
+/// ones to `pathfinding`.
 pub fn assign_batch(costs: &[f32], n: usize) -> Vec<u32> {
     if n == 0 {
         return Vec::new();
@@ -40,10 +44,24 @@ pub fn assign_batch(costs: &[f32], n: usize) -> Vec<u32> {
         0,
         "costs are not a whole number of {n}x{n} matrices"
     );
-    costs
-        .par_chunks(n * n)
-        .flat_map_iter(|m| assign_one(m, n))
-        .collect()
+    if n > MAX_N {
+        return costs
+            .par_chunks(n * n)
+            .flat_map_iter(|m| assign_one(m, n))
+            .collect();
+    }
+    let batch = costs.len() / (n * n);
+    let mut out = vec![0u32; batch * n];
+    // blocks of problems big enough that one rayon task costs far more than its scheduling
+    let per_task = (4096 / (n * n)).max(1);
+    out.par_chunks_mut(per_task * n)
+        .zip(costs.par_chunks(per_task * n * n))
+        .for_each(|(out, costs)| {
+            for (o, m) in out.chunks_mut(n).zip(costs.chunks(n * n)) {
+                assign_small(m, n, o);
+            }
+        });
+    out
 }
 
 #[cfg(test)]

@@ -2,9 +2,15 @@
 //! solves with OpenCV's `cv2.EMD`): minimise Σ cost_ij·flow_ij subject to flow ≥ 0, row sums = supply,
 //! column sums = demand (totals are equalised first, as DeepEMD rescales both sides to the node count).
 //!
-//! Solver: successive shortest paths from a super source to a super sink over the bipartite residual
-//! graph, with dense Dijkstra on Johnson-reduced costs, augmenting by the path's bottleneck each time.
-//! Simplest correct form (O((n+m)^2) per augmentation); the matching issue makes it fast.
+//! Solver: successive shortest paths on the bipartite residual graph with row and column dual
+//! prices (the transportation form of the Hungarian method; Ahuja, Magnanti & Orlin, "Network Flows",
+//! ch. 9), started like Jonker & Volgenant's assignment solver: column prices at the column minima
+//! and a greedy flow on the tight edges, so most of the mass moves before any search. Each search is
+//! a dense Dijkstra from every row with supply left, over columns (forward edges, reduced cost
+//! c − u − v ≥ 0) and back to rows along edges that carry flow (reduced cost 0), ending at the first
+//! column with demand left; prices move by the distances, keeping every reduced cost ≥ 0 and every
+//! edge with flow tight, which certifies optimality at the end (LP duality). The per-problem work
+//! arrays are allocated once; nothing is allocated per search.
 
 use rayon::prelude::*;
 
@@ -19,114 +25,192 @@ pub struct EmdProblem {
 /// The optimal flow (row-major `n × m`) of one problem. Weights must be positive; the demand is
 /// rescaled to the supply's total.
 pub fn emd_flow(problem: &EmdProblem) -> Vec<f64> {
+    emd_flow_with_prices(problem).0
+}
+
+/// The optimal flow and the dual prices `(u, v)` that certify it: `cost[i][j] − u[i] − v[j] ≥ 0`
+/// everywhere, and `= 0` wherever the flow is positive (up to rounding).
+pub fn emd_flow_with_prices(problem: &EmdProblem) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (n, m) = (problem.supply.len(), problem.demand.len());
     assert_eq!(problem.cost.len(), n * m, "cost matrix size");
     assert!(n > 0 && m > 0, "empty EMD problem");
     let total_s: f64 = problem.supply.iter().sum();
     let total_d: f64 = problem.demand.iter().sum();
     assert!(
-        total_s > 0.0 && total_d > 0.0,
-        "EMD weights must be positive"
+        total_s > 0.0
+            && total_d > 0.0
+            && problem
+                .supply
+                .iter()
+                .chain(&problem.demand)
+                .all(|&w| w >= 0.0),
+        "EMD weights must be non-negative with positive totals"
     );
+    let cost = &problem.cost;
+    assert!(cost.iter().all(|c| c.is_finite()), "non-finite EMD cost");
     let mut supply = problem.supply.clone();
     let mut demand: Vec<f64> = problem
         .demand
         .iter()
         .map(|d| d * total_s / total_d)
         .collect();
-    let cost = &problem.cost;
-    let mut flow = vec![0.0f64; n * m];
-    // Nodes: supply 0..n, demand n..n+m, source S = n+m, sink T = n+m+1. Johnson potentials keep every
-    // residual edge's reduced cost c + pi(from) - pi(to) non-negative.
-    let (s_node, t_node, nodes) = (n + m, n + m + 1, n + m + 2);
-    let mut pi = vec![0.0f64; nodes];
-    for j in 0..m {
-        pi[n + j] = (0..n)
-            .map(|i| cost[i * m + j])
-            .fold(f64::INFINITY, f64::min);
-    }
-    pi[t_node] = pi[n..n + m].iter().copied().fold(f64::INFINITY, f64::min);
     let eps = 1e-12 * total_s.max(1.0);
-    let mut guard = 0;
-    while supply.iter().any(|&s| s > eps) {
-        guard += 1;
-        assert!(guard < 100 * nodes * nodes, "EMD did not converge");
-        let mut dist = vec![f64::INFINITY; nodes];
-        let mut prev = vec![usize::MAX; nodes];
-        let mut done = vec![false; nodes];
-        dist[s_node] = 0.0;
-        loop {
-            let mut x = usize::MAX;
-            for k in 0..nodes {
-                if !done[k] && dist[k].is_finite() && (x == usize::MAX || dist[k] < dist[x]) {
-                    x = k;
-                }
+    let mut flow = vec![0.0f64; n * m];
+    let mut u = vec![0.0f64; n];
+    let mut v = vec![0.0f64; m];
+
+    // start: v[j] = min_i c[i][j] (u = 0, all reduced costs >= 0), then greedy flow on tight edges:
+    // each column from its cheapest row, then each row with supply left raises its price to its
+    // cheapest reduced cost and ships along its tight edges
+    for j in 0..m {
+        let (mut best, mut arg) = (f64::INFINITY, 0);
+        for i in 0..n {
+            if cost[i * m + j] < best {
+                best = cost[i * m + j];
+                arg = i;
             }
-            if x == usize::MAX || x == t_node {
+        }
+        v[j] = best;
+        ship(&mut flow, &mut supply, &mut demand, arg, j, m);
+    }
+    for i in 0..n {
+        if supply[i] <= eps {
+            continue;
+        }
+        let row = &cost[i * m..(i + 1) * m];
+        let has_flow = flow[i * m..(i + 1) * m].iter().any(|&f| f > 0.0);
+        if !has_flow {
+            u[i] = (0..m).map(|j| row[j] - v[j]).fold(f64::INFINITY, f64::min);
+        }
+        for j in 0..m {
+            if supply[i] <= eps {
                 break;
             }
-            done[x] = true;
-            let relax = |y: usize, c: f64, dist: &mut Vec<f64>, prev: &mut Vec<usize>| {
-                let d = dist[x] + (c + pi[x] - pi[y]).max(0.0);
-                if d < dist[y] {
-                    dist[y] = d;
-                    prev[y] = x;
+            if demand[j] > eps && row[j] - u[i] - v[j] <= 0.0 {
+                ship(&mut flow, &mut supply, &mut demand, i, j, m);
+            }
+        }
+    }
+
+    // successive shortest paths
+    let mut col_dist = vec![0.0f64; m];
+    let mut col_pred = vec![0usize; m]; // the row a column was reached from
+    let mut col_done = vec![false; m];
+    let mut row_dist = vec![0.0f64; n];
+    let mut row_pred = vec![NONE; n]; // the column a row was reached from (NONE: a source)
+    let mut row_reached = vec![false; n];
+    let mut guard = 0usize;
+    while supply.iter().any(|&s| s > eps) {
+        guard += 1;
+        assert!(guard <= 4 * (n + m) * (n + m) + 16, "EMD did not converge");
+        col_dist.fill(f64::INFINITY);
+        col_done.fill(false);
+        row_reached.fill(false);
+        let scan =
+            |i: usize, d: f64, col_dist: &mut [f64], col_pred: &mut [usize], col_done: &[bool]| {
+                let row = &cost[i * m..(i + 1) * m];
+                for j in 0..m {
+                    if !col_done[j] {
+                        let through = d + (row[j] - u[i] - v[j]).max(0.0);
+                        if through < col_dist[j] {
+                            col_dist[j] = through;
+                            col_pred[j] = i;
+                        }
+                    }
                 }
             };
-            if x == s_node {
-                for (i, &left) in supply.iter().enumerate() {
-                    if left > eps {
-                        relax(i, 0.0, &mut dist, &mut prev);
+        for i in 0..n {
+            if supply[i] > eps {
+                row_reached[i] = true;
+                row_dist[i] = 0.0;
+                row_pred[i] = NONE;
+                scan(i, 0.0, &mut col_dist, &mut col_pred, &col_done);
+            }
+        }
+        let sink = loop {
+            let mut best = NONE;
+            for j in 0..m {
+                if !col_done[j] && (best == NONE || col_dist[j] < col_dist[best]) {
+                    best = j;
+                }
+            }
+            assert!(
+                best != NONE && col_dist[best].is_finite(),
+                "a balanced transportation problem always has an augmenting path"
+            );
+            col_done[best] = true;
+            if demand[best] > eps {
+                break best;
+            }
+            let d = col_dist[best];
+            for i in 0..n {
+                if !row_reached[i] && flow[i * m + best] > 0.0 {
+                    row_reached[i] = true;
+                    row_dist[i] = d;
+                    row_pred[i] = best;
+                    scan(i, d, &mut col_dist, &mut col_pred, &col_done);
+                }
+            }
+        };
+        // prices: every node reached closer than the sink moves by its distance to the sink
+        let reach = col_dist[sink];
+        for i in 0..n {
+            if row_reached[i] {
+                u[i] += reach - row_dist[i];
+            }
+        }
+        for j in 0..m {
+            if col_done[j] {
+                v[j] -= reach - col_dist[j];
+            }
+        }
+        // the path sink <- row <- column <- row ... <- source row, and its bottleneck
+        let mut amount = demand[sink];
+        let mut j = sink;
+        let source = loop {
+            let i = col_pred[j];
+            match row_pred[i] {
+                NONE => break i,
+                back => {
+                    amount = amount.min(flow[i * m + back]);
+                    j = back;
+                }
+            }
+        };
+        amount = amount.min(supply[source]);
+        let mut j = sink;
+        loop {
+            let i = col_pred[j];
+            flow[i * m + j] += amount;
+            match row_pred[i] {
+                NONE => break,
+                back => {
+                    let f = &mut flow[i * m + back];
+                    *f -= amount;
+                    if *f <= eps {
+                        *f = 0.0;
                     }
-                }
-            } else if x < n {
-                for j in 0..m {
-                    relax(n + j, cost[x * m + j], &mut dist, &mut prev);
-                }
-            } else {
-                let j = x - n;
-                for i in 0..n {
-                    if flow[i * m + j] > eps {
-                        relax(i, -cost[i * m + j], &mut dist, &mut prev);
-                    }
-                }
-                if demand[j] > eps {
-                    relax(t_node, 0.0, &mut dist, &mut prev);
+                    j = back;
                 }
             }
         }
-        let reach = dist[t_node];
-        assert!(
-            reach.is_finite(),
-            "a feasible transportation problem always has an augmenting path"
-        );
-        for k in 0..nodes {
-            pi[k] += dist[k].min(reach);
-        }
-        // the path T <- j <- ... <- i <- S, and its bottleneck
-        let mut path = vec![t_node];
-        while *path.last().unwrap() != s_node {
-            path.push(prev[*path.last().unwrap()]);
-        }
-        path.reverse();
-        let (first, last) = (path[1], path[path.len() - 2]);
-        let mut amount = supply[first].min(demand[last - n]);
-        for w in path[1..path.len() - 1].windows(2) {
-            if w[0] >= n {
-                amount = amount.min(flow[w[1] * m + (w[0] - n)]);
-            }
-        }
-        for w in path[1..path.len() - 1].windows(2) {
-            if w[0] < n {
-                flow[w[0] * m + (w[1] - n)] += amount;
-            } else {
-                flow[w[1] * m + (w[0] - n)] -= amount;
-            }
-        }
-        supply[first] -= amount;
-        demand[last - n] -= amount;
+        supply[source] -= amount;
+        demand[sink] -= amount;
     }
-    flow
+    (flow, u, v)
+}
+
+/// No node.
+const NONE: usize = usize::MAX;
+
+/// Ships as much as row `i` and column `j` both have left along edge (i, j).
+fn ship(flow: &mut [f64], supply: &mut [f64], demand: &mut [f64], i: usize, j: usize, m: usize) {
+    let amount = supply[i].min(demand[j]);
+    if amount > 0.0 {
+        flow[i * m + j] += amount;
+        supply[i] -= amount;
+        demand[j] -= amount;
+    }
 }
 
 /// Solves many problems in parallel.
@@ -274,6 +358,38 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dual_prices_certify_optimality_on_random_problems() {
+        // feasible flow + feasible duals + complementary slackness = an LP optimum
+        let mut rng = CounterRng::new(CounterRng::key_from("emd-dual"), 0);
+        for _ in 0..200 {
+            let (n, m) = (1 + rng.below(30) as usize, 1 + rng.below(30) as usize);
+            let p = EmdProblem {
+                supply: (0..n).map(|_| 0.05 + rng.unit_f32() as f64).collect(),
+                demand: (0..m).map(|_| 0.05 + rng.unit_f32() as f64).collect(),
+                cost: (0..n * m).map(|_| 2.0 * rng.unit_f32() as f64).collect(),
+            };
+            let (flow, u, v) = emd_flow_with_prices(&p);
+            check_feasible(&p, &flow);
+            let scale = p.supply.iter().sum::<f64>() / p.demand.iter().sum::<f64>();
+            for i in 0..n {
+                for j in 0..m {
+                    let reduced = p.cost[i * m + j] - u[i] - v[j];
+                    assert!(
+                        reduced > -1e-9,
+                        "negative reduced cost {reduced} at ({i}, {j})"
+                    );
+                    if flow[i * m + j] > 1e-12 {
+                        assert!(reduced < 1e-9, "flow on a non-tight edge ({i}, {j})");
+                    }
+                }
+            }
+            let dual: f64 = (0..n).map(|i| p.supply[i] * u[i]).sum::<f64>()
+                + (0..m).map(|j| p.demand[j] * scale * v[j]).sum::<f64>();
+            assert!((dual - total_cost(&p, &flow)).abs() < 1e-9);
         }
     }
 }

@@ -8,5 +8,5 @@ pub mod emd;
 pub mod small_assignment;
 
 pub use assignment::{assign_batch, assign_one, ASSIGNMENT_SCALE};
-pub use emd::{emd_batch, emd_flow, EmdProblem};
+pub use emd::{emd_batch, emd_flow, emd_flow_with_prices, EmdProblem};
 pub use small_assignment::{assign_small, MAX_N};
