@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod matching;
 pub mod pickle;
 pub mod progress;
+pub mod sabotage;
 pub mod threads;
 pub mod torch_checkpoint;
 #[cfg(feature = "train")]

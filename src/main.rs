@@ -42,8 +42,12 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
         /// Evaluate the seeded initialisation instead of the trained checkpoint.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoint")]
         untrained: bool,
+        /// Evaluate this checkpoint file (e.g. the CI gate's committed one) instead of the run's
+        /// best; outputs are named after the file.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Export a frozen episode file as plain CSV (episode,label,class,role,file) for other codebases.
     ExportEpisodes {
@@ -74,6 +78,10 @@ struct RunArgs {
     /// Where run folders go.
     #[arg(long, default_value = "runs")]
     runs: PathBuf,
+    /// Switch on a deliberate fault to prove the CI gate fails (shuffle-support-labels, no-lwe,
+    /// wrong-normalisation, train-classes-in-test); the cell then hashes differently.
+    #[arg(long, value_parser = fewshot::sabotage::Sabotage::parse)]
+    sabotage: Option<fewshot::sabotage::Sabotage>,
 }
 
 #[cfg(feature = "train")]
@@ -87,12 +95,16 @@ impl RunArgs {
     )> {
         let text = std::fs::read_to_string(&self.config)
             .map_err(|e| fewshot::Error::io(&self.config, e))?;
-        let cell = fewshot::manifest::cell::CellConfig::from_toml(&text).map_err(|message| {
-            fewshot::Error::Manifest {
-                path: self.config.clone(),
-                message,
-            }
-        })?;
+        let mut cell =
+            fewshot::manifest::cell::CellConfig::from_toml(&text).map_err(|message| {
+                fewshot::Error::Manifest {
+                    path: self.config.clone(),
+                    message,
+                }
+            })?;
+        if self.sabotage.is_some() {
+            cell.sabotage = self.sabotage;
+        }
         let paths = fewshot::train::run_context::RunPaths {
             data_dir: self.data_dir.clone(),
             manifests: self.manifests.clone(),
@@ -148,9 +160,19 @@ fn run(command: Command) -> fewshot::Result<()> {
             Ok(())
         }
         #[cfg(feature = "train")]
-        Command::Eval { run, untrained } => {
+        Command::Eval {
+            run,
+            untrained,
+            checkpoint,
+        } => {
             let (cell, paths, device) = run.open()?;
-            let s = fewshot::eval::cell_eval::eval_cell(&cell, &paths, &device, untrained)?;
+            use fewshot::eval::cell_eval::{eval_cell, Weights};
+            let weights = match (untrained, checkpoint) {
+                (true, _) => Weights::Untrained,
+                (false, Some(file)) => Weights::File(file),
+                (false, None) => Weights::BestOfRun,
+            };
+            let s = eval_cell(&cell, &paths, &device, &weights)?;
             println!(
                 "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes ({})",
                 s.dataset,

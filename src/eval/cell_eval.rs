@@ -48,29 +48,55 @@ pub fn git_commit(dir: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Evaluates the cell's best checkpoint (or, with `untrained`, its seeded initialisation) on the
-/// first `eval.test_episodes` frozen test episodes and writes the outputs into the run folder.
+/// Which weights an evaluation uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    /// `runs/<hash>/checkpoint-best.safetensors`; outputs `episodes.jsonl`, `eval.json`.
+    BestOfRun,
+    /// The seeded initialisation; outputs `episodes-untrained.jsonl`, `eval-untrained.json`.
+    Untrained,
+    /// A checkpoint file (the CI gate's committed one); outputs `episodes-<file stem>.jsonl`.
+    File(PathBuf),
+}
+
+/// Evaluates `weights` on the first `eval.test_episodes` frozen test episodes and writes the
+/// outputs into the run folder.
 pub fn eval_cell(
     cell: &CellConfig,
     paths: &RunPaths,
     device: &Device,
-    untrained: bool,
+    weights: &Weights,
 ) -> Result<EvalSummary> {
     let data = CellData::open(cell, paths)?;
     let model = data.model(cell, paths, device)?;
     let dir = paths.run_dir(cell);
-    let checkpoint_name = if untrained {
-        "untrained".to_string()
-    } else {
-        let path: PathBuf = dir.join("checkpoint-best.safetensors");
-        if !path.is_file() {
-            return Err(Error::invalid(format!(
-                "{}: no trained checkpoint; run `fewshot train --config <cell.toml>` first",
-                path.display()
-            )));
+    let (checkpoint_name, suffix) = match weights {
+        Weights::Untrained => ("untrained".to_string(), "-untrained".to_string()),
+        Weights::BestOfRun => {
+            let path: PathBuf = dir.join("checkpoint-best.safetensors");
+            if !path.is_file() {
+                return Err(Error::invalid(format!(
+                    "{}: no trained checkpoint; run `fewshot train --config <cell.toml>` first",
+                    path.display()
+                )));
+            }
+            checkpoint::load(&path, &model, None)?;
+            ("checkpoint-best.safetensors".to_string(), String::new())
         }
-        checkpoint::load(&path, &model, None)?;
-        "checkpoint-best.safetensors".to_string()
+        Weights::File(path) => {
+            if !path.is_file() {
+                return Err(Error::invalid(format!(
+                    "{}: no such checkpoint file",
+                    path.display()
+                )));
+            }
+            checkpoint::load(path, &model, None)?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (path.display().to_string(), format!("-{stem}"))
+        }
     };
     let n = cell.eval.test_episodes.min(data.test_episodes.len());
     let (test_transform, _) = transforms(cell);
@@ -104,7 +130,6 @@ pub fn eval_cell(
         threads: crate::threads::pin_thread_count(),
         git_commit: git_commit(&paths.manifests),
     };
-    let suffix = if untrained { "-untrained" } else { "" };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_records(&dir.join(format!("episodes{suffix}.jsonl")), &records)?;
     write_json(&dir.join(format!("eval{suffix}.json")), &summary)?;

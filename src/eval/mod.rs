@@ -2,6 +2,7 @@
 
 #[cfg(feature = "train")]
 pub mod cell_eval;
+pub mod gate;
 #[cfg(feature = "train")]
 pub mod runner;
 pub mod stats;

@@ -41,6 +41,8 @@ pub struct LwfmSpmHead {
     gamma: f64,
     tau: f64,
     matcher_prob: f64,
+    /// The `no-lwe` sabotage: every LWE weight is 1 (see `crate::sabotage`).
+    uniform_lwe: bool,
 }
 
 impl LwfmSpmHead {
@@ -51,6 +53,7 @@ impl LwfmSpmHead {
         gamma: f64,
         tau: f64,
         matcher_prob: f64,
+        uniform_lwe: bool,
     ) -> Result<Self> {
         let mut matchers = Vec::new();
         for (l, &c) in channels.iter().enumerate() {
@@ -69,6 +72,7 @@ impl LwfmSpmHead {
             gamma,
             tau,
             matcher_prob,
+            uniform_lwe,
         })
     }
 }
@@ -108,7 +112,12 @@ impl Head for LwfmSpmHead {
                 .contiguous()?;
             // 3. weights: softmax of the z-scored correlation over one side, summed over the other
             // (Q, S, P) each
-            let (w_s, w_q) = lwe_weights(&corr, self.gamma)?;
+            let (w_s, w_q) = if self.uniform_lwe {
+                let ones = Tensor::ones((q, s, p), corr.dtype(), corr.device())?;
+                (ones.clone(), ones)
+            } else {
+                lwe_weights(&corr, self.gamma)?
+            };
             // 4. Hadamard reweighting of the centred features
             let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
             let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)

@@ -53,6 +53,7 @@ pub fn build_head(
     config: &HeadConfig,
     channels: &[usize],
     vb: VarBuilder,
+    uniform_lwe: bool,
 ) -> Result<Box<dyn Head>> {
     Ok(match *config {
         HeadConfig::Protonet { temperature } => Box::new(ProtoNetHead { temperature }),
@@ -68,6 +69,7 @@ pub fn build_head(
             temperature_attn,
             temperature,
             matcher_prob,
+            uniform_lwe,
         )?),
     })
 }

@@ -30,6 +30,10 @@ pub struct CellConfig {
     pub head: HeadConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
+    /// A deliberate fault for testing the CI gate (never in a real experiment); absent from the
+    /// canonical JSON when unset, so honest cells keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sabotage: Option<crate::sabotage::Sabotage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Manifests: the TOML files under `manifests/` that declare datasets, pinned hashes and (later)
 //! experiments. Plain Rust and serde, so `xtask` can resolve and hash them without linking candle.
 
+pub mod baseline;
 pub mod cell;
 pub mod dataset;
 pub mod lock;

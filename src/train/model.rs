@@ -42,7 +42,8 @@ impl FewShotModel {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let backbone = Backbone::new(&config.backbone, vb.pp("backbone"))?;
         let channels = config.backbone.tap_channels();
-        let head = build_head(&config.head, &channels, vb.pp("head"))?;
+        let uniform_lwe = config.sabotage == Some(crate::sabotage::Sabotage::NoLwe);
+        let head = build_head(&config.head, &channels, vb.pp("head"), uniform_lwe)?;
         let fc = candle_nn::linear(channels.iter().sum(), n_train_classes, vb.pp("fc"))?;
         super::init::seeded_init(&varmap, config.seed)?;
         Ok(Self {

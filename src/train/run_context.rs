@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::episodes::EpisodeSpec;
+use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
 use crate::data::frozen_episodes::{
     frozen_dir, frozen_file_name, FrozenEpisodes, SlotEpisode, TEST_EPISODES, TEST_SEED,
     VAL_EPISODES, VAL_SEED,
@@ -13,6 +13,8 @@ use crate::data::store::Store;
 use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::manifest::{load_dataset, DatasetManifest};
+use crate::sabotage::{shuffle_support, Sabotage};
+use crate::train::episode_batch::slots_of;
 
 /// The folders a run reads and writes.
 #[derive(Debug, Clone)]
@@ -101,8 +103,33 @@ impl CellData {
             let f = FrozenEpisodes::read(&path)?;
             Ok((f.resolve(store, &path)?, f.content_sha256))
         };
-        let (val_episodes, val_sha256) = load("val", VAL_SEED, VAL_EPISODES, &val)?;
-        let (test_episodes, test_sha256) = load("test", TEST_SEED, TEST_EPISODES, &test)?;
+        let (mut val_episodes, val_sha256) = load("val", VAL_SEED, VAL_EPISODES, &val)?;
+        let (mut test_episodes, mut test_sha256) = load("test", TEST_SEED, TEST_EPISODES, &test)?;
+        let (mut train, mut val, mut test) = (train, val, test);
+        match cell.sabotage {
+            None | Some(Sabotage::NoLwe) => {}
+            Some(Sabotage::ShuffleSupportLabels) => {
+                val_episodes.iter_mut().for_each(shuffle_support);
+                test_episodes.iter_mut().for_each(shuffle_support);
+            }
+            Some(Sabotage::WrongNormalisation) => {
+                for store in [&mut train, &mut val, &mut test] {
+                    let h = &mut store.header;
+                    h.normalization_mean.iter_mut().for_each(|m| *m += 0.5);
+                    h.normalization_std.iter_mut().for_each(|s| *s *= 2.0);
+                }
+            }
+            Some(Sabotage::TrainClassesInTest) => {
+                // the test episodes' seeds and count, drawn from the training classes
+                let index = SplitIndex::from_header(&train.header);
+                let sampler = EpisodeSampler::new(&manifest.name, "test", spec, TEST_SEED, &index)?;
+                test_episodes = (0..TEST_EPISODES as u64)
+                    .map(|i| slots_of(&train, &sampler.episode(i)))
+                    .collect();
+                test = Store::open(&train.path)?;
+                test_sha256 = "sabotaged: drawn from the training classes".into();
+            }
+        }
         Ok(Self {
             manifest,
             train,

@@ -188,7 +188,10 @@ pub fn train_cell(
         for _ in 0..t.episodes_per_epoch {
             let step = state.global_step;
             let episode = sampler.episode(step);
-            let slots = slots_of(&data.train, &episode);
+            let mut slots = slots_of(&data.train, &episode);
+            if cell.sabotage == Some(crate::sabotage::Sabotage::ShuffleSupportLabels) {
+                crate::sabotage::shuffle_support(&mut slots);
+            }
             let batch =
                 load_episode(&data.train, &slots, train_transform, cell.seed, device).map_err(c)?;
             let out = model

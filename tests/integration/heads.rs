@@ -33,7 +33,7 @@ fn check_golden(file: &str, shot: usize) {
         temperature: 0.2,
         matcher_prob: 0.5,
     };
-    let head = build_head(&config, &[512, 512], vb).unwrap();
+    let head = build_head(&config, &[512, 512], vb, false).unwrap();
     let features = EpisodeFeatures {
         support: &t["support"],
         query: &t["query"],
@@ -116,7 +116,13 @@ fn protonet_and_cosine_match_hand_computed_values() {
         n_way: 2,
         n_shot: 1,
     };
-    let proto = build_head(&HeadConfig::Protonet { temperature: 1.0 }, &[2], empty_vb()).unwrap();
+    let proto = build_head(
+        &HeadConfig::Protonet { temperature: 1.0 },
+        &[2],
+        empty_vb(),
+        false,
+    )
+    .unwrap();
     // −‖(1,1)−(1,0)‖² = −1, −‖(1,1)−(0,2)‖² = −2
     assert_eq!(
         proto
@@ -127,7 +133,13 @@ fn protonet_and_cosine_match_hand_computed_values() {
             .unwrap(),
         vec![vec![-1.0, -2.0]]
     );
-    let cos = build_head(&HeadConfig::Cosine { temperature: 0.5 }, &[2], empty_vb()).unwrap();
+    let cos = build_head(
+        &HeadConfig::Cosine { temperature: 0.5 },
+        &[2],
+        empty_vb(),
+        false,
+    )
+    .unwrap();
     // cos = 1/√2 for both, / 0.5
     let got = cos
         .forward(&f, false)
@@ -158,7 +170,13 @@ fn five_shot_prototypes_average_the_shots() {
         n_way: 2,
         n_shot: 2,
     };
-    let proto = build_head(&HeadConfig::Protonet { temperature: 1.0 }, &[1], empty_vb()).unwrap();
+    let proto = build_head(
+        &HeadConfig::Protonet { temperature: 1.0 },
+        &[1],
+        empty_vb(),
+        false,
+    )
+    .unwrap();
     // prototypes: class 0 = mean(0, 2) = 1, class 1 = mean(10, 20) = 15
     assert_eq!(
         proto
@@ -197,6 +215,7 @@ fn deepemd_equals_the_flow_weighted_similarity_and_prefers_the_matching_class() 
         },
         &[16],
         empty_vb(),
+        false,
     )
     .unwrap();
     let logits = head
@@ -231,7 +250,7 @@ fn the_spm_term_moves_the_features_it_matched() {
             temperature: 0.2,
             matcher_prob,
         };
-        let head = build_head(&config, &[4, 4], vb).unwrap();
+        let head = build_head(&config, &[4, 4], vb, false).unwrap();
         let f = EpisodeFeatures {
             support: &support,
             query: query.as_tensor(),
@@ -270,7 +289,7 @@ fn deepemd_sfc_fits_the_support_set() {
         n_shot: 2,
     };
     let accuracy = |config: &HeadConfig| -> (f32, Vec<Vec<f32>>) {
-        let head = build_head(config, &[8], empty_vb()).unwrap();
+        let head = build_head(config, &[8], empty_vb(), false).unwrap();
         let logits = head
             .forward(&f, false)
             .unwrap()

@@ -1,13 +1,12 @@
-//! Real learning on real data, on CPU: the CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot 28×28
-//! and on miniImageNet at 32×32) are trained from scratch and evaluated on 500 frozen
-//! test episodes; the lower end of each 95% CI must be at least 10 points above chance and above the
-//! untrained model's upper end on the same episodes. And a training run (pre-training + episodic) killed after an epoch resumes to a
-//! bit-identical end state.
+//! Real learning on real data, on CPU: a training run (pre-training + episodic) killed after an epoch
+//! resumes to a bit-identical end state, and the cosine and DeepEMD-style heads train and evaluate.
+//! The full CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot and on miniImageNet at 32×32) are
+//! trained by the accuracy gate, `cargo xtask regress`, against their blessed baselines.
 
 use std::path::PathBuf;
 
 use candle_core::Device;
-use fewshot::eval::cell_eval::eval_cell;
+use fewshot::eval::cell_eval::{eval_cell, Weights};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::train::run_context::RunPaths;
 use fewshot::train::trainer::train_cell;
@@ -30,57 +29,6 @@ fn paths(runs: &std::path::Path) -> RunPaths {
         manifests: repo().join("manifests"),
         runs: runs.to_path_buf(),
     }
-}
-
-fn learns(name: &str) {
-    let runs = tempfile::tempdir().unwrap();
-    let cell = cell(name);
-    let paths = paths(runs.path());
-    let untrained = eval_cell(&cell, &paths, &Device::Cpu, true).unwrap();
-    train_cell(&cell, &paths, &Device::Cpu, None).unwrap();
-    let trained = eval_cell(&cell, &paths, &Device::Cpu, false).unwrap();
-    println!(
-        "{name}: untrained {:.2} ± {:.2} %, trained {:.2} ± {:.2} % over {} episodes",
-        100.0 * untrained.mean,
-        100.0 * untrained.ci95,
-        100.0 * trained.mean,
-        100.0 * trained.ci95,
-        trained.n
-    );
-    assert_eq!(trained.n, 500);
-    let chance = 1.0 / cell.episode.n_way as f64;
-    assert!(
-        trained.mean - trained.ci95 >= chance + 0.10,
-        "{name}: {trained:?}"
-    );
-    assert!(
-        trained.mean - trained.ci95 > untrained.mean + untrained.ci95,
-        "{name}: {trained:?} vs {untrained:?}"
-    );
-    assert_eq!(
-        trained.episodes_sha256, untrained.episodes_sha256,
-        "the same frozen episodes"
-    );
-}
-
-#[test]
-fn conv4_protonet_learns_omniglot() {
-    learns("omniglot-conv4-protonet-5w1s.toml");
-}
-
-#[test]
-fn conv4_lwfm_spm_learns_omniglot() {
-    learns("omniglot-conv4-lwfm-spm-5w1s.toml");
-}
-
-#[test]
-fn conv4_protonet_learns_mini_imagenet_at_reduced_resolution() {
-    learns("mini-imagenet-conv4-protonet-5w5s.toml");
-}
-
-#[test]
-fn conv4_lwfm_spm_learns_mini_imagenet_at_reduced_resolution() {
-    learns("mini-imagenet-conv4-lwfm-spm-5w5s.toml");
 }
 
 #[test]
@@ -150,10 +98,10 @@ fn the_cosine_and_deepemd_heads_train_and_evaluate_too() {
         c.train.milestones = vec![];
         c.train.val_episodes = 10;
         c.eval.test_episodes = 50;
-        let untrained = eval_cell(&c, &paths, &Device::Cpu, true).unwrap();
+        let untrained = eval_cell(&c, &paths, &Device::Cpu, &Weights::Untrained).unwrap();
         let outcome = train_cell(&c, &paths, &Device::Cpu, None).unwrap();
         assert_eq!(outcome.global_step, 30);
-        let trained = eval_cell(&c, &paths, &Device::Cpu, false).unwrap();
+        let trained = eval_cell(&c, &paths, &Device::Cpu, &Weights::BestOfRun).unwrap();
         println!(
             "{}: untrained {:.3}, trained {:.3}",
             c.head.name(),

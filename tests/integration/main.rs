@@ -2,6 +2,7 @@
 //! each real format; downloads go to a loopback HTTP server; the real-data tests read the dataset
 //! mirror (FEWSHOT_MIRROR, else ../shared/datasets) and fail, not skip, when it is missing.
 
+mod accuracy_gate;
 mod backbones;
 mod converters;
 mod fetch;

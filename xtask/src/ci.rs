@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: what `.ci/run` runs, in order, stopping at the first failure: formatting,
 //! clippy with warnings as errors, the whole test suite (which includes the end-to-end fetch and
-//! prepare of the real miniImageNet and Omniglot mirror, so FEWSHOT_MIRROR must point at it, and real
-//! training on CPU), and the CUDA code compiled and linted with `--features cuda` through
+//! prepare of the real miniImageNet and Omniglot mirror, so FEWSHOT_MIRROR must point at it), the docs
+//! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
+//! against `manifests/baselines/ci.toml`), and the CUDA code compiled and linted with `--features cuda` through
 //! `../shared/tools/cuda-build-env.sh` (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
 
@@ -35,7 +36,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     let mirror = mirror
         .canonicalize()
         .with_context(|| mirror.display().to_string())?;
-    let steps: [(&str, &[&str]); 3] = [
+    let steps: [(&str, &[&str]); 4] = [
         ("format", &["fmt", "--all", "--check"]),
         (
             "lints",
@@ -49,6 +50,7 @@ pub fn run(args: CiArgs) -> Result<()> {
             ],
         ),
         ("tests", &["test", "--workspace"]),
+        ("docs", &["doc", "--workspace", "--no-deps"]),
     ];
     for (name, cargo_args) in steps {
         println!("== ci: {name}: cargo {}", cargo_args.join(" "));
@@ -56,12 +58,17 @@ pub fn run(args: CiArgs) -> Result<()> {
             .args(cargo_args)
             .current_dir(&root)
             .env("FEWSHOT_MIRROR", &mirror)
+            .env("RUSTDOCFLAGS", "-D warnings")
             .status()
             .with_context(|| format!("running cargo {}", cargo_args.join(" ")))?;
         if !status.success() {
             bail!("ci step `{name}` failed ({status})");
         }
     }
+    println!("== ci: accuracy gate: cargo xtask regress");
+    // the gate fetches its datasets through the same mirror
+    std::env::set_var("FEWSHOT_MIRROR", &mirror);
+    crate::regress::run(crate::regress::RegressArgs::default())?;
     let env_script = root.join("../shared/tools/cuda-build-env.sh");
     if !env_script.is_file() {
         bail!(

@@ -39,6 +39,21 @@ pub struct FetchDataArgs {
     split: Option<String>,
 }
 
+impl FetchDataArgs {
+    /// What `regress` and `reproduce` pass to make sure the datasets they need are ready (the same
+    /// verified path; a second call finds the stamps and returns at once).
+    pub fn datasets(names: Vec<String>, data_dir: Option<PathBuf>) -> Self {
+        Self {
+            dataset: names,
+            mirror: Vec::new(),
+            data_dir,
+            verify_only: false,
+            weights: Vec::new(),
+            split: None,
+        }
+    }
+}
+
 pub fn run(args: FetchDataArgs) -> Result<()> {
     let names: Vec<String> = if !args.weights.is_empty() && args.dataset == ["all"] {
         Vec::new()

@@ -1,9 +1,10 @@
 //! `cargo xtask`: the suite's entry points. `fetch-data` downloads, verifies and prepares datasets;
-//! `ci` runs the checks CI runs. Each subcommand lives in its own file.
+//! `ci` runs the checks CI runs; `regress` is the accuracy gate. Each subcommand lives in its own file.
 
 mod cell_launcher;
 mod ci;
 mod fetch_data;
+mod regress;
 mod repo;
 
 use clap::{Parser, Subcommand};
@@ -27,8 +28,10 @@ enum Command {
     FetchData(fetch_data::FetchDataArgs),
     /// Train or evaluate one cell with the release `fewshot` binary (checks CUDA libraries first).
     Cell(cell_launcher::CellArgs),
-    /// Run what CI runs: formatting, lints, and the test suite (needs the dataset mirror).
+    /// Run what CI runs: formatting, lints, the test suite and the accuracy gate (needs the mirror).
     Ci(ci::CiArgs),
+    /// The CI accuracy gate: gate cells on real data against manifests/baselines/ci.toml.
+    Regress(regress::RegressArgs),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::FetchData(args) => fetch_data::run(args),
         Command::Ci(args) => ci::run(args),
         Command::Cell(args) => cell_launcher::run(args),
+        Command::Regress(args) => regress::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

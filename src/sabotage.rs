@@ -1,0 +1,108 @@
+//! Deliberate faults, switched on per cell, that prove the accuracy gate of `cargo xtask regress` can
+//! turn red (issue #5). Each one breaks one real step of the normal code path, where that step lives,
+//! rather than a copy of it: the episode slots (support labels), the stores' normalisation constants,
+//! the LWFM-SPM head (its LWE reweighting), and the test split (training classes reused). A sabotaged
+//! cell hashes differently from its honest twin, so it never overwrites a real run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::frozen_episodes::SlotEpisode;
+use crate::data::philox::CounterRng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sabotage {
+    /// Support images are moved between the episode's classes (a seeded shuffle per episode), so
+    /// the support labels no longer describe the images.
+    ShuffleSupportLabels,
+    /// LWFM-SPM's layer-wise embedding weights are replaced by uniform ones (no reweighting).
+    NoLwe,
+    /// The dataset's normalisation constants are off: mean + 0.5, std × 2 (per channel).
+    WrongNormalisation,
+    /// Test episodes are drawn from the training classes (the leak the protocol forbids).
+    TrainClassesInTest,
+}
+
+impl Sabotage {
+    pub const ALL: [Sabotage; 4] = [
+        Sabotage::ShuffleSupportLabels,
+        Sabotage::NoLwe,
+        Sabotage::WrongNormalisation,
+        Sabotage::TrainClassesInTest,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::ShuffleSupportLabels => "shuffle-support-labels",
+            Sabotage::NoLwe => "no-lwe",
+            Sabotage::WrongNormalisation => "wrong-normalisation",
+            Sabotage::TrainClassesInTest => "train-classes-in-test",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown sabotage {name:?}; one of {}", names.join(", "))
+            })
+    }
+}
+
+/// With [`Sabotage::ShuffleSupportLabels`]: the episode's support slots permuted across its classes
+/// (seeded by the episode index); a permutation that changes nothing is rotated by one.
+pub fn shuffle_support(episode: &mut SlotEpisode) {
+    let shots: Vec<usize> = episode.support.iter().map(Vec::len).collect();
+    let mut slots: Vec<_> = episode.support.iter().flatten().copied().collect();
+    let original = slots.clone();
+    let mut rng = CounterRng::new(
+        CounterRng::key_from("sabotage/shuffle-support"),
+        episode.index,
+    );
+    for i in (1..slots.len()).rev() {
+        let j = rng.below(i as u32 + 1) as usize;
+        slots.swap(i, j);
+    }
+    if slots == original {
+        slots.rotate_left(1);
+    }
+    let mut rest = slots.as_slice();
+    for (class, &n) in episode.support.iter_mut().zip(&shots) {
+        class.copy_from_slice(&rest[..n]);
+        rest = &rest[n..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for s in Sabotage::ALL {
+            assert_eq!(Sabotage::parse(s.name()).unwrap(), s);
+        }
+        let err = Sabotage::parse("nope").unwrap_err();
+        assert!(err.contains("no-lwe") && err.contains("train-classes-in-test"));
+    }
+
+    #[test]
+    fn shuffling_moves_support_images_between_classes_deterministically() {
+        let episode = SlotEpisode {
+            index: 7,
+            support: vec![vec![0], vec![1], vec![2], vec![3], vec![4]],
+            query: vec![vec![10]; 5],
+        };
+        let (mut a, mut b) = (episode.clone(), episode.clone());
+        shuffle_support(&mut a);
+        shuffle_support(&mut b);
+        assert_eq!(a, b);
+        assert_ne!(a.support, episode.support);
+        let mut all: Vec<_> = a.support.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3, 4]);
+        assert_eq!(a.query, episode.query);
+    }
+}

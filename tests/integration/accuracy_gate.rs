@@ -1,0 +1,86 @@
+//! The CI accuracy gate's evaluation gate, in-process and on real data: the committed checkpoint
+//! (manifests/baselines/ci/, trained by the suite) evaluated on the frozen Omniglot test episodes
+//! passes the rule of `fewshot::eval::gate` against its blessed per-episode file, and each sabotage
+//! switch of `fewshot::sabotage`, flipped in the real code path, turns the same gate red.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use fewshot::eval::cell_eval::{eval_cell, Weights};
+use fewshot::eval::gate::{judge, read_episode_accuracies, GateVerdict};
+use fewshot::manifest::baseline::{CiBaselines, GateKind};
+use fewshot::manifest::cell::CellConfig;
+use fewshot::sabotage::Sabotage;
+use fewshot::train::run_context::RunPaths;
+
+use crate::real_data::prepared_data_dir;
+
+fn manifests() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests")
+}
+
+/// Evaluates the evaluation gate's checkpoint with `sabotage` and judges it.
+fn evaluation_gate(sabotage: Option<Sabotage>) -> GateVerdict {
+    fewshot::threads::pin_thread_count();
+    let baselines = CiBaselines::read(&manifests().join("baselines/ci.toml")).unwrap();
+    let gate = baselines
+        .gate
+        .iter()
+        .find(|g| g.kind == GateKind::Evaluation)
+        .expect("ci.toml has an evaluation gate");
+    let text = std::fs::read_to_string(manifests().join(&gate.cell)).unwrap();
+    let mut cell = CellConfig::from_toml(&text).unwrap();
+    cell.sabotage = sabotage;
+    let runs = tempfile::tempdir().unwrap();
+    let paths = RunPaths {
+        data_dir: prepared_data_dir(),
+        manifests: manifests(),
+        runs: runs.path().to_path_buf(),
+    };
+    let checkpoint = manifests().join(gate.checkpoint.as_ref().unwrap());
+    eval_cell(
+        &cell,
+        &paths,
+        &Device::Cpu,
+        &Weights::File(checkpoint.clone()),
+    )
+    .unwrap();
+    let stem = checkpoint.file_stem().unwrap().to_string_lossy();
+    let now = read_episode_accuracies(
+        &runs
+            .path()
+            .join(cell.hash())
+            .join(format!("episodes-{stem}.jsonl")),
+    )
+    .unwrap();
+    let blessed =
+        read_episode_accuracies(&manifests().join(gate.episodes.as_ref().unwrap())).unwrap();
+    judge(gate, Some(&blessed), &now, cell.episode.n_way)
+}
+
+#[test]
+fn the_committed_checkpoint_passes_the_evaluation_gate() {
+    let verdict = evaluation_gate(None);
+    println!("{verdict:?}");
+    assert!(verdict.pass, "{verdict:?}");
+}
+
+#[test]
+fn every_sabotage_turns_the_evaluation_gate_red() {
+    for sabotage in Sabotage::ALL {
+        let verdict = evaluation_gate(Some(sabotage));
+        println!(
+            "{}: {:.2}% (Δ {:+.2} points, {:?} episodes differ): {}",
+            sabotage.name(),
+            100.0 * verdict.now_mean,
+            verdict.delta_pp,
+            verdict.differing_episodes,
+            if verdict.pass { "pass" } else { "fail" }
+        );
+        assert!(
+            !verdict.pass,
+            "{}: the gate did not notice: {verdict:?}",
+            sabotage.name()
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! `cargo xtask regress [--bless --reason "..."]`: the CI accuracy gate (issue #5). For every gate in
+//! `manifests/baselines/ci.toml` it runs the `fewshot` binary on real data — evaluation gates evaluate
+//! a committed checkpoint on frozen episodes, training gates train their cell from scratch and then
+//! evaluate it — and judges the per-episode accuracies with the rule in `fewshot::eval::gate`. Runs go
+//! to a fresh `reports/smoke/regress/runs/` every time (a cached run would hide a regression); the
+//! table and `verdicts.json` to `reports/smoke/regress/`. `--bless` writes what was measured back into
+//! the baseline, with the reason, commit, machine and date, for review in the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fewshot::eval::gate::{judge, read_episode_accuracies, EpisodeAccuracy, GateVerdict};
+use fewshot::manifest::baseline::{CiBaselines, GateBaseline, GateKind};
+use fewshot::manifest::cell::CellConfig;
+use sha2::{Digest, Sha256};
+
+use crate::{fetch_data, repo};
+
+#[derive(Args, Default)]
+pub struct RegressArgs {
+    /// Write the measured results into manifests/baselines/ci.toml (needs --reason).
+    #[arg(long, requires = "reason")]
+    bless: bool,
+    /// Why the baseline changes; recorded beside the numbers.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only the gates whose name contains this (repeatable).
+    #[arg(long)]
+    gate: Vec<String>,
+    /// Build and run the release binary (default: the dev build, which `cargo test` has built).
+    #[arg(long)]
+    release: bool,
+    /// Where datasets live (default: ./datasets, or FEWSHOT_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn baselines_path() -> PathBuf {
+    repo::manifests().join("baselines/ci.toml")
+}
+
+pub fn run(args: RegressArgs) -> Result<()> {
+    let root = repo::root();
+    let manifests = repo::manifests();
+    let path = baselines_path();
+    let mut baselines = CiBaselines::read(&path)?;
+    let selected: Vec<usize> = (0..baselines.gate.len())
+        .filter(|&i| {
+            args.gate.is_empty()
+                || args
+                    .gate
+                    .iter()
+                    .any(|g| baselines.gate[i].name.contains(g.as_str()))
+        })
+        .collect();
+    if selected.is_empty() {
+        bail!("no gate in {} matches {:?}", path.display(), args.gate);
+    }
+    println!("== regress: rule: {}", baselines.rule);
+
+    let mut cells = Vec::new();
+    for &i in &selected {
+        let g = &baselines.gate[i];
+        let file = manifests.join(&g.cell);
+        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+        let cell =
+            CellConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        cells.push((i, file, cell));
+    }
+    let mut datasets: Vec<String> = cells.iter().map(|(_, _, c)| c.dataset.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
+    fetch_data::run(fetch_data::FetchDataArgs::datasets(
+        datasets,
+        args.data_dir.clone(),
+    ))?;
+    let data_dir = repo::data_dir(args.data_dir.clone());
+
+    let binary = build_binary(args.release)?;
+    let out = root.join("reports/smoke/regress");
+    let runs = out.join("runs");
+    if runs.exists() {
+        std::fs::remove_dir_all(&runs).with_context(|| runs.display().to_string())?;
+    }
+    std::fs::create_dir_all(out.join("logs"))?;
+
+    let mut verdicts = Vec::new();
+    let mut measured: Vec<(usize, Vec<EpisodeAccuracy>)> = Vec::new();
+    for (i, file, cell) in &cells {
+        let g = &baselines.gate[*i];
+        let log = out
+            .join("logs")
+            .join(format!("{}.log", g.name.replace('/', "_")));
+        println!(
+            "== regress: {} ({:?}, log {})",
+            g.name,
+            g.kind,
+            log.display()
+        );
+        let started = std::time::Instant::now();
+        let records = match run_gate(g, file, cell, &binary, &data_dir, &runs, &log) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("   failed: {e:#} (log: {})", log.display());
+                verdicts.push(GateVerdict {
+                    name: g.name.clone(),
+                    baseline_mean: g.mean,
+                    now_mean: f64::NAN,
+                    now_ci95: f64::NAN,
+                    n: 0,
+                    delta_pp: f64::NAN,
+                    tolerance_pp: g.tolerance_pp,
+                    differing_episodes: None,
+                    pass: false,
+                    reasons: vec![format!("did not run: {e:#}; see {}", log.display())],
+                });
+                continue;
+            }
+        };
+        let blessed = match (&g.kind, &g.episodes) {
+            (GateKind::Evaluation, Some(f)) => Some(read_episode_accuracies(&manifests.join(f))?),
+            _ => None,
+        };
+        let verdict = judge(g, blessed.as_deref(), &records, cell.episode.n_way);
+        println!(
+            "   {:.2}% ± {:.2} over {} episodes in {:.0} s: {}",
+            100.0 * verdict.now_mean,
+            100.0 * verdict.now_ci95,
+            verdict.n,
+            started.elapsed().as_secs_f64(),
+            if verdict.pass { "pass" } else { "FAIL" }
+        );
+        verdicts.push(verdict);
+        measured.push((*i, records));
+    }
+
+    let table = verdict_table(&verdicts);
+    println!("\n{table}");
+    let report = out.join("report.md");
+    fewshot::atomic_write::write_atomically(
+        &report,
+        format!("# CI accuracy gate\n\nRule: {}\n\n{table}", baselines.rule).as_bytes(),
+    )?;
+    fewshot::atomic_write::write_atomically(
+        &out.join("verdicts.json"),
+        serde_json::to_string_pretty(&verdicts)?.as_bytes(),
+    )?;
+    println!("report: {}", report.display());
+
+    if args.bless {
+        let reason = args.reason.clone().expect("clap requires it");
+        if measured.len() != selected.len() {
+            bail!("not blessing: some gates did not run (see above)");
+        }
+        let commit = git_commit(&root);
+        let machine = machine_description();
+        let at = chrono_like_now();
+        for (i, records) in &measured {
+            let g = &mut baselines.gate[*i];
+            let stats = fewshot::eval::stats::mean_ci95(
+                &records.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
+            );
+            g.mean = stats.mean;
+            g.ci95 = stats.ci95;
+            g.n = stats.n;
+            g.blessed_commit = commit.clone();
+            g.blessed_machine = machine.clone();
+            g.blessed_at = at.clone();
+            g.reason = reason.clone();
+            if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
+                let lines: String = records
+                    .iter()
+                    .map(|r| serde_json::to_string(r).expect("plain struct") + "\n")
+                    .collect();
+                fewshot::atomic_write::write_atomically(&manifests.join(f), lines.as_bytes())?;
+            }
+        }
+        let text = format!(
+            "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n{}",
+            baselines.to_toml()
+        );
+        fewshot::atomic_write::write_atomically(&path, text.as_bytes())?;
+        println!("blessed: {} ({reason})", path.display());
+        return Ok(());
+    }
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v.pass)
+        .map(|v| v.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "the accuracy gate failed for {} (see {}); if the change is intended, run `cargo xtask regress --bless --reason \"...\"` and commit the baseline",
+            failed.join(", "),
+            report.display()
+        );
+    }
+    println!("== regress: all {} gates passed", verdicts.len());
+    Ok(())
+}
+
+/// Runs one gate's cell; returns its per-episode accuracies.
+fn run_gate(
+    g: &GateBaseline,
+    cell_file: &Path,
+    cell: &CellConfig,
+    binary: &Path,
+    data_dir: &Path,
+    runs: &Path,
+    log: &Path,
+) -> Result<Vec<EpisodeAccuracy>> {
+    let manifests = repo::manifests();
+    let common = |action: &str| {
+        let mut cmd = Command::new(binary);
+        cmd.arg(action)
+            .arg("--config")
+            .arg(cell_file)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--manifests")
+            .arg(&manifests)
+            .arg("--runs")
+            .arg(runs);
+        cmd
+    };
+    let run_dir = runs.join(cell.hash());
+    match g.kind {
+        GateKind::Evaluation => {
+            let checkpoint = manifests.join(
+                g.checkpoint
+                    .as_deref()
+                    .context("an evaluation gate needs `checkpoint`")?,
+            );
+            let bytes =
+                std::fs::read(&checkpoint).with_context(|| checkpoint.display().to_string())?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            if Some(sha.as_str()) != g.checkpoint_sha256.as_deref() {
+                bail!(
+                    "{} has SHA-256 {sha}, the baseline pins {:?}: the committed checkpoint changed",
+                    checkpoint.display(),
+                    g.checkpoint_sha256
+                );
+            }
+            let mut cmd = common("eval");
+            cmd.arg("--checkpoint").arg(&checkpoint);
+            logged(cmd, log)?;
+            let stem = checkpoint
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok(read_episode_accuracies(
+                &run_dir.join(format!("episodes-{stem}.jsonl")),
+            )?)
+        }
+        GateKind::Training => {
+            logged(common("train"), log)?;
+            logged(common("eval"), log)?;
+            Ok(read_episode_accuracies(&run_dir.join("episodes.jsonl"))?)
+        }
+    }
+}
+
+/// Runs `cmd` with its output appended to `log`.
+fn logged(mut cmd: Command, log: &Path) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let status = cmd
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .status()
+        .context("starting the fewshot binary")?;
+    if !status.success() {
+        bail!("fewshot exited with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo build --bin fewshot` (dev, reusing what `cargo test` built) or `--release`.
+fn build_binary(release: bool) -> Result<PathBuf> {
+    if release {
+        return crate::cell_launcher::build_fewshot(false);
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--bin", "fewshot"])
+        .current_dir(repo::root())
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the fewshot binary failed");
+    }
+    Ok(repo::root().join("target/debug/fewshot"))
+}
+
+/// The table of gates: baseline, now, Δ, tolerance, pass/fail.
+pub fn verdict_table(verdicts: &[GateVerdict]) -> String {
+    let mut t = String::from(
+        "| gate | baseline | now | Δ (points) | tolerance | differing episodes | result |\n|---|---|---|---|---|---|---|\n",
+    );
+    for v in verdicts {
+        t += &format!(
+            "| {} | {:.2}% | {:.2}% ± {:.2} (n={}) | {:+.2} | ±{:.2} | {} | {} |\n",
+            v.name,
+            100.0 * v.baseline_mean,
+            100.0 * v.now_mean,
+            100.0 * v.now_ci95,
+            v.n,
+            v.delta_pp,
+            v.tolerance_pp,
+            v.differing_episodes
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "—".into()),
+            if v.pass {
+                "pass".to_string()
+            } else {
+                format!("**FAIL**: {}", v.reasons.join("; "))
+            }
+        );
+    }
+    t
+}
+
+fn git_commit(root: &Path) -> String {
+    let rev = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(root)
+        .output();
+    match (rev, dirty) {
+        (Ok(r), Ok(d)) if r.status.success() => {
+            let mut c = String::from_utf8_lossy(&r.stdout).trim().to_string();
+            if !d.stdout.is_empty() {
+                c += "-dirty";
+            }
+            c
+        }
+        _ => "unknown".into(),
+    }
+}
+
+/// CPU model, logical CPUs and OS, e.g. "AMD EPYC, 2 CPUs, linux x86_64".
+pub fn machine_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "{model}, {cpus} CPUs, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (from `date`, to keep xtask free of a time crate).
+fn chrono_like_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
