@@ -21,6 +21,8 @@ pub mod manifest;
 pub mod matching;
 pub mod pickle;
 pub mod progress;
+pub mod report;
+pub mod run_folders;
 pub mod sabotage;
 pub mod threads;
 pub mod torch_checkpoint;

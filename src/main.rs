@@ -49,6 +49,11 @@ enum Command {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
+    /// Show or prune the run folders under runs/.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
     /// Export a frozen episode file as plain CSV (episode,label,class,role,file) for other codebases.
     ExportEpisodes {
         /// A `manifests/episodes/<dataset>/*.episodes.json.gz` file.
@@ -56,6 +61,25 @@ enum Command {
         /// Output CSV path (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsAction {
+    /// One line per run folder: cell, status, accuracy, size.
+    List {
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
+    /// Remove run folders that no profile of any experiment and no CI gate plans (and stale ones).
+    Gc {
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        #[arg(long, default_value = "manifests")]
+        manifests: PathBuf,
+        /// Show what would go, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -185,6 +209,58 @@ fn run(command: Command) -> fewshot::Result<()> {
             );
             Ok(())
         }
+        Command::Runs { action } => match action {
+            RunsAction::List { runs } => {
+                let all = fewshot::run_folders::list(&runs)?;
+                println!(
+                    "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9}",
+                    "folder", "dataset", "method", "shot", "status", "accuracy", "MB"
+                );
+                for r in &all {
+                    println!(
+                        "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9.1}",
+                        r.folder,
+                        r.dataset.as_deref().unwrap_or("?"),
+                        r.method.as_deref().unwrap_or("?"),
+                        r.shot.map(|s| s.to_string()).unwrap_or_default(),
+                        r.status,
+                        r.accuracy
+                            .map(|a| format!("{:.2}%", 100.0 * a))
+                            .unwrap_or_default(),
+                        r.bytes as f64 / 1e6
+                    );
+                }
+                println!(
+                    "{} run folders, {:.1} MB",
+                    all.len(),
+                    all.iter().map(|r| r.bytes).sum::<u64>() as f64 / 1e6
+                );
+                Ok(())
+            }
+            RunsAction::Gc {
+                runs,
+                manifests,
+                dry_run,
+            } => {
+                let keep = fewshot::run_folders::planned_hashes(&manifests)?;
+                let removed = fewshot::run_folders::gc(&runs, &keep, dry_run)?;
+                for (path, bytes) in &removed {
+                    println!(
+                        "{} {} ({:.1} MB)",
+                        if dry_run { "would remove" } else { "removed" },
+                        path.display(),
+                        *bytes as f64 / 1e6
+                    );
+                }
+                println!(
+                    "{} folders, {:.1} MB{}",
+                    removed.len(),
+                    removed.iter().map(|(_, b)| b).sum::<u64>() as f64 / 1e6,
+                    if dry_run { " (dry run)" } else { "" }
+                );
+                Ok(())
+            }
+        },
         Command::ExportEpisodes { episodes, out } => {
             let frozen = FrozenEpisodes::read(&episodes)?;
             let csv = frozen.to_csv();

@@ -4,8 +4,10 @@
 pub mod baseline;
 pub mod cell;
 pub mod dataset;
+pub mod experiment;
 pub mod lock;
 pub mod model;
+pub mod references;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

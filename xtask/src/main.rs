@@ -6,6 +6,7 @@ mod ci;
 mod fetch_data;
 mod regress;
 mod repo;
+mod reproduce;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,8 @@ enum Command {
     Cell(cell_launcher::CellArgs),
     /// Run what CI runs: formatting, lints, the test suite and the accuracy gate (needs the mirror).
     Ci(ci::CiArgs),
+    /// Train and evaluate a results table's cells and write its report (tables, paired tests, plots).
+    Reproduce(reproduce::ReproduceArgs),
     /// The CI accuracy gate: gate cells on real data against manifests/baselines/ci.toml.
     Regress(regress::RegressArgs),
 }
@@ -42,6 +45,7 @@ fn main() {
         Command::Ci(args) => ci::run(args),
         Command::Cell(args) => cell_launcher::run(args),
         Command::Regress(args) => regress::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -35,6 +35,10 @@ pub struct RegressArgs {
     /// Where datasets live (default: ./datasets, or FEWSHOT_DATA).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Run the gates with a deliberate fault switched on (see `fewshot train --help`), to watch them
+    /// fail; cannot be blessed.
+    #[arg(long, conflicts_with = "bless", value_parser = fewshot::sabotage::Sabotage::parse)]
+    sabotage: Option<fewshot::sabotage::Sabotage>,
 }
 
 pub fn baselines_path() -> PathBuf {
@@ -59,14 +63,21 @@ pub fn run(args: RegressArgs) -> Result<()> {
         bail!("no gate in {} matches {:?}", path.display(), args.gate);
     }
     println!("== regress: rule: {}", baselines.rule);
+    if let Some(s) = args.sabotage {
+        println!(
+            "== regress: SABOTAGED run ({}): these gates should fail",
+            s.name()
+        );
+    }
 
     let mut cells = Vec::new();
     for &i in &selected {
         let g = &baselines.gate[i];
         let file = manifests.join(&g.cell);
         let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
-        let cell =
+        let mut cell =
             CellConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        cell.sabotage = args.sabotage;
         cells.push((i, file, cell));
     }
     let mut datasets: Vec<String> = cells.iter().map(|(_, _, c)| c.dataset.clone()).collect();
@@ -223,6 +234,9 @@ fn run_gate(
             .arg(&manifests)
             .arg("--runs")
             .arg(runs);
+        if let Some(s) = cell.sabotage {
+            cmd.arg("--sabotage").arg(s.name());
+        }
         cmd
     };
     let run_dir = runs.join(cell.hash());
@@ -281,7 +295,7 @@ fn logged(mut cmd: Command, log: &Path) -> Result<()> {
 }
 
 /// `cargo build --bin fewshot` (dev, reusing what `cargo test` built) or `--release`.
-fn build_binary(release: bool) -> Result<PathBuf> {
+pub fn build_binary(release: bool) -> Result<PathBuf> {
     if release {
         return crate::cell_launcher::build_fewshot(false);
     }

@@ -1,0 +1,383 @@
+//! The report's figures, with plotters, each as SVG and PNG: accuracy with 95% CI whiskers per row
+//! group (methods side by side per dataset and shot, the authors' numbers as crosses), training curves
+//! (mean loss and validation accuracy per epoch) per group, dataset and shot, and the distribution of
+//! per-episode accuracy per method. Text needs a TrueType font: `FEWSHOT_FONT`, else DejaVu Sans or
+//! Liberation Sans from the usual system folders; without one no figure is drawn and the report says so.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+use super::accuracy_table::TableRow;
+use super::run_results::CellResult;
+use crate::error::{Error, Result};
+
+const FONT_CANDIDATES: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+];
+
+/// Registers a font for the figures once; the path used, or why there is none.
+pub fn register_font() -> std::result::Result<PathBuf, String> {
+    static FONT: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    FONT.get_or_init(|| {
+        let candidates: Vec<PathBuf> = std::env::var_os("FEWSHOT_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(FONT_CANDIDATES.iter().map(PathBuf::from))
+            .collect();
+        for path in &candidates {
+            if let Ok(bytes) = std::fs::read(path) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return Ok(path.clone());
+                }
+            }
+        }
+        Err(format!(
+            "no TrueType font found (tried {}); set FEWSHOT_FONT to a .ttf file to get figures",
+            FONT_CANDIDATES.join(", ")
+        ))
+    })
+    .clone()
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("drawing {}: {e}", path.display()))
+}
+
+/// Draws `draw` into `<stem>.svg` and `<stem>.png` (the PNG encoded with `image`).
+fn both_formats(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    draw: impl Fn(DrawingArea<SVGBackend, plotters::coord::Shift>) -> std::result::Result<(), String>
+        + Copy,
+    draw_png: impl Fn(
+        DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    ) -> std::result::Result<(), String>,
+) -> Result<Vec<PathBuf>> {
+    let svg = dir.join(format!("{stem}.svg"));
+    let mut svg_text = String::new();
+    {
+        let area = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
+        draw(area).map_err(|e| plot_err(&svg, e))?;
+    }
+    crate::atomic_write::write_atomically(&svg, svg_text.as_bytes())?;
+    let png = dir.join(format!("{stem}.png"));
+    let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
+    {
+        let area = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        draw_png(area).map_err(|e| plot_err(&png, e))?;
+    }
+    let img = image::RgbImage::from_raw(size.0, size.1, pixels).expect("buffer size");
+    let mut encoded = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut encoded),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| plot_err(&png, e))?;
+    crate::atomic_write::write_atomically(&png, &encoded)?;
+    Ok(vec![svg, png])
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn accuracy_chart<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    rows: &[&TableRow],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(e)?;
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| {
+            [
+                r.accuracy.map(|a| a - r.ci95.unwrap_or(0.0)),
+                r.accuracy.map(|a| a + r.ci95.unwrap_or(0.0)),
+                r.published,
+            ]
+        })
+        .flatten()
+        .collect();
+    let lo = values.iter().copied().fold(100.0f64, f64::min).max(0.0) - 2.0;
+    let hi = values.iter().copied().fold(0.0f64, f64::max).min(100.0) + 2.0;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}s {}", short_dataset(&r.dataset), r.shot, r.method))
+        .collect();
+    let mut chart = ChartBuilder::on(&area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(110)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5f64..(rows.len() as f64 - 0.5), lo.min(hi - 1.0)..hi)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rows.len().max(1))
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(
+            ("sans-serif", 11)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
+        .y_desc("accuracy (%)")
+        .draw()
+        .map_err(e)?;
+    for (i, r) in rows.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        if let (Some(a), Some(c)) = (r.accuracy, r.ci95) {
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_vertical(
+                    i as f64,
+                    a - c,
+                    a,
+                    a + c,
+                    color.filled(),
+                    8,
+                )))
+                .map_err(e)?;
+        }
+        if let Some(p) = r.published {
+            chart
+                .draw_series(std::iter::once(Cross::new(
+                    (i as f64, p),
+                    6,
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(e)?;
+        }
+    }
+    area.present().map_err(e)?;
+    Ok(())
+}
+
+fn short_dataset(d: &str) -> &str {
+    match d {
+        "mini-imagenet" => "mini",
+        "tiered-imagenet" => "tiered",
+        "cub-200-2011" => "CUB",
+        "cifar-fs" => "CIFAR-FS",
+        other => other,
+    }
+}
+
+fn curves_chart<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    cells: &[&CellResult],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(e)?;
+    let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
+    let epochs = cells
+        .iter()
+        .map(|c| c.epochs.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let max_loss = cells
+        .iter()
+        .flat_map(|c| c.epochs.iter().map(|r| r.mean_loss))
+        .fold(1e-6f64, f64::max);
+    for (panel, name) in [
+        (left, "mean training loss"),
+        (right, "validation accuracy (%)"),
+    ] {
+        let accuracy = name.starts_with("validation");
+        let y_max = if accuracy { 100.0 } else { max_loss * 1.05 };
+        let mut chart = ChartBuilder::on(&panel)
+            .caption(format!("{title}: {name}"), ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0.0..epochs + 1.0, 0.0..y_max)
+            .map_err(e)?;
+        chart.configure_mesh().x_desc("epoch").draw().map_err(e)?;
+        for (i, c) in cells.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let points: Vec<(f64, f64)> = c
+                .epochs
+                .iter()
+                .map(|r| {
+                    (
+                        r.epoch as f64 + 1.0,
+                        if accuracy {
+                            100.0 * r.val_accuracy
+                        } else {
+                            r.mean_loss
+                        },
+                    )
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(e)?
+                .label(c.planned.method.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+    }
+    area.present().map_err(e)?;
+    Ok(())
+}
+
+fn distribution_chart<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    cells: &[&CellResult],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(e)?;
+    const BINS: usize = 20;
+    let histograms: Vec<(String, Vec<f64>)> = cells
+        .iter()
+        .filter_map(|c| {
+            let eps = c.episodes.as_ref()?;
+            let mut h = vec![0.0; BINS];
+            for r in eps {
+                h[((r.accuracy * BINS as f64) as usize).min(BINS - 1)] += 1.0 / eps.len() as f64;
+            }
+            Some((c.planned.method.clone(), h))
+        })
+        .collect();
+    let y_max = histograms
+        .iter()
+        .flat_map(|(_, h)| h.iter().copied())
+        .fold(0.05f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..100.0, 0.0..y_max)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("per-episode accuracy (%)")
+        .y_desc("share of episodes")
+        .draw()
+        .map_err(e)?;
+    for (i, (method, h)) in histograms.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points: Vec<(f64, f64)> = h
+            .iter()
+            .enumerate()
+            .map(|(b, &v)| ((b as f64 + 0.5) * 100.0 / BINS as f64, v))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(e)?
+            .label(method.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    area.present().map_err(e)?;
+    Ok(())
+}
+
+/// Draws every figure into `dir`; returns the files written.
+pub fn draw_all(
+    dir: &Path,
+    rows: &[TableRow],
+    results: &[CellResult],
+    group_titles: &[(String, String)],
+) -> Result<Vec<PathBuf>> {
+    register_font().map_err(Error::invalid)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut written = Vec::new();
+    for (group, title) in group_titles {
+        let group_rows: Vec<&TableRow> = rows.iter().filter(|r| &r.group == group).collect();
+        if group_rows.is_empty() {
+            continue;
+        }
+        let width = (220 + 60 * group_rows.len() as u32).max(640);
+        written.extend(both_formats(
+            dir,
+            &format!("accuracy-{group}"),
+            (width, 520),
+            |a| accuracy_chart(a, title, &group_rows),
+            |a| accuracy_chart(a, title, &group_rows),
+        )?);
+        let mut keys: Vec<(String, usize)> = results
+            .iter()
+            .filter(|c| &c.planned.group == group)
+            .map(|c| (c.planned.dataset.clone(), c.planned.shot))
+            .collect();
+        keys.dedup();
+        for (dataset, shot) in keys {
+            let cells: Vec<&CellResult> = results
+                .iter()
+                .filter(|c| {
+                    &c.planned.group == group
+                        && c.planned.dataset == dataset
+                        && c.planned.shot == shot
+                        && c.planned.seed == results[0].planned.seed
+                })
+                .collect();
+            let stem = format!("{group}-{dataset}-{shot}shot");
+            let t = format!("{group}, {dataset}, {shot}-shot");
+            if cells.iter().any(|c| !c.epochs.is_empty()) {
+                written.extend(both_formats(
+                    dir,
+                    &format!("curves-{stem}"),
+                    (960, 400),
+                    |a| curves_chart(a, &t, &cells),
+                    |a| curves_chart(a, &t, &cells),
+                )?);
+            }
+            if cells.iter().any(|c| c.episodes.is_some()) {
+                written.extend(both_formats(
+                    dir,
+                    &format!("episodes-{stem}"),
+                    (720, 420),
+                    |a| distribution_chart(a, &t, &cells),
+                    |a| distribution_chart(a, &t, &cells),
+                )?);
+            }
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,84 @@
+//! `provenance.json`: where every number of a report comes from — for the table: git commit and dirty
+//! flag, the `fewshot` binary's version and features, device and driver, profile, the experiment and
+//! reference files' hashes; per cell: config hash, dataset fingerprint, episode-file hash, seed,
+//! checkpoint, thread count, the commit that evaluated it, and wall time per phase.
+
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::run_results::{CellResult, PhaseTimes};
+
+/// The machine and build a report was made with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildInfo {
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    /// `fewshot --version` of the binary that ran the cells.
+    pub binary_version: String,
+    pub binary_features: Vec<String>,
+    pub device: String,
+    /// `nvidia-smi`'s driver version on a CUDA device.
+    pub driver: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellProvenance {
+    pub group: String,
+    pub method: String,
+    pub dataset: String,
+    pub shot: usize,
+    pub seed: u64,
+    pub config_hash: String,
+    pub status: String,
+    pub store_fingerprint: Option<String>,
+    pub episodes_sha256: Option<String>,
+    pub checkpoint: Option<String>,
+    pub threads: Option<usize>,
+    pub evaluated_at_commit: Option<String>,
+    pub phases: Option<PhaseTimes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableProvenance {
+    pub experiment: String,
+    pub profile: String,
+    pub experiment_sha256: String,
+    pub references_sha256: String,
+    pub build: BuildInfo,
+    pub ci_formula: String,
+    pub cells: Vec<CellProvenance>,
+}
+
+/// SHA-256 of a file's bytes ("missing" when it cannot be read).
+pub fn file_sha256(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex::encode(Sha256::digest(&b)))
+        .unwrap_or_else(|_| "missing".into())
+}
+
+pub fn cell_provenance(r: &CellResult) -> CellProvenance {
+    let e = r.eval.as_ref();
+    CellProvenance {
+        group: r.planned.group.clone(),
+        method: r.planned.method.clone(),
+        dataset: r.planned.dataset.clone(),
+        shot: r.planned.shot,
+        seed: r.planned.seed,
+        config_hash: r.hash.clone(),
+        status: match &r.status {
+            super::run_results::CellStatus::Done => "done".into(),
+            super::run_results::CellStatus::Failed { log } => {
+                format!("failed (log: {})", log.display())
+            }
+            super::run_results::CellStatus::NotRun => "not run".into(),
+        },
+        store_fingerprint: e.map(|e| e.store_fingerprint.clone()),
+        episodes_sha256: e.map(|e| e.episodes_sha256.clone()),
+        checkpoint: e.map(|e| e.checkpoint.clone()),
+        threads: e.map(|e| e.threads),
+        evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
+        phases: r.phases.clone(),
+    }
+}
