@@ -210,7 +210,9 @@ impl Experiment {
                                 dataset: dataset.clone(),
                                 shot,
                                 seed,
-                                imagenet_pretrained: group.imagenet_pretrained,
+                                // a profile that drops the weights (smoke) drops the flag too
+                                imagenet_pretrained: group.imagenet_pretrained
+                                    && cell.backbone_weights.is_some(),
                                 cell,
                             });
                         }
@@ -301,6 +303,7 @@ mod tests {
         assert_eq!(hashes.len(), full.len());
 
         let smoke = e.plan(&manifests(), "smoke").unwrap();
+        assert!(smoke.iter().all(|c| !c.imagenet_pretrained));
         assert!(smoke.iter().all(|c| c.dataset == "mini-imagenet"
             && c.cell.image_size == 32
             && c.cell.backbone_weights.is_none()

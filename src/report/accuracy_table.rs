@@ -125,6 +125,9 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The Markdown table, one section per row group, footnotes for the flags.
 pub fn markdown(rows: &[TableRow], group_titles: &[(String, String)], profile: &str) -> String {
     let mut out = format!("Profile: `{profile}`. Accuracy in %, mean ± 95% CI over the frozen test episodes ({}); Δ = ours − the method's own authors' number.\n\n", rows.first().map(|r| r.ci_formula.as_str()).unwrap_or(""));
+    if profile != "full" {
+        out += &format!("**Not the paper's protocol**: the `{profile}` profile shortens or shrinks the runs (see `manifests/experiments/`), so Δ against published numbers says nothing about the methods.\n\n");
+    }
     for (group, title) in group_titles {
         out += &format!("### {title}\n\n| method | dataset | shot | ours | n | seeds | authors | Δ | reproductions | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows.iter().filter(|r| &r.group == group) {

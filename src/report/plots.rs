@@ -120,7 +120,7 @@ fn accuracy_chart<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(110)
+        .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(-0.5f64..(rows.len() as f64 - 0.5), lo.min(hi - 1.0)..hi)
         .map_err(e)?;
@@ -136,11 +136,7 @@ fn accuracy_chart<DB: DrawingBackend>(
                 String::new()
             }
         })
-        .x_label_style(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
+        .x_label_style(("sans-serif", 11))
         .y_desc("accuracy (%)")
         .draw()
         .map_err(e)?;
@@ -328,24 +324,26 @@ pub fn draw_all(
     register_font().map_err(Error::invalid)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut written = Vec::new();
-    for (group, title) in group_titles {
+    for (group, _title) in group_titles {
         let group_rows: Vec<&TableRow> = rows.iter().filter(|r| &r.group == group).collect();
         if group_rows.is_empty() {
             continue;
         }
-        let width = (220 + 60 * group_rows.len() as u32).max(640);
+        let caption = format!("{group} protocol: accuracy ± 95% CI (× = the authors' number)");
+        let width = (120 + 115 * group_rows.len() as u32).max(640);
         written.extend(both_formats(
             dir,
             &format!("accuracy-{group}"),
             (width, 520),
-            |a| accuracy_chart(a, title, &group_rows),
-            |a| accuracy_chart(a, title, &group_rows),
+            |a| accuracy_chart(a, &caption, &group_rows),
+            |a| accuracy_chart(a, &caption, &group_rows),
         )?);
         let mut keys: Vec<(String, usize)> = results
             .iter()
             .filter(|c| &c.planned.group == group)
             .map(|c| (c.planned.dataset.clone(), c.planned.shot))
             .collect();
+        keys.sort();
         keys.dedup();
         for (dataset, shot) in keys {
             let cells: Vec<&CellResult> = results
@@ -359,13 +357,14 @@ pub fn draw_all(
                 .collect();
             let stem = format!("{group}-{dataset}-{shot}shot");
             let t = format!("{group}, {dataset}, {shot}-shot");
+            let t = t.as_str();
             if cells.iter().any(|c| !c.epochs.is_empty()) {
                 written.extend(both_formats(
                     dir,
                     &format!("curves-{stem}"),
                     (960, 400),
-                    |a| curves_chart(a, &t, &cells),
-                    |a| curves_chart(a, &t, &cells),
+                    |a| curves_chart(a, t, &cells),
+                    |a| curves_chart(a, t, &cells),
                 )?);
             }
             if cells.iter().any(|c| c.episodes.is_some()) {
@@ -373,8 +372,8 @@ pub fn draw_all(
                     dir,
                     &format!("episodes-{stem}"),
                     (720, 420),
-                    |a| distribution_chart(a, &t, &cells),
-                    |a| distribution_chart(a, &t, &cells),
+                    |a| distribution_chart(a, t, &cells),
+                    |a| distribution_chart(a, t, &cells),
                 )?);
             }
         }

@@ -86,3 +86,115 @@ pub fn write_report(
         figures_skipped: skipped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::gate::EpisodeAccuracy;
+    use crate::report::run_results::{CellStatus, EpochRecord, EvalRecord};
+
+    /// A smoke plan with made-up run results (two methods done, the rest not run).
+    #[test]
+    fn a_report_marks_missing_cells_and_compares_pairs() {
+        let manifests = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests");
+        let e = Experiment::read(&manifests, "table1").unwrap();
+        let plan = e.plan(&manifests, "smoke").unwrap();
+        let results: Vec<CellResult> = plan
+            .iter()
+            .map(|p| {
+                let done = p.group == "controlled"
+                    && p.shot == 1
+                    && (p.method == "lwfm-spm" || p.method == "protonet");
+                let acc = if p.method == "lwfm-spm" { 0.6 } else { 0.5 };
+                let episodes: Vec<EpisodeAccuracy> = (0..40)
+                    .map(|i| EpisodeAccuracy {
+                        episode: i,
+                        accuracy: acc + 0.01 * (i % 5) as f64,
+                    })
+                    .collect();
+                CellResult {
+                    planned: p.clone(),
+                    hash: p.cell.hash(),
+                    status: if done {
+                        CellStatus::Done
+                    } else {
+                        CellStatus::NotRun
+                    },
+                    eval: done.then(|| EvalRecord {
+                        cell_hash: p.cell.hash(),
+                        mean: acc + 0.02,
+                        ci95: 0.01,
+                        n: 40,
+                        ci_formula: e.protocol.ci_formula.clone(),
+                        store_fingerprint: "f".into(),
+                        episodes_sha256: "e".into(),
+                        seed: 1,
+                        checkpoint: "checkpoint-best.safetensors".into(),
+                        device: "cpu".into(),
+                        threads: 2,
+                        git_commit: None,
+                    }),
+                    episodes: done.then_some(episodes),
+                    epochs: if done {
+                        vec![EpochRecord {
+                            epoch: 0,
+                            lr: 0.01,
+                            mean_loss: 1.0,
+                            val_accuracy: 0.5,
+                            seconds: 1.0,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    phases: None,
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let build = BuildInfo {
+            git_commit: None,
+            git_dirty: None,
+            binary_version: "test".into(),
+            binary_features: vec![],
+            device: "cpu".into(),
+            driver: None,
+        };
+        let out = write_report(dir.path(), &manifests, &e, "smoke", &results, build).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("table1.md")).unwrap();
+        assert!(
+            md.contains("| protonet | mini-imagenet | 1 | 52.00 ± 1.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("not run"), "cells not run are kept as rows");
+        assert!(
+            md.contains("| lwfm-spm | mini-imagenet | 1 | 62.00 ± 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains('‡'),
+            "smoke drops the ImageNet weights, and with them the flag: {md}"
+        );
+        let csv = std::fs::read_to_string(dir.path().join("table1.csv")).unwrap();
+        assert_eq!(
+            csv.lines().count(),
+            1 + 10,
+            "one line per (group, method, dataset, shot)"
+        );
+        let paired = std::fs::read_to_string(dir.path().join("table1-paired.csv")).unwrap();
+        assert_eq!(
+            paired.lines().count(),
+            2,
+            "lwfm-spm vs protonet, the only pair with results: {paired}"
+        );
+        assert!(paired.contains(",protonet,0.1"), "{paired}");
+        let prov: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("provenance.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(prov["cells"].as_array().unwrap().len(), 10);
+        if out.figures_skipped.is_none() {
+            assert!(dir.path().join("figures/accuracy-controlled.svg").is_file());
+            assert!(dir.path().join("figures/accuracy-controlled.png").is_file());
+        }
+    }
+}
