@@ -46,8 +46,16 @@ enum Command {
         untrained: bool,
         /// Evaluate this checkpoint file (e.g. the CI gate's committed one) instead of the run's
         /// best; outputs are named after the file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "torch_backbone")]
         checkpoint: Option<PathBuf>,
+        /// Score another codebase's PyTorch checkpoint of this cell's backbone (e.g. a RENet
+        /// ResNet-12 `.pth`) on the frozen episodes, with the cell's (parameter-free or seeded) head.
+        #[arg(long, conflicts_with = "untrained")]
+        torch_backbone: Option<PathBuf>,
+        /// How that checkpoint names its parameters: a `manifests/key-maps/` name (default: this
+        /// suite's own names).
+        #[arg(long, requires = "torch_backbone")]
+        key_map: Option<String>,
     },
     /// Show or prune the run folders under runs/.
     Runs {
@@ -188,13 +196,23 @@ fn run(command: Command) -> fewshot::Result<()> {
             run,
             untrained,
             checkpoint,
+            torch_backbone,
+            key_map,
         } => {
             let (cell, paths, device) = run.open()?;
             use fewshot::eval::cell_eval::{eval_cell, Weights};
-            let weights = match (untrained, checkpoint) {
-                (true, _) => Weights::Untrained,
-                (false, Some(file)) => Weights::File(file),
-                (false, None) => Weights::BestOfRun,
+            let weights = match (untrained, checkpoint, torch_backbone) {
+                (true, _, _) => Weights::Untrained,
+                (false, Some(file), _) => Weights::File(file),
+                (false, None, Some(file)) => Weights::TorchBackbone {
+                    checkpoint: file,
+                    key_map: key_map
+                        .map(|name| {
+                            fewshot::manifest::key_map::KeyMap::read(&paths.manifests, &name)
+                        })
+                        .transpose()?,
+                },
+                (false, None, None) => Weights::BestOfRun,
             };
             let s = eval_cell(&cell, &paths, &device, &weights)?;
             println!(

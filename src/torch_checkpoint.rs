@@ -20,7 +20,8 @@ pub struct TorchTensor {
     pub values: Vec<f64>,
 }
 
-/// Reads every tensor of a state dict saved with `torch.save(model.state_dict(), path)`.
+/// Reads every tensor of a state dict saved with `torch.save(model.state_dict(), path)` (or wrapped as
+/// `{"params": state_dict}` / `{"state_dict": …}`, as several few-shot codebases save it).
 pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, TorchTensor>> {
     let bad = |message: String| Error::Pickle {
         path: path.to_path_buf(),
@@ -51,12 +52,21 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, TorchTensor>> {
         }
     }
     let root = parse(&members[&pkl_name]).map_err(&bad)?;
-    let entries = root.as_dict().ok_or_else(|| {
+    let mut entries = root.as_dict().ok_or_else(|| {
         bad(format!(
             "the pickle holds a {}, not a state dict",
             root.kind()
         ))
     })?;
+    // `torch.save(dict(params=model.state_dict()))` (RENet, FEAT) and `{"state_dict": ...}` wrap the
+    // state dict in a one-key dict: look inside
+    if let [(key, inner)] = entries {
+        if matches!(key.as_text(), Some("params" | "state_dict" | "model")) {
+            if let Some(d) = inner.as_dict() {
+                entries = d;
+            }
+        }
+    }
     let mut out = BTreeMap::new();
     for (key, value) in entries {
         let name = key

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 pub use conv4::Conv4;
 pub use resnet12::ResNet12;
 pub use resnet18::ResNet18;
-pub use torch_weights::load_torch_weights;
+pub use torch_weights::{load_mapped_torch_weights, load_torch_weights};
 
 use crate::layers::adaptive_avg_pool2d;
 pub use crate::manifest::model::{BackboneConfig, BackboneKind};

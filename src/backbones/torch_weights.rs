@@ -14,22 +14,36 @@ use crate::torch_checkpoint::read_state_dict;
 /// with `prefix` (the checkpoint's names are the variables' names without it). Returns how many
 /// variables were set.
 pub fn load_torch_weights(varmap: &VarMap, path: &Path, prefix: &str) -> Result<usize> {
-    let tensors = read_state_dict(path)?;
+    load_mapped_torch_weights(varmap, path, prefix, None)
+}
+
+/// [`load_torch_weights`] with the checkpoint's keys first renamed by `key_map` (another codebase's
+/// naming, `manifests/key-maps/`).
+pub fn load_mapped_torch_weights(
+    varmap: &VarMap,
+    path: &Path,
+    prefix: &str,
+    key_map: Option<&crate::manifest::key_map::KeyMap>,
+) -> Result<usize> {
+    let mut tensors = read_state_dict(path)?;
+    if let Some(map) = key_map {
+        tensors = map.apply(tensors).map_err(|message| Error::Invalid {
+            message: format!("{}: {message}", path.display()),
+        })?;
+    }
     let vars = varmap.data().lock().expect("varmap lock");
     let mut missing = Vec::new();
-    let mut set = 0;
-    for (name, var) in vars.iter() {
-        let Some(key) = name.strip_prefix(prefix) else {
-            continue;
-        };
-        let Some(t) = tensors.get(key) else {
+    // every name first, so a checkpoint that does not fit changes nothing and the error lists what is
+    // missing (sorted, not in the map's order)
+    let mut wanted: Vec<(&String, &Var, &str)> = vars
+        .iter()
+        .filter_map(|(name, var)| name.strip_prefix(prefix).map(|key| (name, var, key)))
+        .collect();
+    wanted.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, _, key) in &wanted {
+        if !tensors.contains_key(*key) {
             missing.push(key.to_string());
-            continue;
-        };
-        set_var(var, &t.values, &t.shape).map_err(|e| Error::Invalid {
-            message: format!("{}: {key}: {e}", path.display()),
-        })?;
-        set += 1;
+        }
     }
     if !missing.is_empty() {
         return Err(Error::Invalid {
@@ -45,6 +59,27 @@ pub fn load_torch_weights(varmap: &VarMap, path: &Path, prefix: &str) -> Result<
                     .join(", ")
             ),
         });
+    }
+    if let Some((_, var, key)) = wanted
+        .iter()
+        .find(|(_, var, key)| var.dims() != tensors[*key].shape.as_slice())
+    {
+        return Err(Error::Invalid {
+            message: format!(
+                "{}: {key}: shape {:?} in the checkpoint, {:?} in the model",
+                path.display(),
+                tensors[*key].shape,
+                var.dims()
+            ),
+        });
+    }
+    let mut set = 0;
+    for (_, var, key) in wanted {
+        let t = &tensors[key];
+        set_var(var, &t.values, &t.shape).map_err(|e| Error::Invalid {
+            message: format!("{}: {key}: {e}", path.display()),
+        })?;
+        set += 1;
     }
     Ok(set)
 }

@@ -57,6 +57,12 @@ pub enum Weights {
     Untrained,
     /// A checkpoint file (the CI gate's committed one); outputs `episodes-<file stem>.jsonl`.
     File(PathBuf),
+    /// Another codebase's PyTorch checkpoint of the cell's backbone, renamed by a key map, on the
+    /// seeded head; outputs `episodes-torch-<file stem>.jsonl`.
+    TorchBackbone {
+        checkpoint: PathBuf,
+        key_map: Option<crate::manifest::key_map::KeyMap>,
+    },
 }
 
 /// Evaluates `weights` on the first `eval.test_episodes` frozen test episodes and writes the
@@ -96,6 +102,33 @@ pub fn eval_cell(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             (path.display().to_string(), format!("-{stem}"))
+        }
+        Weights::TorchBackbone {
+            checkpoint,
+            key_map,
+        } => {
+            let set = crate::backbones::load_mapped_torch_weights(
+                &model.varmap,
+                checkpoint,
+                "backbone.",
+                key_map.as_ref(),
+            )?;
+            tracing::info!("{}: {set} backbone tensors loaded", checkpoint.display());
+            let stem = checkpoint
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                format!(
+                    "{} (PyTorch backbone{})",
+                    checkpoint.display(),
+                    key_map
+                        .as_ref()
+                        .map(|m| format!(", key map {}", m.name))
+                        .unwrap_or_default()
+                ),
+                format!("-torch-{stem}"),
+            )
         }
     };
     let n = cell.eval.test_episodes.min(data.test_episodes.len());

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod cell;
 pub mod dataset;
 pub mod experiment;
+pub mod key_map;
 pub mod lock;
 pub mod model;
 pub mod references;

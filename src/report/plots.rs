@@ -380,3 +380,77 @@ pub fn draw_all(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, shot: usize, accuracy: Option<f64>, published: Option<f64>) -> TableRow {
+        TableRow {
+            group: "controlled".into(),
+            method: method.into(),
+            dataset: "mini-imagenet".into(),
+            shot,
+            accuracy,
+            ci95: accuracy.map(|_| 1.5),
+            n_episodes: accuracy.map(|_| 100),
+            seeds_done: accuracy.is_some() as usize,
+            seeds_planned: 1,
+            seed_spread: None,
+            published,
+            published_source: None,
+            delta: None,
+            reproductions: None,
+            imagenet_overlap: false,
+            status: "done".into(),
+            cell_hashes: vec![],
+            ci_formula: String::new(),
+        }
+    }
+
+    /// The text nodes of an SVG written by plotters (each `<text …>` is followed by its text).
+    fn svg_texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split_once('>').map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split("</text>").next())
+            .map(|t| t.trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_accuracy_figure_draws_a_whisker_per_result_a_cross_per_published_number_and_every_label()
+    {
+        register_font().expect(
+            "the figures need a TrueType font: install fonts-dejavu-core or set FEWSHOT_FONT",
+        );
+        let rows = [
+            row("protonet", 1, Some(40.0), Some(49.4)),
+            row("cosine", 1, Some(42.0), None),
+            row("deepemd", 1, None, Some(66.5)),
+        ];
+        let refs: Vec<&TableRow> = rows.iter().collect();
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, (640, 480)).into_drawing_area();
+            accuracy_chart(area, "test chart", &refs).unwrap();
+        }
+        // one centre point per measured row
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        // a cross is two strokes of width 2; nothing else is drawn that wide
+        assert_eq!(svg.matches("stroke-width=\"2\"").count(), 2 * 2, "{svg}");
+        let texts = svg_texts(&svg);
+        for label in [
+            "mini 1s protonet",
+            "mini 1s cosine",
+            "mini 1s deepemd",
+            "test chart",
+        ] {
+            assert_eq!(
+                texts.iter().filter(|t| *t == label).count(),
+                1,
+                "{label} in {texts:?}"
+            );
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub struct FetchDataArgs {
     /// Dataset to fetch (repeatable), or `all`.
     #[arg(long, default_value = "all")]
     dataset: Vec<String>,
-    /// A mirror tried before the public URLs: a folder or URL laid out as <mirror>/<dataset>/<file>.
+    /// A mirror tried before the public URLs: a folder or URL laid out as `<mirror>/<dataset>/<file>`.
     /// Repeatable. Also read from FEWSHOT_MIRROR (several separated by commas).
     #[arg(long)]
     mirror: Vec<String>,
@@ -31,7 +31,7 @@ pub struct FetchDataArgs {
     /// Re-hash the archives and stores on disk; download and prepare nothing.
     #[arg(long)]
     verify_only: bool,
-    /// Pretrained weights to fetch as well (manifests/weights/<NAME>.toml), e.g. `resnet18-imagenet`.
+    /// Pretrained weights to fetch as well (`manifests/weights/<NAME>.toml`), e.g. `resnet18-imagenet`.
     #[arg(long)]
     weights: Vec<String>,
     /// Use another split variant than the manifest's default (e.g. `chen` for CUB).

@@ -24,7 +24,7 @@ use crate::{cell_launcher, fetch_data, regress, repo};
 
 #[derive(Args)]
 pub struct ReproduceArgs {
-    /// The table to reproduce (manifests/experiments/table<N>.toml).
+    /// The table to reproduce (`manifests/experiments/table<N>.toml`).
     #[arg(long)]
     table: u32,
     /// full (the paper's protocol, GPU), quick (shortened training) or smoke (CPU, minutes).
