@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use serde::{Deserialize, Serialize};
 
 use super::runner::{evaluate, summarise, write_records};
 use super::stats::CI_FORMULA;
@@ -15,26 +14,7 @@ use crate::train::checkpoint;
 use crate::train::episode_batch::transforms;
 use crate::train::run_context::{write_json, CellData, RunPaths};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EvalSummary {
-    pub cell_hash: String,
-    pub dataset: String,
-    pub method: String,
-    pub shot: usize,
-    pub mean: f64,
-    pub ci95: f64,
-    pub n: usize,
-    pub ci_formula: String,
-    pub store_fingerprint: String,
-    pub episodes_sha256: String,
-    pub seed: u64,
-    /// `checkpoint-best.safetensors`, or `untrained` for a freshly initialised model.
-    pub checkpoint: String,
-    pub device: String,
-    /// Worker threads (the order of floating-point reductions on CPU depends on it).
-    pub threads: usize,
-    pub git_commit: Option<String>,
-}
+pub use super::summary::EvalSummary;
 
 /// The commit of the working tree the binary runs in, when it is a git checkout.
 pub fn git_commit(dir: &Path) -> Option<String> {

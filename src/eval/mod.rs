@@ -6,3 +6,4 @@ pub mod gate;
 #[cfg(feature = "train")]
 pub mod runner;
 pub mod stats;
+pub mod summary;

@@ -122,6 +122,9 @@ mod tests {
                     },
                     eval: done.then(|| EvalRecord {
                         cell_hash: p.cell.hash(),
+                        dataset: p.dataset.clone(),
+                        method: p.method.clone(),
+                        shot: p.shot,
                         mean: acc + 0.02,
                         ci95: 0.01,
                         n: 40,

@@ -11,22 +11,8 @@ use crate::error::{Error, Result};
 use crate::eval::gate::{read_episode_accuracies, EpisodeAccuracy};
 use crate::manifest::experiment::PlannedCell;
 
-/// The fields of `eval.json` a report uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalRecord {
-    pub cell_hash: String,
-    pub mean: f64,
-    pub ci95: f64,
-    pub n: usize,
-    pub ci_formula: String,
-    pub store_fingerprint: String,
-    pub episodes_sha256: String,
-    pub seed: u64,
-    pub checkpoint: String,
-    pub device: String,
-    pub threads: usize,
-    pub git_commit: Option<String>,
-}
+/// `eval.json`, as the report reads it.
+pub use crate::eval::summary::EvalSummary as EvalRecord;
 
 /// One line of `train-log.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
