@@ -1,0 +1,168 @@
+//! Criterion benches of the learning core on CPU:
+//! - `heads/<head>/cpu/5w1s` and `…/5w5s`: logits of one 5-way 15-query episode from seeded random
+//!   feature maps shaped like ResNet-12's taps (blocks 3 and 4, 320 + 640 channels, 5×5), each head
+//!   (LWFM-SPM includes its 375 / 1,875 assignments of 25×25 per layer and its matcher MLPs);
+//! - `train_step/conv4/cpu`: one ProtoNet training step of Conv-4 on a 5-way 5-shot 15-query episode at
+//!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images;
+//! - `episode/load`: drawing and loading one 5-way 5-shot 15-query training episode from the prepared
+//!   miniImageNet train store with the protocol's RandomResizedCrop + flip (needs
+//!   `cargo xtask fetch-data --dataset mini-imagenet`; the bench says so and stops otherwise).
+//!
+//! Throughput: episodes (or steps) per second. `benches/README.md` says how to run them.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
+use fewshot::manifest::cell::CellConfig;
+use fewshot::train::model::FewShotModel;
+use fewshot::train::optimizer::Sgd;
+
+fn seeded(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = fewshot::data::philox::CounterRng::new(
+        fewshot::data::philox::CounterRng::key_from("bench"),
+        seed,
+    );
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn heads(c: &mut Criterion) {
+    fewshot::threads::pin_thread_count();
+    let channels = [320usize, 640];
+    let configs = [
+        ("protonet", HeadConfig::Protonet { temperature: 64.0 }),
+        ("cosine", HeadConfig::Cosine { temperature: 0.2 }),
+        (
+            "deepemd",
+            HeadConfig::Deepemd {
+                temperature: 12.5,
+                sfc: None,
+            },
+        ),
+        (
+            "lwfm_spm",
+            HeadConfig::LwfmSpm {
+                temperature_attn: 5.0,
+                temperature: 0.2,
+                matcher_prob: 0.25,
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group("heads");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    for shot in [1usize, 5] {
+        let support = seeded(&[5 * shot, 960, 5, 5], 1);
+        let query = seeded(&[75, 960, 5, 5], 2);
+        for (name, config) in &configs {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let head = build_head(config, &channels, vb, false).unwrap();
+            let features = EpisodeFeatures {
+                support: &support,
+                query: &query,
+                channels: &channels,
+                n_way: 5,
+                n_shot: shot,
+            };
+            group.bench_function(format!("{name}/cpu/5w{shot}s"), |b| {
+                b.iter(|| head.forward(&features, false).unwrap().logits)
+            });
+        }
+    }
+    group.finish();
+}
+
+fn train_step(c: &mut Criterion) {
+    fewshot::threads::pin_thread_count();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
+    ))
+    .unwrap();
+    let mut cell = CellConfig::from_toml(&text).unwrap();
+    cell.image_size = 84;
+    cell.test_resize = 92;
+    let model = FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap();
+    let mut params: Vec<_> = model
+        .varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut sgd = Sgd::new(0.9, true, 5e-4);
+    let support = seeded(&[25, 3, 84, 84], 3);
+    let query = seeded(&[75, 3, 84, 84], 4);
+    let labels = Tensor::from_vec(
+        (0..75u32).map(|i| i % 5).collect::<Vec<_>>(),
+        75,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("train_step");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("conv4/cpu", |b| {
+        b.iter(|| {
+            let out = model.episode(&support, &query, true).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
+            let grads = loss.backward().unwrap();
+            sgd.step(&grads, &params, 0.01).unwrap();
+        })
+    });
+    group.finish();
+}
+
+fn episode_load(c: &mut Criterion) {
+    use fewshot::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
+    use fewshot::data::store::Store;
+    use fewshot::data::transforms::Transform;
+    use fewshot::train::episode_batch::slots_of;
+    let data = std::env::var_os("FEWSHOT_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"))
+        });
+    let path = data.join("mini-imagenet/train.store");
+    let store = match Store::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "episode/load needs {}: {e}; run `cargo xtask fetch-data --dataset mini-imagenet`",
+                path.display()
+            );
+            std::process::exit(2);
+        }
+    };
+    let index = SplitIndex::from_header(&store.header);
+    let spec = EpisodeSpec {
+        n_way: 5,
+        n_shot: 5,
+        n_query: 15,
+    };
+    let sampler = EpisodeSampler::new("mini-imagenet", "train", spec, 1, &index).unwrap();
+    let loader = fewshot::data::episode_tensors::EpisodeLoader {
+        store: &store,
+        transform: Transform::Train { size: 84 },
+        seed: 1,
+    };
+    let mut group = c.benchmark_group("episode");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    group.bench_function("load", |b| {
+        b.iter(|| {
+            i += 1;
+            loader.load(&slots_of(&store, &sampler.episode(i)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, heads, train_step, episode_load);
+criterion_main!(benches);
