@@ -12,6 +12,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod git_state;
 #[cfg(feature = "train")]
 pub mod heads;
 #[cfg(feature = "train")]

@@ -2,7 +2,7 @@
 //! per episode) and `runs/<hash>/eval.json` (mean, 95% CI and the formula, with the provenance every
 //! reported number carries: cell hash, store fingerprint, episode-file hash, seed, git commit).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Device;
 
@@ -15,18 +15,6 @@ use crate::train::episode_batch::transforms;
 use crate::train::run_context::{write_json, CellData, RunPaths};
 
 pub use super::summary::EvalSummary;
-
-/// The commit of the working tree the binary runs in, when it is a git checkout.
-pub fn git_commit(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 /// Which weights an evaluation uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,7 +129,7 @@ pub fn eval_cell(
             "cpu".into()
         },
         threads: crate::threads::pin_thread_count(),
-        git_commit: git_commit(&paths.manifests),
+        git_commit: crate::git_state::git_commit(&paths.manifests),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_records(&dir.join(format!("episodes{suffix}.jsonl")), &records)?;

@@ -148,6 +148,11 @@ impl Experiment {
             path: Self::path(manifests, &self.name),
             message,
         };
+        // each dataset's store size, read once
+        let store_sizes: Vec<u32> = datasets
+            .iter()
+            .map(|d| super::load_dataset(manifests, d).map(|m| m.store.size))
+            .collect::<Result<_>>()?;
         let mut cells = Vec::new();
         for group in &self.group {
             let base_path = manifests.join(&group.base);
@@ -163,8 +168,7 @@ impl Experiment {
                         group.name
                     ))
                 })?;
-                for dataset in &datasets {
-                    let dataset_manifest = super::load_dataset(manifests, dataset)?;
+                for (dataset, store_size) in datasets.iter().zip(&store_sizes) {
                     for &shot in &self.shots {
                         for &seed in &self.seeds {
                             let mut t = base.clone();
@@ -180,7 +184,7 @@ impl Experiment {
                             }
                             let fixed: toml::Table = toml::from_str(&format!(
                                 "dataset = {dataset:?}\nstore_size = {}\nseed = {seed}\n[episode]\nn_way = {}\nn_shot = {shot}\nn_query = {}\n[train]\nval_episodes = {}\n[eval]\ntest_episodes = {}\n",
-                                dataset_manifest.store.size,
+                                store_size,
                                 self.protocol.n_way,
                                 self.protocol.n_query,
                                 self.protocol.val_episodes,

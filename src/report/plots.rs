@@ -319,12 +319,12 @@ pub fn draw_all(
     dir: &Path,
     rows: &[TableRow],
     results: &[CellResult],
-    group_titles: &[(String, String)],
+    groups: &[String],
 ) -> Result<Vec<PathBuf>> {
     register_font().map_err(Error::invalid)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut written = Vec::new();
-    for (group, _title) in group_titles {
+    for group in groups {
         let group_rows: Vec<&TableRow> = rows.iter().filter(|r| &r.group == group).collect();
         if group_rows.is_empty() {
             continue;

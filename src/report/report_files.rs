@@ -76,7 +76,8 @@ pub fn write_report(
         "provenance.json".into(),
         serde_json::to_string_pretty(&provenance).expect("plain struct"),
     )?;
-    let (figures, skipped) = match draw_all(&dir.join("figures"), &rows, results, &titles) {
+    let groups: Vec<String> = titles.iter().map(|(name, _)| name.clone()).collect();
+    let (figures, skipped) = match draw_all(&dir.join("figures"), &rows, results, &groups) {
         Ok(f) => (f, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };

@@ -35,7 +35,7 @@ pub fn run(args: CellArgs) -> Result<()> {
     let cuda = args.device.starts_with("cuda");
     let binary = match args.binary {
         Some(b) => b,
-        None => build_fewshot(cuda)?,
+        None => build_fewshot(true, cuda)?,
     };
     check_libraries(&binary)?;
     let action = match args.action {
@@ -57,11 +57,18 @@ pub fn run(args: CellArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release --bin fewshot [--features cuda]`; returns the binary's path.
-pub fn build_fewshot(cuda: bool) -> Result<PathBuf> {
+/// `cargo build [--release] --bin fewshot [--features cuda]`; returns the binary's path. The dev build
+/// is what `cargo test` already built (CI's gate uses it); CUDA runs need the release build.
+pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
+    if cuda && !release {
+        bail!("a CUDA run needs the release build with the cuda feature, not the dev build");
+    }
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--bin", "fewshot"])
+    cmd.args(["build", "--bin", "fewshot"])
         .current_dir(repo::root());
+    if release {
+        cmd.arg("--release");
+    }
     if cuda {
         cmd.args(["--features", "cuda"]);
     }
@@ -74,7 +81,52 @@ pub fn build_fewshot(cuda: bool) -> Result<PathBuf> {
         };
         bail!("building the fewshot binary failed{hint}");
     }
-    Ok(repo::root().join("target/release/fewshot"))
+    let profile = if release { "release" } else { "debug" };
+    Ok(repo::root().join("target").join(profile).join("fewshot"))
+}
+
+/// One `fewshot train|eval` invocation for a cell, as `regress` and `reproduce` launch it: the
+/// folders are explicit, the output is appended to a log.
+pub struct CellCommand<'a> {
+    pub binary: &'a Path,
+    pub config: &'a Path,
+    pub device: &'a str,
+    pub data_dir: &'a Path,
+    pub runs: &'a Path,
+    /// Arguments after the common ones (e.g. `--checkpoint FILE`, `--sabotage NAME`).
+    pub extra: Vec<std::ffi::OsString>,
+}
+
+impl CellCommand<'_> {
+    /// Runs `fewshot <action>` with stdout and stderr appended to `log`; an error on a non-zero exit.
+    pub fn run(&self, action: &str, log: &Path) -> Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| log.display().to_string())?;
+        let status = Command::new(self.binary)
+            .arg(action)
+            .arg("--config")
+            .arg(self.config)
+            .arg("--device")
+            .arg(self.device)
+            .arg("--data-dir")
+            .arg(self.data_dir)
+            .arg("--manifests")
+            .arg(repo::manifests())
+            .arg("--runs")
+            .arg(self.runs)
+            .args(&self.extra)
+            .stdout(std::process::Stdio::from(file.try_clone()?))
+            .stderr(std::process::Stdio::from(file))
+            .status()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        if !status.success() {
+            bail!("fewshot {action} exited with {status}");
+        }
+        Ok(())
+    }
 }
 
 /// Fails, naming each library, when `ldd` reports shared libraries of `binary` that do not resolve.

@@ -7,7 +7,7 @@
 //! the baseline, with the reason, commit, machine and date, for review in the diff.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -16,6 +16,7 @@ use fewshot::manifest::baseline::{CiBaselines, GateBaseline, GateKind};
 use fewshot::manifest::cell::CellConfig;
 use sha2::{Digest, Sha256};
 
+use crate::cell_launcher::CellCommand;
 use crate::{fetch_data, repo};
 
 #[derive(Args, Default)]
@@ -89,7 +90,7 @@ pub fn run(args: RegressArgs) -> Result<()> {
     ))?;
     let data_dir = repo::data_dir(args.data_dir.clone());
 
-    let binary = build_binary(args.release)?;
+    let binary = crate::cell_launcher::build_fewshot(args.release, false)?;
     let out = root.join("reports/smoke/regress");
     let runs = out.join("runs");
     if runs.exists() {
@@ -165,7 +166,7 @@ pub fn run(args: RegressArgs) -> Result<()> {
         if measured.len() != selected.len() {
             bail!("not blessing: some gates did not run (see above)");
         }
-        let commit = git_commit(&root);
+        let commit = fewshot::git_state::git_description(&root);
         let machine = machine_description();
         let at = chrono_like_now();
         for (i, records) in &measured {
@@ -223,22 +224,17 @@ fn run_gate(
     log: &Path,
 ) -> Result<Vec<EpisodeAccuracy>> {
     let manifests = repo::manifests();
-    let common = |action: &str| {
-        let mut cmd = Command::new(binary);
-        cmd.arg(action)
-            .arg("--config")
-            .arg(cell_file)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--manifests")
-            .arg(&manifests)
-            .arg("--runs")
-            .arg(runs);
-        if let Some(s) = cell.sabotage {
-            cmd.arg("--sabotage").arg(s.name());
-        }
-        cmd
+    let mut command = CellCommand {
+        binary,
+        config: cell_file,
+        device: "cpu",
+        data_dir,
+        runs,
+        extra: Vec::new(),
     };
+    if let Some(s) = cell.sabotage {
+        command.extra.extend(["--sabotage".into(), s.name().into()]);
+    }
     let run_dir = runs.join(cell.hash());
     match g.kind {
         GateKind::Evaluation => {
@@ -257,9 +253,10 @@ fn run_gate(
                     g.checkpoint_sha256
                 );
             }
-            let mut cmd = common("eval");
-            cmd.arg("--checkpoint").arg(&checkpoint);
-            logged(cmd, log)?;
+            command
+                .extra
+                .extend(["--checkpoint".into(), checkpoint.clone().into()]);
+            command.run("eval", log)?;
             let stem = checkpoint
                 .file_stem()
                 .unwrap_or_default()
@@ -270,44 +267,11 @@ fn run_gate(
             )?)
         }
         GateKind::Training => {
-            logged(common("train"), log)?;
-            logged(common("eval"), log)?;
+            command.run("train", log)?;
+            command.run("eval", log)?;
             Ok(read_episode_accuracies(&run_dir.join("episodes.jsonl"))?)
         }
     }
-}
-
-/// Runs `cmd` with its output appended to `log`.
-fn logged(mut cmd: Command, log: &Path) -> Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let status = cmd
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file))
-        .status()
-        .context("starting the fewshot binary")?;
-    if !status.success() {
-        bail!("fewshot exited with {status}");
-    }
-    Ok(())
-}
-
-/// `cargo build --bin fewshot` (dev, reusing what `cargo test` built) or `--release`.
-pub fn build_binary(release: bool) -> Result<PathBuf> {
-    if release {
-        return crate::cell_launcher::build_fewshot(false);
-    }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--bin", "fewshot"])
-        .current_dir(repo::root())
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building the fewshot binary failed");
-    }
-    Ok(repo::root().join("target/debug/fewshot"))
 }
 
 /// The table of gates: baseline, now, Δ, tolerance, pass/fail.
@@ -336,27 +300,6 @@ pub fn verdict_table(verdicts: &[GateVerdict]) -> String {
         );
     }
     t
-}
-
-fn git_commit(root: &Path) -> String {
-    let rev = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(root)
-        .output();
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain"])
-        .current_dir(root)
-        .output();
-    match (rev, dirty) {
-        (Ok(r), Ok(d)) if r.status.success() => {
-            let mut c = String::from_utf8_lossy(&r.stdout).trim().to_string();
-            if !d.stdout.is_empty() {
-                c += "-dirty";
-            }
-            c
-        }
-        _ => "unknown".into(),
-    }
 }
 
 /// CPU model, logical CPUs and OS, e.g. "AMD EPYC, 2 CPUs, linux x86_64".

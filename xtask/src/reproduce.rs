@@ -7,7 +7,7 @@
 //! is reported with its log and the others go on; the exit code says whether any failed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +20,7 @@ use fewshot::report::provenance::BuildInfo;
 use fewshot::report::report_files::write_report;
 use fewshot::report::run_results::{read_eval, read_train_log, CellResult, PhaseTimes};
 
-use crate::{cell_launcher, fetch_data, regress, repo};
+use crate::{cell_launcher, fetch_data, repo};
 
 #[derive(Args)]
 pub struct ReproduceArgs {
@@ -148,14 +148,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         }
     }
     let cuda = device.starts_with("cuda");
-    let binary = if args.dev_build {
-        if cuda {
-            bail!("--dev-build is for CPU runs; a CUDA run needs the release build with the cuda feature");
-        }
-        regress::build_binary(false)?
-    } else {
-        cell_launcher::build_fewshot(cuda)?
-    };
+    let binary = cell_launcher::build_fewshot(!args.dev_build, cuda)?;
     cell_launcher::check_libraries(&binary)?;
 
     let mut failed: Vec<(usize, PathBuf)> = Vec::new();
@@ -211,31 +204,17 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         phases.device = device.clone();
+        let command = cell_launcher::CellCommand {
+            binary: &binary,
+            config: &config,
+            device: &device,
+            data_dir: &data_dir,
+            runs: &runs,
+            extra: Vec::new(),
+        };
         let run_phase = |action: &str| -> Result<f64> {
             let t = Instant::now();
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)?;
-            let status = Command::new(&binary)
-                .arg(action)
-                .arg("--config")
-                .arg(&config)
-                .arg("--device")
-                .arg(&device)
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .arg("--manifests")
-                .arg(&manifests)
-                .arg("--runs")
-                .arg(&runs)
-                .stdout(Stdio::from(file.try_clone()?))
-                .stderr(Stdio::from(file))
-                .status()
-                .context("starting the fewshot binary")?;
-            if !status.success() {
-                bail!("fewshot {action} exited with {status}");
-            }
+            command.run(action, &log)?;
             Ok(t.elapsed().as_secs_f64())
         };
         let outcome = run_phase("train").and_then(|train| {
@@ -435,13 +414,6 @@ fn build_info(root: &Path, binary: &Path, device: &str) -> BuildInfo {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let commit = run(Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(root));
-    let dirty = run(Command::new("git")
-        .args(["status", "--porcelain"])
-        .current_dir(root))
-    .map(|s| !s.is_empty());
     let version = run(Command::new(binary).arg("--version")).unwrap_or_else(|| "unknown".into());
     let driver = if device.starts_with("cuda") {
         run(Command::new("nvidia-smi")
@@ -450,8 +422,8 @@ fn build_info(root: &Path, binary: &Path, device: &str) -> BuildInfo {
         None
     };
     BuildInfo {
-        git_commit: commit,
-        git_dirty: dirty,
+        git_commit: fewshot::git_state::git_commit(root),
+        git_dirty: fewshot::git_state::git_dirty(root),
         binary_version: version,
         binary_features: if device.starts_with("cuda") {
             vec!["train".into(), "cuda".into()]
