@@ -5,6 +5,8 @@
 
 pub mod assignment;
 pub mod emd;
+mod emd_shortest_paths;
+mod emd_simplex;
 pub mod small_assignment;
 
 pub use assignment::{assign_batch, assign_one, ASSIGNMENT_SCALE};
