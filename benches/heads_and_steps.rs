@@ -11,6 +11,12 @@
 //! Throughput: episodes (or steps) per second. `benches/README.md` says how to run them.
 
 use candle_core::{DType, Device, Tensor};
+
+/// The allocator the `fewshot` binary trains with (set up as `main` does in each bench), so the step is
+/// timed as users run it.
+#[global_allocator]
+static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
+
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
@@ -30,6 +36,7 @@ fn seeded(shape: &[usize], seed: u64) -> Tensor {
 
 fn heads(c: &mut Criterion) {
     fewshot::threads::pin_thread_count();
+    fewshot::allocator::keep_freed_pages();
     let channels = [320usize, 640];
     let configs = [
         ("protonet", HeadConfig::Protonet { temperature: 64.0 }),
@@ -77,6 +84,7 @@ fn heads(c: &mut Criterion) {
 
 fn train_step(c: &mut Criterion) {
     fewshot::threads::pin_thread_count();
+    fewshot::allocator::keep_freed_pages();
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"

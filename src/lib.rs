@@ -4,6 +4,7 @@
 //! downloads, dataset preparation into stores, frozen episodes and (behind the `train` feature)
 //! the learning core. See `ARCHITECTURE.md` for the data flow.
 
+pub mod allocator;
 pub mod atomic_write;
 #[cfg(feature = "train")]
 pub mod backbones;

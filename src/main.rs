@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 // candle's CPU kernels allocate and free large scratch buffers on every op; with glibc's malloc those
-// become mmap/munmap calls and page faults (half the run time of a small-model evaluation, measured).
+// become mmap/munmap calls and page faults (half the run time of a small-model evaluation, measured);
+// `main` also tells mimalloc to keep freed pages (see `fewshot::allocator`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
 use fewshot::data::frozen_episodes::FrozenEpisodes;
 use fewshot::data::store::Store;
 
@@ -147,6 +148,7 @@ impl RunArgs {
 }
 
 fn main() {
+    fewshot::allocator::keep_freed_pages();
     fewshot::threads::pin_thread_count();
     let cli = Cli::parse();
     fewshot::logging::init(cli.verbose);
