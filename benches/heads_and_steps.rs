@@ -3,7 +3,8 @@
 //!   feature maps shaped like ResNet-12's taps (blocks 3 and 4, 320 + 640 channels, 5×5), each head
 //!   (LWFM-SPM includes its 375 / 1,875 assignments of 25×25 per layer and its matcher MLPs);
 //! - `train_step/conv4/cpu`: one ProtoNet training step of Conv-4 on a 5-way 5-shot 15-query episode at
-//!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images;
+//!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images, with
+//!   candle's stock ops; `train_step/conv4-fast/cpu`: the same step on the fast path (`ops = "fast"`);
 //! - `episode/load`: drawing and loading one 5-way 5-shot 15-query training episode from the prepared
 //!   miniImageNet train store with the protocol's RandomResizedCrop + flip (needs
 //!   `cargo xtask fetch-data --dataset mini-imagenet`; the bench says so and stops otherwise).
@@ -20,6 +21,7 @@ static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
+use fewshot::layers::OpsPath;
 use fewshot::manifest::cell::CellConfig;
 use fewshot::train::model::FewShotModel;
 use fewshot::train::optimizer::Sgd;
@@ -90,40 +92,46 @@ fn train_step(c: &mut Criterion) {
         "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
     ))
     .unwrap();
-    let mut cell = CellConfig::from_toml(&text).unwrap();
-    cell.image_size = 84;
-    cell.test_resize = 92;
-    let model = FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap();
-    let mut params: Vec<_> = model
-        .varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut sgd = Sgd::new(0.9, true, 5e-4);
-    let support = seeded(&[25, 3, 84, 84], 3);
-    let query = seeded(&[75, 3, 84, 84], 4);
-    let labels = Tensor::from_vec(
-        (0..75u32).map(|i| i % 5).collect::<Vec<_>>(),
-        75,
-        &Device::Cpu,
-    )
-    .unwrap();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("conv4/cpu", |b| {
-        b.iter(|| {
-            let out = model.episode(&support, &query, true).unwrap();
-            let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
-            let grads = loss.backward().unwrap();
-            sgd.step(&grads, &params, 0.01).unwrap();
-        })
-    });
+    for (name, ops) in [
+        ("conv4/cpu", OpsPath::Stock),
+        ("conv4-fast/cpu", OpsPath::Fast),
+    ] {
+        let mut cell = CellConfig::from_toml(&text).unwrap();
+        cell.image_size = 84;
+        cell.test_resize = 92;
+        cell.backbone.ops = ops;
+        let model = FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap();
+        let mut params: Vec<_> = model
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut sgd = Sgd::new(0.9, true, 5e-4);
+        let support = seeded(&[25, 3, 84, 84], 3);
+        let query = seeded(&[75, 3, 84, 84], 4);
+        let labels = Tensor::from_vec(
+            (0..75u32).map(|i| i % 5).collect::<Vec<_>>(),
+            75,
+            &Device::Cpu,
+        )
+        .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let out = model.episode(&support, &query, true).unwrap();
+                let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
+                let grads = loss.backward().unwrap();
+                sgd.step(&grads, &params, 0.01).unwrap();
+            })
+        });
+    }
     group.finish();
 }
 

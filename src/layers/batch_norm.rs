@@ -21,7 +21,8 @@ impl BatchNorm2d {
     /// x: (batch, c, h, w) → same shape
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self.ops {
-            OpsPath::Stock => self.inner.forward_t(x, train),
+            // the fast path has no batch-norm op of its own yet
+            OpsPath::Stock | OpsPath::Fast => self.inner.forward_t(x, train),
         }
     }
 }

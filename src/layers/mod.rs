@@ -1,9 +1,12 @@
 //! The layer types backbones are built from. Each holds its parameters under PyTorch's names and
 //! runs through an [`OpsPath`], so the implementation of the hot layers can be swapped (candle's stock
-//! ops today; a cuDNN-backed fast path later) without touching the model code.
+//! ops, or the fast path's custom ops: im2col + gemm convolution on the CPU today, cuDNN next) without
+//! touching the model code.
 
 mod batch_norm;
 mod conv2d;
+pub mod conv_ops;
+pub mod im2col;
 mod pooling;
 
 pub use batch_norm::BatchNorm2d;

@@ -7,6 +7,9 @@ use candle_core::{Result, Tensor};
 /// x: (b, c, h, w) → max over `k`×`k` windows with `stride`, after zero-padding by `padding`.
 /// Zero padding equals PyTorch's −∞ padding only for non-negative inputs (post-ReLU); callers
 /// guarantee that.
+/// candle's own max-pool has a backward only for `k == stride`; overlapping windows (ResNet-18's
+/// 3×3 stride-2 stem pool) are pooled one axis at a time as a maximum over strided views, which is
+/// differentiable with stock ops.
 pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let x = if padding > 0 {
         x.pad_with_zeros(2, padding, padding)?
@@ -14,7 +17,44 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result
     } else {
         x.clone()
     };
-    x.max_pool2d_with_stride(k, stride)
+    if k == stride {
+        return x.max_pool2d_with_stride(k, stride);
+    }
+    let x = max_pool1d_over(&x, 3, k, stride)?;
+    max_pool1d_over(&x, 2, k, stride)
+}
+
+/// Max over windows of `k` along `dim` with `stride` (no padding): the maximum, over the k offsets
+/// d, of the strided view x[d], x[d + stride], … (each view by narrow, reshape and narrow).
+fn max_pool1d_over(x: &Tensor, dim: usize, k: usize, stride: usize) -> Result<Tensor> {
+    let len = x.dim(dim)?;
+    if len < k {
+        candle_core::bail!("max_pool2d: a window of {k} does not fit {len} positions");
+    }
+    let out = (len - k) / stride + 1;
+    // room for `out` full strides from every offset
+    let needed = (k - 1) + out * stride;
+    let x = if needed > len {
+        x.pad_with_zeros(dim, 0, needed - len)?
+    } else {
+        x.clone()
+    };
+    let mut shape = x.dims().to_vec();
+    shape[dim] = out;
+    shape.insert(dim + 1, stride);
+    let mut best: Option<Tensor> = None;
+    for d in 0..k {
+        let view = x
+            .narrow(dim, d, out * stride)?
+            .reshape(shape.as_slice())?
+            .narrow(dim + 1, 0, 1)?
+            .squeeze(dim + 1)?;
+        best = Some(match best {
+            None => view,
+            Some(b) => b.maximum(&view)?,
+        });
+    }
+    Ok(best.expect("k >= 1"))
 }
 
 /// The (out, in) averaging matrix of 1-D adaptive average pooling.
@@ -47,6 +87,65 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out: usize) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn overlapping_max_pool_matches_candles_forward_and_has_a_gradient() {
+        // non-negative inputs, as after a ReLU; distinct values, so every window has one maximum
+        let (h, w) = (9, 8);
+        let values: Vec<f32> = (0..2 * h * w).map(|i| ((i * 37) % 101) as f32).collect();
+        let x = candle_core::Var::from_vec(values, (1, 2, h, w), &Device::Cpu).unwrap();
+        let ours = max_pool2d(&x, 3, 2, 1).unwrap();
+        let padded = x
+            .pad_with_zeros(2, 1, 1)
+            .unwrap()
+            .pad_with_zeros(3, 1, 1)
+            .unwrap();
+        let candles = padded.max_pool2d_with_stride(3, 2).unwrap();
+        assert_eq!(ours.dims(), candles.dims());
+        let diff = (&ours - &candles)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // the gradient of Σ out: each input counts the windows it is the maximum of
+        let grads = ours.sum_all().unwrap().backward().unwrap();
+        let g = grads
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+        let mut expected = vec![0f32; xv.len()];
+        for c in 0..2 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut arg = None;
+                    let mut best = f32::NEG_INFINITY;
+                    for dy in 0..3 {
+                        for dx in 0..3 {
+                            let (y, x_) = ((oy * 2 + dy) as isize - 1, (ox * 2 + dx) as isize - 1);
+                            if y < 0 || x_ < 0 || y >= h as isize || x_ >= w as isize {
+                                continue;
+                            }
+                            let i = (c * h + y as usize) * w + x_ as usize;
+                            if xv[i] > best {
+                                (best, arg) = (xv[i], Some(i));
+                            }
+                        }
+                    }
+                    if best > 0.0 {
+                        expected[arg.unwrap()] += 1.0;
+                    }
+                }
+            }
+        }
+        assert_eq!(g, expected);
+    }
 
     #[test]
     fn adaptive_pooling_matches_pytorch_cells() {

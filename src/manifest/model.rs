@@ -10,6 +10,9 @@ pub enum OpsPath {
     /// candle's own CPU/CUDA kernels.
     #[default]
     Stock,
+    /// The fast path's custom ops (`layers::conv_ops`): convolutions as im2col + gemm on the CPU,
+    /// forward and both gradients; batch norm and pooling stay stock. Not on CUDA yet.
+    Fast,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -129,3 +129,97 @@ fn pytorch_weights_load_by_name_and_mismatches_are_named() {
         "{text}"
     );
 }
+
+/// The fast path (`ops = "fast"`: im2col + gemm convolutions) against candle's stock ops on the same
+/// weights: each backbone's features in evaluation and training mode, and every parameter's gradient.
+/// Both run in f32 and differ by rounding, which a deep net amplifies in some gradients (a BN bias's
+/// gradient is a sum with cancellation); so the reference is the stock path in f64, and the fast
+/// path must be about as close to it as the stock f32 path is.
+#[test]
+fn the_fast_path_matches_the_stock_ops_in_both_modes_and_in_every_gradient() {
+    use fewshot::layers::OpsPath;
+    let relative = |a: &Tensor, b: &Tensor| -> f64 {
+        let a = a.to_dtype(DType::F64).unwrap();
+        let b = b.to_dtype(DType::F64).unwrap();
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        diff.to_scalar::<f64>().unwrap() / scale.max(1e-12)
+    };
+    for kind in [
+        BackboneKind::Conv4,
+        BackboneKind::Resnet12,
+        BackboneKind::Resnet18,
+    ] {
+        let varmap = VarMap::new();
+        let mut config = BackboneConfig::default_for(kind, 3);
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let stock = Backbone::new(&config, vb).unwrap();
+        let mut varmap64 = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap64, DType::F64, &Device::Cpu);
+        let reference = Backbone::new(&config, vb).unwrap();
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            varmap64
+                .set_one(name, var.to_dtype(DType::F64).unwrap())
+                .unwrap();
+        }
+        config.ops = OpsPath::Fast;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let fast = Backbone::new(&config, vb).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 40, 40), &Device::Cpu).unwrap();
+        let x64 = x.to_dtype(DType::F64).unwrap();
+        for train in [false, true] {
+            let want = reference.features(&config, &x64, train).unwrap().maps;
+            let s = relative(&stock.features(&config, &x, train).unwrap().maps, &want);
+            let f = relative(&fast.features(&config, &x, train).unwrap().maps, &want);
+            assert!(
+                f <= 2.0 * s + 1e-6,
+                "{kind:?} train={train}: fast {f:e}, stock {s:e}"
+            );
+        }
+        let out_stock = stock.features(&config, &x, true).unwrap().maps;
+        let out_fast = fast.features(&config, &x, true).unwrap().maps;
+        let out64 = reference.features(&config, &x64, true).unwrap().maps;
+        let r = Tensor::randn(0f32, 1.0, out_stock.dims(), &Device::Cpu).unwrap();
+        let r64 = r.to_dtype(DType::F64).unwrap();
+        let grads_stock = (out_stock * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads_fast = (out_fast * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads64 = (out64 * &r64)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let vars = varmap.data().lock().unwrap();
+        let vars64 = varmap64.data().lock().unwrap();
+        let mut checked = 0;
+        for (name, var) in vars.iter() {
+            let (Some(a), Some(b)) = (grads_fast.get(var), grads_stock.get(var)) else {
+                continue;
+            };
+            let want = grads64.get(&vars64[name]).unwrap();
+            let (f, s) = (relative(a, want), relative(b, want));
+            assert!(
+                f <= 2.0 * s + 1e-5,
+                "{kind:?} d{name}: fast {f:e}, stock {s:e}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 10, "{kind:?}: only {checked} gradients compared");
+    }
+}

@@ -1,0 +1,222 @@
+//! The fast path's convolution as candle custom ops: the forward pass, and a backward made of two
+//! more custom ops (backward-data, backward-filter), each running the formulas of `im2col` on the
+//! CPU. CUDA (cuDNN through cudarc) is issue #6's next slice: on a CUDA tensor these ops say so
+//! instead of falling back silently.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::im2col::{conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry};
+
+/// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (batch, c_in, h, w) = x.dims4()?;
+    let (c_out, w_in, k, k2) = weight.dims4()?;
+    if w_in != c_in || k != k2 {
+        candle_core::bail!(
+            "conv2d: input {:?} and weight {:?} do not fit (square kernels only)",
+            x.dims(),
+            weight.dims()
+        );
+    }
+    if h + 2 * padding < k || w + 2 * padding < k {
+        candle_core::bail!(
+            "conv2d: a {h}×{w} input with padding {padding} is smaller than the {k}×{k} kernel"
+        );
+    }
+    let geometry = ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        padding,
+    };
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, ConvForward(geometry))
+}
+
+/// The f32 data of a contiguous CPU operand.
+fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!(
+            "{op}: the fast path computes in f32, got {:?}",
+            storage.dtype()
+        );
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// Forward: (x, weight) → out.
+struct ConvForward(ConvGeometry);
+
+impl CustomOp2 for ConvForward {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let w = contiguous_f32(self.name(), s2, l2)?;
+        let out = conv_forward(g, x, w);
+        let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        candle_core::bail!(
+            "the fast path's cuDNN convolution is not built yet (issue #6): train CUDA cells with ops = \"stock\""
+        )
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0))?;
+        let dw = x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0))?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Backward-data: (grad, weight) → dx.
+struct ConvBackwardData(ConvGeometry);
+
+impl CustomOp2 for ConvBackwardData {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let grad = contiguous_f32(self.name(), s1, l1)?;
+        let w = contiguous_f32(self.name(), s2, l2)?;
+        let dx = conv_backward_data(g, grad, w);
+        Ok((
+            CpuStorage::F32(dx),
+            Shape::from((g.batch, g.c_in, g.h, g.w)),
+        ))
+    }
+}
+
+/// Backward-filter: (x, grad) → dW.
+struct ConvBackwardFilter(ConvGeometry);
+
+impl CustomOp2 for ConvBackwardFilter {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-backward-filter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let grad = contiguous_f32(self.name(), s2, l2)?;
+        let dw = conv_backward_filter(g, x, grad);
+        Ok((
+            CpuStorage::F32(dw),
+            Shape::from((g.c_out, g.c_in, g.k, g.k)),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn seeded(shape: &[usize], key: &str) -> Tensor {
+        let mut rng =
+            crate::data::philox::CounterRng::new(crate::data::philox::CounterRng::key_from(key), 0);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        diff.to_scalar::<f32>().unwrap() / scale.max(1e-12)
+    }
+
+    #[test]
+    fn forward_and_gradients_match_candles_stock_convolution() {
+        for (k, stride, padding, c_in, c_out, hw) in [
+            (3, 1, 1, 3, 8, 12),
+            (3, 2, 1, 4, 6, 11),
+            (1, 2, 0, 5, 7, 10),
+            (7, 2, 3, 3, 4, 16),
+        ] {
+            let x = Var::from_tensor(&seeded(&[2, c_in, hw, hw], "x")).unwrap();
+            let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "w")).unwrap();
+            let stock = x.conv2d(&w, padding, stride, 1, 1).unwrap();
+            let fast = conv2d(&x, &w, stride, padding).unwrap();
+            assert_eq!(stock.dims(), fast.dims());
+            assert!(
+                max_relative(&fast, &stock) <= 1e-4,
+                "forward k{k} s{stride}"
+            );
+            let r = seeded(stock.dims(), "r");
+            let stock_grads = (stock * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let fast_grads = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, var) in [("x", &x), ("w", &w)] {
+                let (a, b) = (fast_grads.get(var).unwrap(), stock_grads.get(var).unwrap());
+                assert!(max_relative(a, b) <= 1e-4, "d{name} k{k} s{stride}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_f32_and_misfitting_operands_are_refused_with_the_reason() {
+        let x = seeded(&[1, 3, 8, 8], "x");
+        let w = seeded(&[4, 2, 3, 3], "w");
+        let e = conv2d(&x, &w, 1, 1).unwrap_err().to_string();
+        assert!(e.contains("do not fit"), "{e}");
+        let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
+        let w64 = seeded(&[4, 3, 3, 3], "w")
+            .to_dtype(candle_core::DType::F64)
+            .unwrap();
+        let e = conv2d(&x64, &w64, 1, 1).unwrap_err().to_string();
+        assert!(e.contains("f32"), "{e}");
+    }
+}

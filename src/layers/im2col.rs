@@ -1,0 +1,315 @@
+//! The CPU formulas of the fast convolution path, on plain f32 slices: a convolution as image-to-
+//! column unfolding plus one matrix product per image (Chellapilla, Puri & Simard, "High Performance
+//! Convolutional Neural Networks for Document Processing", 2006), and its two gradients the same way:
+//! - forward: out_b (O × P) = W (O × CKK) · cols(x_b) (CKK × P);
+//! - backward-data: dx_b = col2im(Wᵀ (CKK × O) · g_b (O × P));
+//! - backward-filter: dW (O × CKK) = Σ_b g_b (O × P) · cols(x_b)ᵀ (P × CKK);
+//!
+//! with P = out_h·out_w and CKK = in_channels·k·k. Images run in parallel (rayon), each product on one
+//! thread (the `gemm` crate candle itself uses), with one unfolding buffer per worker.
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// The shapes of one convolution: input (batch, c_in, h, w), weight (c_out, c_in, k, k), square
+/// kernel, equal stride and zero padding on both axes, no dilation, no groups, no bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding - self.k) / self.stride + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding - self.k) / self.stride + 1
+    }
+
+    /// Output pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// Rows of the unfolded image: c_in·k·k.
+    pub fn patch(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    fn image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// Visits every (unfolded row, output pixel) whose input position lies inside the image, as
+    /// (index into the unfolded buffer, index into the image); positions in the padding are skipped.
+    fn for_each_tap(&self, mut visit: impl FnMut(usize, usize)) {
+        let (oh, ow, p) = (self.out_h(), self.out_w(), self.pixels());
+        for c in 0..self.c_in {
+            for kh in 0..self.k {
+                for kw in 0..self.k {
+                    let row = (c * self.k + kh) * self.k + kw;
+                    for oy in 0..oh {
+                        let iy = (oy * self.stride + kh) as isize - self.padding as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        let image_row = (c * self.h + iy as usize) * self.w;
+                        for ox in 0..ow {
+                            let ix = (ox * self.stride + kw) as isize - self.padding as isize;
+                            if ix >= 0 && ix < self.w as isize {
+                                visit(row * p + oy * ow + ox, image_row + ix as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unfolds one image (c_in × h × w) into `cols` (c_in·k·k × out_h·out_w); padding reads as zero.
+pub fn im2col(geometry: &ConvGeometry, image: &[f32], cols: &mut [f32]) {
+    cols.fill(0.0);
+    geometry.for_each_tap(|at, from| cols[at] = image[from]);
+}
+
+/// Folds `cols` back onto one image, adding every tap into the input position it was read from.
+pub fn col2im(geometry: &ConvGeometry, cols: &[f32], image: &mut [f32]) {
+    image.fill(0.0);
+    geometry.for_each_tap(|at, to| image[to] += cols[at]);
+}
+
+/// dst (m × n, row-major) = lhs · rhs, or += when `accumulate`, with explicit row/column strides for
+/// the operands (a transposed operand is a stride swap, never a copy).
+#[allow(clippy::too_many_arguments)]
+fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(m > 0 && n > 0 && k > 0, "empty product");
+    assert!(dst.len() >= m * n && lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above keep every read and write inside the three slices
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// out (batch × c_out × out_h × out_w) from x (batch × c_in × h × w) and weight (c_out × c_in × k × k).
+pub fn conv_forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (p, ckk, o) = (geometry.pixels(), geometry.patch(), geometry.c_out);
+    let mut out = vec![0.0f32; geometry.batch * o * p];
+    out.par_chunks_mut(o * p)
+        .zip(x.par_chunks(geometry.image()))
+        .for_each_init(
+            || vec![0.0f32; ckk * p],
+            |cols, (out_b, x_b)| {
+                im2col(geometry, x_b, cols);
+                product((o, p, ckk), out_b, false, weight, (ckk, 1), cols, (p, 1));
+            },
+        );
+    out
+}
+
+/// dx (batch × c_in × h × w) from the output gradient g (batch × c_out × out_h × out_w) and the weight.
+pub fn conv_backward_data(geometry: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (p, ckk, o) = (geometry.pixels(), geometry.patch(), geometry.c_out);
+    let mut dx = vec![0.0f32; geometry.batch * geometry.image()];
+    dx.par_chunks_mut(geometry.image())
+        .zip(grad.par_chunks(o * p))
+        .for_each_init(
+            || vec![0.0f32; ckk * p],
+            |cols, (dx_b, g_b)| {
+                // Wᵀ: row r of the product is column r of W (stride 1 down, ckk across)
+                product((ckk, p, o), cols, false, weight, (1, ckk), g_b, (p, 1));
+                col2im(geometry, cols, dx_b);
+            },
+        );
+    dx
+}
+
+/// dW (c_out × c_in × k × k) from x and the output gradient g, summed over the batch (one partial
+/// sum per rayon split, added in a fixed tree order for a given thread count).
+pub fn conv_backward_filter(geometry: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, ckk, o) = (geometry.pixels(), geometry.patch(), geometry.c_out);
+    x.par_chunks(geometry.image())
+        .zip(grad.par_chunks(o * p))
+        .fold(
+            || (vec![0.0f32; o * ckk], vec![0.0f32; ckk * p]),
+            |(mut dw, mut cols), (x_b, g_b)| {
+                im2col(geometry, x_b, &mut cols);
+                // colsᵀ: row r of the right operand is column r of cols (stride 1 down, p across)
+                product((o, ckk, p), &mut dw, true, g_b, (p, 1), &cols, (1, p));
+                (dw, cols)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(
+            || vec![0.0f32; o * ckk],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::philox::CounterRng;
+
+    fn random(n: usize, rng: &mut CounterRng) -> Vec<f32> {
+        (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect()
+    }
+
+    /// The convolution by its definition, in f64: the reference the products are checked against.
+    fn direct(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f64> {
+        let g = geometry;
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut out = vec![0.0f64; g.batch * g.c_out * oh * ow];
+        for b in 0..g.batch {
+            for o in 0..g.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut sum = 0.0f64;
+                        for c in 0..g.c_in {
+                            for kh in 0..g.k {
+                                for kw in 0..g.k {
+                                    let iy = (oy * g.stride + kh) as isize - g.padding as isize;
+                                    let ix = (ox * g.stride + kw) as isize - g.padding as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((b * g.c_in + c) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    let wv = weight[((o * g.c_in + c) * g.k + kh) * g.k + kw];
+                                    sum += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        out[((b * g.c_out + o) * oh + oy) * ow + ox] = sum;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let mut all = Vec::new();
+        for (k, stride, padding) in [
+            (3, 1, 1),
+            (3, 2, 1),
+            (1, 2, 0),
+            (1, 1, 0),
+            (7, 2, 3),
+            (3, 1, 0),
+        ] {
+            all.push(ConvGeometry {
+                batch: 3,
+                c_in: 2,
+                h: 9,
+                w: 7,
+                c_out: 4,
+                k,
+                stride,
+                padding,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn forward_equals_the_definition() {
+        let mut rng = CounterRng::new(CounterRng::key_from("im2col-fwd"), 0);
+        for g in geometries() {
+            let x = random(g.batch * g.image(), &mut rng);
+            let w = random(g.c_out * g.patch(), &mut rng);
+            let fast = conv_forward(&g, &x, &w);
+            let reference = direct(&g, &x, &w);
+            assert_eq!(fast.len(), reference.len(), "{g:?}");
+            for (a, b) in fast.iter().zip(&reference) {
+                assert!((*a as f64 - b).abs() < 1e-5, "{g:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// The loss L = Σ out ⊙ r is linear in x and in W, so a central difference of the forward pass
+    /// is its exact gradient (up to f32 rounding): the backward formulas are checked against the
+    /// forward formula they differentiate, not against another library.
+    #[test]
+    fn backward_formulas_match_finite_differences_of_the_forward() {
+        let mut rng = CounterRng::new(CounterRng::key_from("im2col-bwd"), 0);
+        for g in geometries() {
+            let x = random(g.batch * g.image(), &mut rng);
+            let w = random(g.c_out * g.patch(), &mut rng);
+            let r = random(g.batch * g.c_out * g.pixels(), &mut rng);
+            let loss = |x: &[f32], w: &[f32]| -> f64 {
+                conv_forward(&g, x, w)
+                    .iter()
+                    .zip(&r)
+                    .map(|(o, r)| *o as f64 * *r as f64)
+                    .sum()
+            };
+            let dx = conv_backward_data(&g, &r, &w);
+            let dw = conv_backward_filter(&g, &x, &r);
+            let h = 0.25f32;
+            for i in (0..x.len()).step_by(5) {
+                let (mut plus, mut minus) = (x.clone(), x.clone());
+                plus[i] += h;
+                minus[i] -= h;
+                let numeric = (loss(&plus, &w) - loss(&minus, &w)) / (2.0 * h as f64);
+                assert!(
+                    (numeric - dx[i] as f64).abs() < 2e-4,
+                    "{g:?} dx[{i}]: {numeric} vs {}",
+                    dx[i]
+                );
+            }
+            for i in 0..w.len() {
+                let (mut plus, mut minus) = (w.clone(), w.clone());
+                plus[i] += h;
+                minus[i] -= h;
+                let numeric = (loss(&x, &plus) - loss(&x, &minus)) / (2.0 * h as f64);
+                assert!(
+                    (numeric - dw[i] as f64).abs() < 2e-4,
+                    "{g:?} dw[{i}]: {numeric} vs {}",
+                    dw[i]
+                );
+            }
+        }
+    }
+}
