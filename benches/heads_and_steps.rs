@@ -5,6 +5,8 @@
 //! - `train_step/conv4/cpu`: one ProtoNet training step of Conv-4 on a 5-way 5-shot 15-query episode at
 //!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images, with
 //!   candle's stock ops; `train_step/conv4-fast/cpu`: the same step on the fast path (`ops = "fast"`);
+//!   `train_step/resnet12-fast/cpu`: the same step with ResNet-12 on the fast path (the stock path's
+//!   ResNet-12 step did not fit in 24 GB, issue #7);
 //! - `episode/load`: drawing and loading one 5-way 5-shot 15-query training episode from the prepared
 //!   miniImageNet train store with the protocol's RandomResizedCrop + flip (needs
 //!   `cargo xtask fetch-data --dataset mini-imagenet`; the bench says so and stops otherwise).
@@ -23,6 +25,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 use fewshot::layers::OpsPath;
 use fewshot::manifest::cell::CellConfig;
+use fewshot::manifest::model::{BackboneConfig, BackboneKind};
 use fewshot::train::model::FewShotModel;
 use fewshot::train::optimizer::Sgd;
 
@@ -95,13 +98,22 @@ fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
-    for (name, ops) in [
-        ("conv4/cpu", OpsPath::Stock),
-        ("conv4-fast/cpu", OpsPath::Fast),
+    for (name, kind, ops) in [
+        ("conv4/cpu", BackboneKind::Conv4, OpsPath::Stock),
+        ("conv4-fast/cpu", BackboneKind::Conv4, OpsPath::Fast),
+        ("resnet12-fast/cpu", BackboneKind::Resnet12, OpsPath::Fast),
     ] {
         let mut cell = CellConfig::from_toml(&text).unwrap();
         cell.image_size = 84;
         cell.test_resize = 92;
+        if kind != cell.backbone.kind {
+            // ProtoNet on the global average of the last block, as the Conv-4 cell
+            cell.backbone = BackboneConfig {
+                taps: vec![4],
+                pool: 1,
+                ..BackboneConfig::default_for(kind, 3)
+            };
+        }
         cell.backbone.ops = ops;
         let model = FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap();
         let mut params: Vec<_> = model

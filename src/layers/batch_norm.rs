@@ -21,7 +21,18 @@ impl BatchNorm2d {
     /// x: (batch, c, h, w) → same shape
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self.ops {
-            // the fast path has no batch-norm op of its own yet
+            OpsPath::Fast if train => {
+                let (weight, bias) = self.inner.weight_and_bias().expect("affine batch norm");
+                super::batch_norm_ops::batch_norm_train(
+                    x,
+                    weight,
+                    bias,
+                    (self.inner.running_mean(), self.inner.running_var()),
+                    self.inner.momentum(),
+                    self.inner.eps(),
+                )
+            }
+            // evaluation is an affine map per channel: the stock ops are fine
             OpsPath::Stock | OpsPath::Fast => self.inner.forward_t(x, train),
         }
     }

@@ -48,26 +48,35 @@ impl ConvGeometry {
         self.c_in * self.h * self.w
     }
 
-    /// Visits every (unfolded row, output pixel) whose input position lies inside the image, as
-    /// (index into the unfolded buffer, index into the image); positions in the padding are skipped.
-    fn for_each_tap(&self, mut visit: impl FnMut(usize, usize)) {
+    /// Visits every run of (unfolded row, output pixel)s whose input positions lie inside the
+    /// image, as (index into the unfolded buffer, index into the image, length, input step): along
+    /// an output row the valid pixels are one run, read every `stride` input columns; positions in
+    /// the padding are never visited.
+    fn for_each_run(&self, mut visit: impl FnMut(usize, usize, usize, usize)) {
         let (oh, ow, p) = (self.out_h(), self.out_w(), self.pixels());
+        let (s, pad) = (self.stride, self.padding);
         for c in 0..self.c_in {
             for kh in 0..self.k {
                 for kw in 0..self.k {
                     let row = (c * self.k + kh) * self.k + kw;
+                    // output columns whose input column ox·s + kw − pad lies in [0, w)
+                    let first = pad.saturating_sub(kw).div_ceil(s);
+                    let end = if self.w + pad > kw {
+                        ((self.w + pad - kw - 1) / s + 1).min(ow)
+                    } else {
+                        0
+                    };
+                    if first >= end {
+                        continue;
+                    }
                     for oy in 0..oh {
-                        let iy = (oy * self.stride + kh) as isize - self.padding as isize;
+                        let iy = (oy * s + kh) as isize - pad as isize;
                         if iy < 0 || iy >= self.h as isize {
                             continue;
                         }
                         let image_row = (c * self.h + iy as usize) * self.w;
-                        for ox in 0..ow {
-                            let ix = (ox * self.stride + kw) as isize - self.padding as isize;
-                            if ix >= 0 && ix < self.w as isize {
-                                visit(row * p + oy * ow + ox, image_row + ix as usize);
-                            }
-                        }
+                        let ix = first * s + kw - pad;
+                        visit(row * p + oy * ow + first, image_row + ix, end - first, s);
                     }
                 }
             }
@@ -78,13 +87,34 @@ impl ConvGeometry {
 /// Unfolds one image (c_in × h × w) into `cols` (c_in·k·k × out_h·out_w); padding reads as zero.
 pub fn im2col(geometry: &ConvGeometry, image: &[f32], cols: &mut [f32]) {
     cols.fill(0.0);
-    geometry.for_each_tap(|at, from| cols[at] = image[from]);
+    geometry.for_each_run(|at, from, len, step| {
+        let dst = &mut cols[at..at + len];
+        if step == 1 {
+            dst.copy_from_slice(&image[from..from + len]);
+        } else {
+            for (d, v) in dst.iter_mut().zip(image[from..].iter().step_by(step)) {
+                *d = *v;
+            }
+        }
+    });
 }
 
 /// Folds `cols` back onto one image, adding every tap into the input position it was read from.
 pub fn col2im(geometry: &ConvGeometry, cols: &[f32], image: &mut [f32]) {
     image.fill(0.0);
-    geometry.for_each_tap(|at, to| image[to] += cols[at]);
+    geometry.for_each_run(|at, to, len, step| {
+        let src = &cols[at..at + len];
+        if step == 1 {
+            image[to..to + len]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, v)| *d += v);
+        } else {
+            for (d, v) in image[to..].iter_mut().step_by(step).zip(src) {
+                *d += v;
+            }
+        }
+    });
 }
 
 /// dst (m × n, row-major) = lhs · rhs, or += when `accumulate`, with explicit row/column strides for

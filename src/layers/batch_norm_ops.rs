@@ -1,0 +1,410 @@
+//! The fast path's batch normalisation in training mode as candle custom ops: one forward op that
+//! normalises NCHW in place of candle-nn's eight (a transpose to channel-major, mean, subtraction,
+//! square, mean, division, scale, shift, and back), and a backward op for all three gradients. CPU
+//! formulas, with per-channel sums in f64 (Ioffe & Szegedy, "Batch Normalization", 2015, §3):
+//! - forward: x̂ = (x − μ)·σ⁻¹ with μ, σ² the batch mean and biased variance per channel,
+//!   σ⁻¹ = 1/√(σ² + ε); y = γ·x̂ + β;
+//! - backward: dβ = Σ dy; dγ = Σ dy·x̂; dx = γ·σ⁻¹·(dy − dβ/N − x̂·dγ/N), N = batch·h·w.
+//!
+//! The running statistics move as candle-nn's (and PyTorch's) do: momentum m, the unbiased
+//! variance: r_μ ← (1 − m)·r_μ + m·μ, r_σ² ← (1 − m)·r_σ² + m·σ²·N/(N − 1). Evaluation mode stays on
+//! the stock ops (an affine map per channel).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
+use rayon::prelude::*;
+
+/// Training-mode batch norm of x (batch, c, h, w) with weight γ and bias β (c), updating the running
+/// statistics (c) in place.
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running: (&Tensor, &Tensor),
+    momentum: f64,
+    eps: f64,
+) -> Result<Tensor> {
+    let (batch, channels, h, w) = x.dims4()?;
+    let n = batch * h * w;
+    if n < 2 {
+        candle_core::bail!("batch norm in training needs more than one value per channel, got {n}");
+    }
+    let saved = Arc::new(Mutex::new(None));
+    let op = BatchNormTrain {
+        shape: (batch, channels, h * w),
+        dims: (batch, channels, h, w),
+        eps,
+        saved: saved.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let (mean, var) = saved
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("batch norm statistics lock poisoned".into()))?
+        .take()
+        .expect("the forward pass saved its statistics");
+    let device = x.device();
+    let mean = Tensor::from_vec(mean, channels, device)?.to_dtype(running.0.dtype())?;
+    let unbiased = n as f64 / (n as f64 - 1.0);
+    let var = (Tensor::from_vec(var, channels, device)?.to_dtype(running.1.dtype())? * unbiased)?;
+    let (running_mean, running_var) = (Var::from_tensor(running.0)?, Var::from_tensor(running.1)?);
+    running_mean.set(&((running.0 * (1.0 - momentum))? + (mean * momentum)?)?)?;
+    running_var.set(&((running.1 * (1.0 - momentum))? + (var * momentum)?)?)?;
+    Ok(y)
+}
+
+/// Per-channel mean and biased variance of NCHW data (`planes` = h·w), in f64.
+fn channel_statistics(
+    x: &[f32],
+    (batch, channels, planes): (usize, usize, usize),
+) -> Vec<(f64, f64)> {
+    let n = (batch * planes) as f64;
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let plane = |b: usize| &x[(b * channels + c) * planes..(b * channels + c + 1) * planes];
+            let sum: f64 = (0..batch)
+                .map(|b| plane(b).iter().map(|&v| v as f64).sum::<f64>())
+                .sum();
+            let mean = sum / n;
+            let squares: f64 = (0..batch)
+                .map(|b| {
+                    plane(b)
+                        .iter()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>()
+                })
+                .sum();
+            (mean, squares / n)
+        })
+        .collect()
+}
+
+fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!(
+            "{op}: the fast path computes in f32, got {:?}",
+            storage.dtype()
+        );
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// Forward: (x, γ, β) → y; leaves (μ, σ²) in `saved` for the running statistics.
+struct BatchNormTrain {
+    shape: (usize, usize, usize),
+    dims: (usize, usize, usize, usize),
+    eps: f64,
+    saved: SavedStatistics,
+}
+
+/// Where the forward pass leaves the batch's (μ, σ²) per channel.
+type SavedStatistics = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "fast-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, channels, planes) = self.shape;
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let gamma = contiguous_f32(self.name(), s2, l2)?;
+        let beta = contiguous_f32(self.name(), s3, l3)?;
+        let stats = channel_statistics(x, self.shape);
+        // y = x·scale + shift per channel
+        let affine: Vec<(f32, f32)> = stats
+            .iter()
+            .enumerate()
+            .map(|(c, &(mean, var))| {
+                let scale = gamma[c] as f64 / (var + self.eps).sqrt();
+                (scale as f32, (beta[c] as f64 - mean * scale) as f32)
+            })
+            .collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(planes)
+            .zip(x.par_chunks(planes))
+            .enumerate()
+            .for_each(|(k, (y, x))| {
+                let (scale, shift) = affine[k % channels];
+                y.iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = x * scale + shift);
+            });
+        if let Ok(mut saved) = self.saved.lock() {
+            *saved = Some((
+                stats.iter().map(|s| s.0 as f32).collect(),
+                stats.iter().map(|s| s.1 as f32).collect(),
+            ));
+        }
+        debug_assert_eq!(x.len(), batch * channels * planes);
+        Ok((CpuStorage::F32(y), Shape::from(self.dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, channels, planes) = self.shape;
+        let n = batch * channels * planes;
+        let packed = x.apply_op3_no_bwd(
+            gamma,
+            &grad.contiguous()?,
+            &BatchNormBackward {
+                shape: self.shape,
+                eps: self.eps,
+            },
+        )?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.dims())?;
+        let dgamma = packed.narrow(0, n, channels)?;
+        let dbeta = packed.narrow(0, n + channels, channels)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Backward: (x, γ, dy) → [dx (flattened), dγ, dβ] in one vector (candle's custom ops return one
+/// tensor; the caller slices it). The batch statistics are recomputed from x.
+struct BatchNormBackward {
+    shape: (usize, usize, usize),
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "fast-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, channels, planes) = self.shape;
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let gamma = contiguous_f32(self.name(), s2, l2)?;
+        let dy = contiguous_f32(self.name(), s3, l3)?;
+        let n = (batch * planes) as f64;
+        let stats = channel_statistics(x, self.shape);
+        // per channel: σ⁻¹, Σ dy (= dβ), Σ dy·x̂ (= dγ)
+        let sums: Vec<(f64, f64, f64)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let (mean, var) = stats[c];
+                let inv_std = 1.0 / (var + self.eps).sqrt();
+                let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
+                for b in 0..batch {
+                    let at = (b * channels + c) * planes;
+                    for (&x, &g) in x[at..at + planes].iter().zip(&dy[at..at + planes]) {
+                        dbeta += g as f64;
+                        dgamma += g as f64 * (x as f64 - mean) * inv_std;
+                    }
+                }
+                (inv_std, dbeta, dgamma)
+            })
+            .collect();
+        let mut out = vec![0f32; x.len() + 2 * channels];
+        let (dx, tail) = out.split_at_mut(x.len());
+        dx.par_chunks_mut(planes)
+            .zip(x.par_chunks(planes).zip(dy.par_chunks(planes)))
+            .enumerate()
+            .for_each(|(k, (dx, (x, dy)))| {
+                let c = k % channels;
+                let (mean, _) = stats[c];
+                let (inv_std, dbeta, dgamma) = sums[c];
+                let scale = gamma[c] as f64 * inv_std;
+                let (mean_dy, mean_dy_xhat) = (dbeta / n, dgamma / n);
+                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    let xhat = (x as f64 - mean) * inv_std;
+                    *dx = (scale * (g as f64 - mean_dy - xhat * mean_dy_xhat)) as f32;
+                }
+            });
+        for (c, &(_, dbeta, dgamma)) in sums.iter().enumerate() {
+            tail[c] = dgamma as f32;
+            tail[channels + c] = dbeta as f32;
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, ModuleT};
+
+    fn seeded(shape: &[usize], key: &str, offset: f32) -> Tensor {
+        let mut rng =
+            crate::data::philox::CounterRng::new(crate::data::philox::CounterRng::key_from(key), 0);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        diff.to_scalar::<f32>().unwrap() / scale.max(1e-12)
+    }
+
+    /// The stock layer and the fast op on the same variables: outputs, the three gradients and the
+    /// running statistics after one training step.
+    #[test]
+    fn matches_candle_nn_in_output_gradients_and_running_statistics() {
+        let (channels, shape) = (3, [4usize, 3, 5, 6]);
+        let make = || {
+            let varmap = candle_nn::VarMap::new();
+            let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let bn =
+                candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb).unwrap();
+            (varmap, bn)
+        };
+        let (mut stock_map, stock) = make();
+        let (mut fast_map, fast) = make();
+        for map in [&mut stock_map, &mut fast_map] {
+            map.set_one("weight", seeded(&[channels], "g", 1.0))
+                .unwrap();
+            map.set_one("bias", seeded(&[channels], "b", 0.0)).unwrap();
+        }
+        let x = Var::from_tensor(&seeded(&shape, "x", 0.5)).unwrap();
+        let r = seeded(&shape, "r", 0.0);
+        let y_stock = stock.forward_t(&x, true).unwrap();
+        let (g, b) = fast.weight_and_bias().unwrap();
+        let y_fast = batch_norm_train(
+            &x,
+            g,
+            b,
+            (fast.running_mean(), fast.running_var()),
+            fast.momentum(),
+            fast.eps(),
+        )
+        .unwrap();
+        assert!(max_relative(&y_fast, &y_stock) < 1e-5);
+        let gs = (y_stock * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gf = (y_fast * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(max_relative(gf.get(&x).unwrap(), gs.get(&x).unwrap()) < 1e-4);
+        let (sg, sb) = stock.weight_and_bias().unwrap();
+        assert!(max_relative(gf.get(g).unwrap(), gs.get(sg).unwrap()) < 1e-5);
+        assert!(max_relative(gf.get(b).unwrap(), gs.get(sb).unwrap()) < 1e-5);
+        assert!(max_relative(fast.running_mean(), stock.running_mean()) < 1e-6);
+        assert!(max_relative(fast.running_var(), stock.running_var()) < 1e-6);
+    }
+
+    /// The backward formulas against central differences of the forward formula itself.
+    #[test]
+    fn backward_formulas_match_finite_differences_of_the_forward() {
+        let shape = (3usize, 2usize, 4usize); // batch, channels, h·w
+        let (batch, channels, planes) = shape;
+        let total = batch * channels * planes;
+        let x: Vec<f32> = seeded(&[total], "fd-x", 0.3).to_vec1().unwrap();
+        let gamma = [1.5f32, -0.7];
+        let beta = [0.2f32, 0.4];
+        let r: Vec<f32> = seeded(&[total], "fd-r", 0.0).to_vec1().unwrap();
+        let eps = 1e-5;
+        let forward = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
+            let op = BatchNormTrain {
+                shape,
+                dims: (batch, channels, planes, 1),
+                eps,
+                saved: Arc::new(Mutex::new(None)),
+            };
+            let lay = |n: usize| Layout::contiguous(n);
+            let (y, _) = op
+                .cpu_fwd(
+                    &CpuStorage::F32(x.to_vec()),
+                    &lay(total),
+                    &CpuStorage::F32(gamma.to_vec()),
+                    &lay(channels),
+                    &CpuStorage::F32(beta.to_vec()),
+                    &lay(channels),
+                )
+                .unwrap();
+            let CpuStorage::F32(y) = y else {
+                unreachable!()
+            };
+            y.iter().zip(&r).map(|(y, r)| *y as f64 * *r as f64).sum()
+        };
+        let backward = BatchNormBackward { shape, eps };
+        let lay = |n: usize| Layout::contiguous(n);
+        let (packed, _) = backward
+            .cpu_fwd(
+                &CpuStorage::F32(x.clone()),
+                &lay(total),
+                &CpuStorage::F32(gamma.to_vec()),
+                &lay(channels),
+                &CpuStorage::F32(r.clone()),
+                &lay(total),
+            )
+            .unwrap();
+        let CpuStorage::F32(packed) = packed else {
+            unreachable!()
+        };
+        let h = 1e-2f32;
+        let central = |plus: f64, minus: f64| (plus - minus) / (2.0 * h as f64);
+        for i in 0..total {
+            let (mut p, mut m) = (x.clone(), x.clone());
+            p[i] += h;
+            m[i] -= h;
+            let numeric = central(forward(&p, &gamma, &beta), forward(&m, &gamma, &beta));
+            assert!(
+                (numeric - packed[i] as f64).abs() < 5e-3,
+                "dx[{i}]: {numeric} vs {}",
+                packed[i]
+            );
+        }
+        for c in 0..channels {
+            let (mut p, mut m) = (gamma, gamma);
+            p[c] += h;
+            m[c] -= h;
+            let numeric = central(forward(&x, &p, &beta), forward(&x, &m, &beta));
+            assert!((numeric - packed[total + c] as f64).abs() < 5e-3, "dγ[{c}]");
+            let (mut p, mut m) = (beta, beta);
+            p[c] += h;
+            m[c] -= h;
+            let numeric = central(forward(&x, &gamma, &p), forward(&x, &gamma, &m));
+            assert!(
+                (numeric - packed[total + channels + c] as f64).abs() < 5e-3,
+                "dβ[{c}]"
+            );
+        }
+    }
+}
