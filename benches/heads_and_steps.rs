@@ -5,8 +5,9 @@
 //! - `train_step/conv4/cpu`: one ProtoNet training step of Conv-4 on a 5-way 5-shot 15-query episode at
 //!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images, with
 //!   candle's stock ops; `train_step/conv4-fast/cpu`: the same step on the fast path (`ops = "fast"`);
-//!   `train_step/resnet12-fast/cpu`: the same step with ResNet-12 on the fast path (the stock path's
-//!   ResNet-12 step did not fit in 24 GB, issue #7);
+//!   `train_step/resnet12-fast/cpu`: the same step with ResNet-12 on the fast path, only with
+//!   `FEWSHOT_BENCH_RESNET12=1` set (it needs more than 24 GiB of memory: killed at 24.3 GB on the
+//!   build machine);
 //! - `episode/load`: drawing and loading one 5-way 5-shot 15-query training episode from the prepared
 //!   miniImageNet train store with the protocol's RandomResizedCrop + flip (needs
 //!   `cargo xtask fetch-data --dataset mini-imagenet`; the bench says so and stops otherwise).
@@ -98,11 +99,15 @@ fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
-    for (name, kind, ops) in [
+    let mut steps = vec![
         ("conv4/cpu", BackboneKind::Conv4, OpsPath::Stock),
         ("conv4-fast/cpu", BackboneKind::Conv4, OpsPath::Fast),
-        ("resnet12-fast/cpu", BackboneKind::Resnet12, OpsPath::Fast),
-    ] {
+    ];
+    // measured: needs more than 24 GiB (the build machine's whole memory) even on the fast path
+    if std::env::var_os("FEWSHOT_BENCH_RESNET12").is_some() {
+        steps.push(("resnet12-fast/cpu", BackboneKind::Resnet12, OpsPath::Fast));
+    }
+    for (name, kind, ops) in steps {
         let mut cell = CellConfig::from_toml(&text).unwrap();
         cell.image_size = 84;
         cell.test_resize = 92;
