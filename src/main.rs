@@ -34,6 +34,21 @@ enum Command {
         /// A `<split>.store` file under datasets/<name>/.
         store: PathBuf,
     },
+    /// Write a small store cut from a prepared one (the first N classes × M images by name), e.g.
+    /// to take real images to a machine that cannot prepare data (the GPU machine has no Rust).
+    StoreSubset {
+        /// The source `<split>.store`.
+        store: PathBuf,
+        /// Classes to keep.
+        #[arg(long)]
+        classes: usize,
+        /// Images to keep per class.
+        #[arg(long)]
+        images: usize,
+        /// The subset's path (a `.store` file; written atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train one cell (resumes from runs/<cell-hash>/ when interrupted).
     #[cfg(feature = "train")]
     Train(RunArgs),
@@ -165,6 +180,24 @@ fn main() {
 
 fn run(command: Command) -> fewshot::Result<()> {
     match command {
+        Command::StoreSubset {
+            store,
+            classes,
+            images,
+            out,
+        } => {
+            let source = Store::open(&store)?;
+            let header = fewshot::data::store_subset::write_subset(&source, classes, images, &out)?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "{}: {} classes × {images} images ({} MB), fingerprint {}",
+                out.display(),
+                header.classes.len(),
+                size / 1_000_000,
+                header.fingerprint
+            );
+            Ok(())
+        }
         Command::StoreInfo { store } => {
             let store = Store::open(&store)?;
             let h = &store.header;

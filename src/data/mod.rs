@@ -9,4 +9,5 @@ pub mod philox;
 pub mod prepare;
 pub mod raw_image;
 pub mod store;
+pub mod store_subset;
 pub mod transforms;
