@@ -191,29 +191,37 @@ pub fn conv_backward_data(geometry: &ConvGeometry, grad: &[f32], weight: &[f32])
     dx
 }
 
-/// dW (c_out × c_in × k × k) from x and the output gradient g, summed over the batch (one partial
-/// sum per rayon split, added in a fixed tree order for a given thread count).
+/// Images per partial sum of the weight gradient: fixed, not the thread count, so the summation
+/// order (and so every bit of dW) is the same on any machine and with any number of threads.
+const IMAGES_PER_PARTIAL_SUM: usize = 4;
+
+/// dW (c_out × c_in × k × k) from x and the output gradient g, summed over the batch: partial sums
+/// over fixed runs of images in parallel, then added in image order.
 pub fn conv_backward_filter(geometry: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     let (p, ckk, o) = (geometry.pixels(), geometry.patch(), geometry.c_out);
-    x.par_chunks(geometry.image())
-        .zip(grad.par_chunks(o * p))
-        .fold(
-            || (vec![0.0f32; o * ckk], vec![0.0f32; ckk * p]),
-            |(mut dw, mut cols), (x_b, g_b)| {
-                im2col(geometry, x_b, &mut cols);
-                // colsᵀ: row r of the right operand is column r of cols (stride 1 down, p across)
-                product((o, ckk, p), &mut dw, true, g_b, (p, 1), &cols, (1, p));
-                (dw, cols)
+    let (image, run) = (geometry.image(), IMAGES_PER_PARTIAL_SUM);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(image * run)
+        .zip(grad.par_chunks(o * p * run))
+        .map_init(
+            || vec![0.0f32; ckk * p],
+            |cols, (xs, gs)| {
+                let mut dw = vec![0.0f32; o * ckk];
+                for (x_b, g_b) in xs.chunks(image).zip(gs.chunks(o * p)) {
+                    im2col(geometry, x_b, cols);
+                    // colsᵀ: row r of the right operand is column r of cols (stride 1 down, p across)
+                    product((o, ckk, p), &mut dw, true, g_b, (p, 1), cols, (1, p));
+                }
+                dw
             },
         )
-        .map(|(dw, _)| dw)
-        .reduce(
-            || vec![0.0f32; o * ckk],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0f32; o * ckk]);
+    for partial in partials {
+        dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
+    dw
 }
 
 #[cfg(test)]
@@ -298,6 +306,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_pass_is_bit_identical_for_any_thread_count() {
+        let mut rng = CounterRng::new(CounterRng::key_from("im2col-threads"), 0);
+        let g = ConvGeometry {
+            batch: 11,
+            c_in: 3,
+            h: 12,
+            w: 10,
+            c_out: 5,
+            k: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let x = random(g.batch * g.image(), &mut rng);
+        let w = random(g.c_out * g.patch(), &mut rng);
+        let r = random(g.batch * g.c_out * g.pixels(), &mut rng);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (
+                    conv_forward(&g, &x, &w),
+                    conv_backward_data(&g, &r, &w),
+                    conv_backward_filter(&g, &x, &r),
+                )
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        assert_eq!(one, run(2));
+    }
+
     /// The loss L = Σ out ⊙ r is linear in x and in W, so a central difference of the forward pass
     /// is its exact gradient (up to f32 rounding): the backward formulas are checked against the
     /// forward formula they differentiate, not against another library.
@@ -316,6 +358,11 @@ mod tests {
                     .sum()
             };
             let dx = conv_backward_data(&g, &r, &w);
+            assert_eq!(
+                conv_backward_filter(&g, &x, &r),
+                conv_backward_filter(&g, &x, &r),
+                "bit-identical across calls"
+            );
             let dw = conv_backward_filter(&g, &x, &r);
             let h = 0.25f32;
             for i in (0..x.len()).step_by(5) {
