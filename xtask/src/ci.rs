@@ -2,7 +2,9 @@
 //! clippy with warnings as errors, the whole test suite (which includes the end-to-end fetch and
 //! prepare of the real miniImageNet and Omniglot mirror, so FEWSHOT_MIRROR must point at it), the docs
 //! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
-//! against `manifests/baselines/ci.toml`), and the CUDA code compiled and linted with `--features cuda` through
+//! against `manifests/baselines/ci.toml`), table 1's `smoke` profile end to end into fresh run folders
+//! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), and
+//! the CUDA code compiled and linted with `--features cuda` through
 //! `../shared/tools/cuda-build-env.sh` (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
 
@@ -69,6 +71,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     // the gate fetches its datasets through the same mirror
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
     crate::regress::run(crate::regress::RegressArgs::default())?;
+    smoke_reproduction(&root)?;
     let env_script = root.join("../shared/tools/cuda-build-env.sh");
     if !env_script.is_file() {
         bail!(
@@ -90,5 +93,49 @@ pub fn run(args: CiArgs) -> Result<()> {
         bail!("ci step `cuda` failed ({status})");
     }
     println!("== ci: all steps passed");
+    Ok(())
+}
+
+/// `cargo xtask reproduce --table 1 --profile smoke --dev-build` into fresh run folders (a cached cell
+/// would prove nothing), then the report's files must all be there.
+fn smoke_reproduction(root: &std::path::Path) -> Result<()> {
+    println!("== ci: reproduce: table 1, smoke profile, fresh run folders");
+    let runs = root.join("reports/smoke/ci-runs");
+    if runs.exists() {
+        std::fs::remove_dir_all(&runs).with_context(|| runs.display().to_string())?;
+    }
+    // an earlier report must not stand in for this one
+    let reports = root.join("reports/smoke");
+    for old in [
+        "table1.md",
+        "table1.csv",
+        "table1-paired.md",
+        "table1-paired.csv",
+        "provenance.json",
+    ] {
+        let _ = std::fs::remove_file(reports.join(old));
+    }
+    let _ = std::fs::remove_dir_all(reports.join("figures"));
+    crate::reproduce::run(crate::reproduce::ReproduceArgs::smoke(runs))?;
+    let missing: Vec<&str> = [
+        "table1.md",
+        "table1.csv",
+        "table1-paired.md",
+        "table1-paired.csv",
+        "provenance.json",
+    ]
+    .into_iter()
+    .filter(|f| !reports.join(f).is_file())
+    .collect();
+    let figures = std::fs::read_dir(reports.join("figures"))
+        .map(|d| d.filter_map(|e| e.ok()).count())
+        .unwrap_or(0);
+    if !missing.is_empty() || figures < 20 {
+        bail!(
+            "the smoke report in {} is incomplete: missing {missing:?}, {figures} figure files",
+            reports.display()
+        );
+    }
+    println!("== ci: reproduce: complete report ({figures} figure files)");
     Ok(())
 }

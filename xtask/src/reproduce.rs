@@ -56,6 +56,25 @@ pub struct ReproduceArgs {
     runs: Option<PathBuf>,
 }
 
+impl ReproduceArgs {
+    /// Table 1's smoke profile with the dev build into the run folders `runs` (what `cargo xtask ci`
+    /// runs end to end).
+    pub fn smoke(runs: PathBuf) -> Self {
+        ReproduceArgs {
+            table: 1,
+            profile: "smoke".into(),
+            dataset: Vec::new(),
+            method: Vec::new(),
+            shot: Vec::new(),
+            device: None,
+            dry_run: false,
+            dev_build: true,
+            data_dir: None,
+            runs: Some(runs),
+        }
+    }
+}
+
 enum CacheState {
     Done,
     Resumable,
