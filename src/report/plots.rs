@@ -453,4 +453,120 @@ mod tests {
             );
         }
     }
+
+    fn cell(method: &str, epochs: usize, accuracies: &[f64]) -> CellResult {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/cells/ci/omniglot-conv4-protonet-5w1s.toml"
+        ))
+        .unwrap();
+        CellResult {
+            planned: crate::manifest::experiment::PlannedCell {
+                group: "controlled".into(),
+                method: method.into(),
+                dataset: "mini-imagenet".into(),
+                shot: 1,
+                seed: 1,
+                imagenet_pretrained: false,
+                cell: crate::manifest::cell::CellConfig::from_toml(&text).unwrap(),
+            },
+            hash: format!("{method}-hash"),
+            status: super::super::run_results::CellStatus::Done,
+            eval: None,
+            episodes: Some(
+                accuracies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &accuracy)| crate::eval::gate::EpisodeAccuracy {
+                        episode: i as u64,
+                        accuracy,
+                    })
+                    .collect(),
+            ),
+            epochs: (0..epochs)
+                .map(|e| super::super::run_results::EpochRecord {
+                    epoch: e,
+                    lr: 0.1,
+                    mean_loss: 2.0 - 0.3 * e as f64,
+                    val_accuracy: 0.3 + 0.1 * e as f64,
+                    seconds: 1.0,
+                })
+                .collect(),
+            phases: None,
+        }
+    }
+
+    #[test]
+    fn the_curves_figure_draws_a_point_per_epoch_per_method_in_both_panels_with_legends() {
+        register_font().expect("a TrueType font (fonts-dejavu-core or FEWSHOT_FONT)");
+        let cells = [cell("protonet", 3, &[0.5]), cell("lwfm-spm", 2, &[0.5])];
+        let refs: Vec<&CellResult> = cells.iter().collect();
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+            curves_chart(area, "t", &refs).unwrap();
+        }
+        // (3 + 2) epochs, in the loss panel and in the accuracy panel
+        assert_eq!(svg.matches("<circle").count(), 2 * (3 + 2), "{svg}");
+        let texts = svg_texts(&svg);
+        for (label, count) in [
+            ("t: mean training loss", 1),
+            ("t: validation accuracy (%)", 1),
+            ("protonet", 2),
+            ("lwfm-spm", 2),
+        ] {
+            assert_eq!(
+                texts.iter().filter(|t| *t == label).count(),
+                count,
+                "{label} in {texts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_distribution_figure_draws_one_histogram_line_per_method_with_its_legend() {
+        register_font().expect("a TrueType font (fonts-dejavu-core or FEWSHOT_FONT)");
+        let cells = [
+            cell("protonet", 0, &[0.2, 0.4, 0.4, 0.9]),
+            cell("cosine", 0, &[0.6, 0.6]),
+            cell("deepemd", 0, &[1.0]),
+        ];
+        let refs: Vec<&CellResult> = cells.iter().collect();
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
+            distribution_chart(area, "dist", &refs).unwrap();
+        }
+        // per method: its histogram line (20 bins, 20 points) and its legend stroke (2 points)
+        let lines: Vec<usize> = svg
+            .split("<polyline")
+            .skip(1)
+            .filter(|l| l.contains("stroke-width=\"2\""))
+            .map(|l| {
+                let points = l
+                    .split("points=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                points.split_whitespace().count()
+            })
+            .collect();
+        assert_eq!(lines.iter().filter(|&&n| n == 20).count(), 3, "{lines:?}");
+        let texts = svg_texts(&svg);
+        for label in [
+            "dist",
+            "protonet",
+            "cosine",
+            "deepemd",
+            "per-episode accuracy (%)",
+        ] {
+            assert_eq!(
+                texts.iter().filter(|t| *t == label).count(),
+                1,
+                "{label} in {texts:?}"
+            );
+        }
+    }
 }

@@ -29,6 +29,11 @@ impl FewShotModel {
         device: &Device,
         backbone_weights: Option<&Path>,
     ) -> crate::Result<Self> {
+        if config.backbone.ops == crate::layers::OpsPath::Fast && !device.is_cpu() {
+            return Err(crate::Error::invalid(
+                "ops = \"fast\" runs on the CPU only so far (its cuDNN side is issue #6): set ops = \"stock\" in the cell's [backbone] for a CUDA run",
+            ));
+        }
         let model = Self::build(config, n_train_classes, device)
             .map_err(|e| crate::Error::invalid(format!("building the model: {e}")))?;
         if let Some(path) = backbone_weights {
