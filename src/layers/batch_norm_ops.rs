@@ -12,9 +12,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
+
+use super::op_operands::contiguous_f32;
 
 /// Training-mode batch norm of x (batch, c, h, w) with weight γ and bias β (c), updating the running
 /// statistics (c) in place.
@@ -81,19 +82,6 @@ fn channel_statistics(
             (mean, squares / n)
         })
         .collect()
-}
-
-fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!(
-            "{op}: the fast path computes in f32, got {:?}",
-            storage.dtype()
-        );
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
-    Ok(&data[start..end])
 }
 
 /// Forward: (x, γ, β) → y; leaves (μ, σ²) in `saved` for the running statistics.
@@ -252,29 +240,8 @@ impl CustomOp3 for BatchNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
     use candle_core::{DType, Device, ModuleT};
-
-    fn seeded(shape: &[usize], key: &str, offset: f32) -> Tensor {
-        let mut rng =
-            crate::data::philox::CounterRng::new(crate::data::philox::CounterRng::key_from(key), 0);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        diff.to_scalar::<f32>().unwrap() / scale.max(1e-12)
-    }
 
     /// The stock layer and the fast op on the same variables: outputs, the three gradients and the
     /// running statistics after one training step.

@@ -1,12 +1,13 @@
 //! The fast path's convolution as candle custom ops: the forward pass, and a backward made of two
 //! more custom ops (backward-data, backward-filter), each running the formulas of `im2col` on the
-//! CPU. CUDA (cuDNN through cudarc) is issue #6's next slice: on a CUDA tensor these ops say so
-//! instead of falling back silently.
+//! CPU. CUDA (cuDNN through cudarc) is issue #6's next slice: a model on the fast path is refused on
+//! CUDA when it is built (`FewShotModel::new`), and on a CUDA tensor these ops fail (candle's "no
+//! cuda implementation") rather than fall back silently.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::im2col::{conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry};
+use super::op_operands::contiguous_f32;
 
 /// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -38,20 +39,6 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         .apply_op2(&weight.contiguous()?, ConvForward(geometry))
 }
 
-/// The f32 data of a contiguous CPU operand.
-fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!(
-            "{op}: the fast path computes in f32, got {:?}",
-            storage.dtype()
-        );
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
-    Ok(&data[start..end])
-}
-
 /// Forward: (x, weight) → out.
 struct ConvForward(ConvGeometry);
 
@@ -73,19 +60,6 @@ impl CustomOp2 for ConvForward {
         let out = conv_forward(g, x, w);
         let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
         Ok((CpuStorage::F32(out), shape))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        candle_core::bail!(
-            "the fast path's cuDNN convolution is not built yet (issue #6): train CUDA cells with ops = \"stock\""
-        )
     }
 
     fn bwd(
@@ -157,26 +131,11 @@ impl CustomOp2 for ConvBackwardFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::layers::op_operands::test_tensors::{max_relative, seeded as seeded_around};
+    use candle_core::Var;
 
     fn seeded(shape: &[usize], key: &str) -> Tensor {
-        let mut rng =
-            crate::data::philox::CounterRng::new(crate::data::philox::CounterRng::key_from(key), 0);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        diff.to_scalar::<f32>().unwrap() / scale.max(1e-12)
+        seeded_around(shape, key, 0.0)
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod batch_norm_ops;
 mod conv2d;
 pub mod conv_ops;
 pub mod im2col;
+mod op_operands;
 mod pooling;
 
 pub use batch_norm::BatchNorm2d;
