@@ -2,7 +2,7 @@
 //! solves with OpenCV's `cv2.EMD`): minimise Σ cost_ij·flow_ij subject to flow ≥ 0, row sums = supply,
 //! column sums = demand (totals are equalised first, as DeepEMD rescales both sides to the node count).
 //!
-//! Solver: the transportation simplex (`emd_simplex`: Vogel's start, then MODI pivots), which ends
+//! Solver: the transportation simplex (`emd_simplex`: a row-greedy start, then MODI pivots), which ends
 //! with dual prices that certify the optimum; a problem that reaches the pivot limit (a degenerate
 //! cycle) is solved again by successive shortest paths (`emd_shortest_paths`).
 
