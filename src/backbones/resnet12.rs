@@ -15,6 +15,7 @@ struct Block {
 
 pub struct ResNet12 {
     blocks: Vec<Block>,
+    ops: OpsPath,
 }
 
 impl ResNet12 {
@@ -39,7 +40,15 @@ impl ResNet12 {
             blocks.push(Block { convs, shortcut });
             input = w;
         }
-        Ok(Self { blocks })
+        Ok(Self { blocks, ops })
+    }
+
+    /// LeakyReLU(0.1): one custom op on the fast path, candle-nn's composite on the stock one.
+    fn leaky_relu(&self, x: &Tensor) -> Result<Tensor> {
+        match self.ops {
+            OpsPath::Fast => crate::layers::leaky_relu_ops::leaky_relu(x, 0.1),
+            OpsPath::Stock => candle_nn::ops::leaky_relu(x, 0.1),
+        }
     }
 
     /// `[x, block1(x), …, block_last(…)]`
@@ -51,14 +60,14 @@ impl ResNet12 {
             for (i, (conv, bn)) in block.convs.iter().enumerate() {
                 h = bn.forward(&conv.forward(&h)?, train)?;
                 if i < 2 {
-                    h = candle_nn::ops::leaky_relu(&h, 0.1)?;
+                    h = self.leaky_relu(&h)?;
                 }
             }
             let skip = block
                 .shortcut
                 .1
                 .forward(&block.shortcut.0.forward(input)?, train)?;
-            let h = candle_nn::ops::leaky_relu(&(h + skip)?, 0.1)?;
+            let h = self.leaky_relu(&(h + skip)?)?;
             outputs.push(max_pool2d(&h, 2, 2, 0)?);
         }
         Ok(outputs)

@@ -1,7 +1,7 @@
 //! The layer types backbones are built from. Each holds its parameters under PyTorch's names and
 //! runs through an [`OpsPath`], so the implementation of the hot layers can be swapped (candle's stock
-//! ops, or the fast path's custom ops: im2col + gemm convolution and fused training-mode batch norm on
-//! the CPU today, cuDNN next) without
+//! ops, or the fast path's custom ops: im2col + gemm convolution, fused training-mode batch norm and a
+//! one-op leaky ReLU on the CPU today, cuDNN next) without
 //! touching the model code.
 
 mod batch_norm;
@@ -9,6 +9,7 @@ pub mod batch_norm_ops;
 mod conv2d;
 pub mod conv_ops;
 pub mod im2col;
+pub mod leaky_relu_ops;
 mod op_operands;
 mod pooling;
 

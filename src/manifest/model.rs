@@ -10,8 +10,9 @@ pub enum OpsPath {
     /// candle's own CPU/CUDA kernels.
     #[default]
     Stock,
-    /// The fast path's custom ops (`layers::conv_ops`): convolutions as im2col + gemm on the CPU,
-    /// forward and both gradients; batch norm and pooling stay stock. Not on CUDA yet.
+    /// The fast path's custom ops (`layers::conv_ops`, `batch_norm_ops`, `leaky_relu_ops`):
+    /// convolutions as im2col + gemm on the CPU, forward and both gradients; training-mode batch norm
+    /// fused into one op; ResNet-12's leaky ReLU as one op; pooling stays stock. Not on CUDA yet.
     Fast,
 }
 

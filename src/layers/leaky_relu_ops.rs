@@ -1,0 +1,180 @@
+//! The fast path's leaky ReLU as one candle custom op: y = x for x > 0, slope·x otherwise, and a
+//! backward op dx = dy·(1 for x > 0, slope otherwise), PyTorch's convention at 0 (its
+//! `leaky_relu_backward`). candle-nn's `leaky_relu` builds the same function from five tensors (zeros,
+//! a maximum, a minimum, a scale and a sum), every one kept alive for the backward pass, whose
+//! maximum/minimum gradients add masks and divisions of their own; ResNet-12 applies it three times
+//! per block, so at 84×84 it held most of the step's memory (measured in `benches/RESULTS.md`).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::op_operands::contiguous_f32;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 16;
+
+/// Leaky ReLU of `x` with `slope` for negative inputs.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(LeakyRelu {
+        slope: slope as f32,
+    })
+}
+
+struct LeakyRelu {
+    slope: f32,
+}
+
+impl CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "fast-leaky-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), storage, layout)?;
+        let slope = self.slope;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = if x > 0.0 { x } else { x * slope };
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = x.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &LeakyReluBackward { slope: self.slope },
+        )?;
+        Ok(Some(dx))
+    }
+}
+
+/// dx from (x, dy).
+struct LeakyReluBackward {
+    slope: f32,
+}
+
+impl CustomOp2 for LeakyReluBackward {
+    fn name(&self) -> &'static str {
+        "fast-leaky-relu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let dy = contiguous_f32(self.name(), s2, l2)?;
+        if x.len() != dy.len() {
+            candle_core::bail!("{}: x and dy differ in size", self.name());
+        }
+        let slope = self.slope;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+            .for_each(|(dx, (x, dy))| {
+                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                    *dx = if x > 0.0 { dy } else { dy * slope };
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::op_operands::test_tensors::{max_relative, seeded};
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn forward_and_gradient_match_candle_nn_and_the_definition() {
+        // 3·10⁵ values (several parallel chunks), none exactly 0
+        let x = seeded(&[3, 5, 100, 200], "leaky-relu", 0.1);
+        let var = Var::from_tensor(&x).unwrap();
+        let weights = seeded(&[3, 5, 100, 200], "leaky-relu-upstream", 0.0);
+        let fast = leaky_relu(var.as_tensor(), 0.1).unwrap();
+        let stock = candle_nn::ops::leaky_relu(var.as_tensor(), 0.1).unwrap();
+        assert!(max_relative(&fast, &stock) < 1e-7);
+        let grad_fast = (&fast * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grad_stock = (&stock * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (gf, gs) = (
+            grad_fast.get(var.as_tensor()).unwrap(),
+            grad_stock.get(var.as_tensor()).unwrap(),
+        );
+        assert!(max_relative(gf, gs) < 1e-7);
+        // by the definition, element by element
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ys = fast.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ws = weights.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let gs = gf.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(xs.iter().any(|&x| x < 0.0) && xs.iter().any(|&x| x > 0.0));
+        for k in 0..xs.len() {
+            let (expect_y, expect_g) = if xs[k] > 0.0 {
+                (xs[k], ws[k])
+            } else {
+                (0.1f32 * xs[k], 0.1f32 * ws[k])
+            };
+            assert_eq!(ys[k], expect_y, "y at {k}");
+            assert_eq!(gs[k], expect_g, "dx at {k}");
+        }
+    }
+
+    #[test]
+    fn the_gradient_is_the_central_difference_of_the_forward() {
+        let x = seeded(&[2, 3, 4, 5], "leaky-relu-fd", 0.0);
+        let weights = seeded(&[2, 3, 4, 5], "leaky-relu-fd-w", 0.0);
+        let var = Var::from_tensor(&x).unwrap();
+        let loss = |t: &Tensor| -> f64 {
+            let y = leaky_relu(t, 0.2).unwrap();
+            (y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let grads = (leaky_relu(var.as_tensor(), 0.2).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap();
+        let analytic = analytic.to_vec1::<f32>().unwrap();
+        let base = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let h = 1e-3f32;
+        for k in (0..base.len()).step_by(7) {
+            if base[k].abs() < 2.0 * h {
+                continue;
+            }
+            let mut plus = base.clone();
+            plus[k] += h;
+            let mut minus = base.clone();
+            minus[k] -= h;
+            let at = |v: Vec<f32>| loss(&Tensor::from_vec(v, x.shape(), x.device()).unwrap());
+            let numeric = (at(plus) - at(minus)) / (2.0 * h as f64);
+            assert!(
+                (numeric - analytic[k] as f64).abs() < 1e-3,
+                "element {k}: {numeric} vs {}",
+                analytic[k]
+            );
+        }
+    }
+}
