@@ -14,6 +14,9 @@
 /// Largest n the stack arrays hold.
 pub const MAX_N: usize = 64;
 
+/// Largest cost magnitude accepted: reduced costs and path lengths stay far below [`PAD`].
+pub const MAX_COST: f32 = 1e20;
+
 /// The cost of a padding column: larger than any reduced cost a real column reaches, finite so that
 /// differences stay numbers.
 const PAD: f32 = 1e30;
@@ -22,16 +25,17 @@ const SETTLED: f32 = f32::INFINITY;
 const FREE: u32 = u32::MAX;
 
 /// The optimal assignment of an `n`×`n` row-major cost matrix into `out` (`out[row] = column`).
-/// Costs must be finite.
+/// Costs must be finite and below [`MAX_COST`] in magnitude.
 pub fn assign_small(costs: &[f32], n: usize, out: &mut [u32]) {
     assert!(n <= MAX_N, "assign_small handles n <= {MAX_N}, got {n}");
     assert_eq!(costs.len(), n * n, "cost matrix size");
     assert!(out.len() >= n, "output too short");
-    // non-branching, so the check vectorises; a NaN would otherwise make every lane compare false
-    let finite = costs.iter().fold(true, |ok, c| ok & c.is_finite());
+    // non-branching, so the check vectorises; a NaN would make every lane compare false, and a cost
+    // near PAD would be taken for padding
+    let in_range = costs.iter().fold(true, |ok, c| ok & (c.abs() < MAX_COST));
     assert!(
-        finite,
-        "assignment costs must be finite (got NaN or infinity)"
+        in_range,
+        "assignment costs must be finite with magnitude below {MAX_COST:e} (got NaN, infinity or larger)"
     );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -536,10 +540,18 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "must be finite")]
+    #[should_panic(expected = "must be finite with magnitude below")]
     fn a_nan_cost_is_refused() {
         let mut costs = [0.5f32; 9];
         costs[4] = f32::NAN;
+        assign_small(&costs, 3, &mut [0u32; 3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be finite with magnitude below")]
+    fn a_cost_that_could_pass_for_padding_is_refused() {
+        let mut costs = [0.5f32; 9];
+        costs[2] = 1e25;
         assign_small(&costs, 3, &mut [0u32; 3]);
     }
 
