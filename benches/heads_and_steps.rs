@@ -6,7 +6,7 @@
 //!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images, with
 //!   candle's stock ops; `train_step/conv4-fast/cpu`: the same step on the fast path (`ops = "fast"`);
 //!   `train_step/resnet12-fast/cpu`: the same step with ResNet-12 on the fast path, only with
-//!   `FEWSHOT_BENCH_RESNET12=1` set (a step takes about 20 s on 2 cores, so its samples take minutes;
+//!   `FEWSHOT_BENCH_RESNET12=1` set (a step takes about 14 s on 2 cores, so its samples take minutes;
 //!   peak memory about 6 GiB, measured by `examples/step_memory.rs`);
 //! - `episode/load`: drawing and loading one 5-way 5-shot 15-query training episode from the prepared
 //!   miniImageNet train store with the protocol's RandomResizedCrop + flip (needs
@@ -103,7 +103,7 @@ fn train_step(c: &mut Criterion) {
         ("conv4/cpu", BackboneKind::Conv4, OpsPath::Stock),
         ("conv4-fast/cpu", BackboneKind::Conv4, OpsPath::Fast),
     ];
-    // opt-in: about 20 s per step on the 2-core build machine
+    // opt-in: about 14 s per step on the 2-core build machine
     if std::env::var_os("FEWSHOT_BENCH_RESNET12").is_some() {
         steps.push(("resnet12-fast/cpu", BackboneKind::Resnet12, OpsPath::Fast));
     }

@@ -4,6 +4,9 @@
 //! a maximum, a minimum, a scale and a sum), every one kept alive for the backward pass, whose
 //! maximum/minimum gradients add masks and divisions of their own; ResNet-12 applies it three times
 //! per block, so at 84×84 it held most of the step's memory (measured in `benches/RESULTS.md`).
+//! The two paths differ only at exactly x = 0: candle-nn's maximum/minimum gradients split there, giving
+//! (1 + slope)/2·dy, this op gives slope·dy as PyTorch does. The backward op has no gradient of its own
+//! (no second-order derivatives), like the fast path's convolution and batch-norm ops.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -134,6 +137,23 @@ mod tests {
             assert_eq!(ys[k], expect_y, "y at {k}");
             assert_eq!(gs[k], expect_g, "dx at {k}");
         }
+    }
+
+    #[test]
+    fn at_zero_the_gradient_is_the_slopes_as_in_pytorch() {
+        let var = Var::from_tensor(
+            &Tensor::new(&[0f32, -0.0, 1.0, -1.0], &candle_core::Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let y = leaky_relu(var.as_tensor(), 0.1).unwrap();
+        assert_eq!(y.to_vec1::<f32>().unwrap(), [0.0, 0.0, 1.0, -0.1]);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let dx = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(dx, [0.1, 0.1, 1.0, 0.1]);
     }
 
     #[test]

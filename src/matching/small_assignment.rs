@@ -6,15 +6,17 @@
 //! vectors with a large cost, so every scan (a row's two cheapest reduced costs, the distance
 //! updates, the column minima) is a fixed-width loop the compiler turns into vector compares and
 //! selects; on x86-64 with AVX2 (checked at run time) the same code is compiled for 8-lane vectors.
-//! One problem allocates nothing. f32 throughout (the costs' own precision); only exact
-//! operations (subtractions, compares, selects), so AVX2 and the portable build give the same
-//! assignment, and ties go to the lowest column, so results are deterministic. Checked against
+//! One problem allocates nothing. f32 throughout (the costs' own precision). Both builds do the same
+//! correctly rounded subtractions in the same order, and minima, compares and selects are exact, so
+//! AVX2 and the portable build give the same assignment; ties go to the lowest column, so results
+//! are deterministic. Checked against
 //! `pathfinding`'s Kuhn–Munkres and brute force in the tests.
 
 /// Largest n the stack arrays hold.
 pub const MAX_N: usize = 64;
 
-/// Largest cost magnitude accepted: reduced costs and path lengths stay far below [`PAD`].
+/// Costs must be smaller than this in magnitude, so reduced costs and path lengths stay far below
+/// [`PAD`].
 pub const MAX_COST: f32 = 1e20;
 
 /// The cost of a padding column: larger than any reduced cost a real column reaches, finite so that
@@ -151,7 +153,8 @@ impl Lanes for PortableLanes {
 
 /// AVX2 lanes: 8-lane vector min, an in-register horizontal min, compare-and-movemask, all on
 /// registers (a scalar store into a row that is then loaded as vectors would stall store
-/// forwarding). Only [`dispatch_avx2`] uses this type, after checking the CPU has AVX2.
+/// forwarding). Its methods are safe functions that execute AVX2 instructions, so this type must stay
+/// private to this module: only [`dispatch_avx2`] uses it, after checking the CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 struct Avx2Lanes;
 
@@ -316,6 +319,8 @@ fn reduced<const W: usize>(row: &[f32; W], v: &[f32; W]) -> [f32; W] {
 /// `c[row][j] - v[j]` over j.
 #[inline(always)]
 fn solve<const R: usize, const W: usize, L: Lanes>(costs: &[f32], n: usize, out: &mut [u32]) {
+    // whole 8-lane vectors, and bit masks and indices that fit a u64
+    const { assert!(W.is_multiple_of(8) && W <= 64 && R <= 64) };
     let mut c = [[PAD; W]; R];
     for (row, source) in c.iter_mut().zip(costs.chunks_exact(n)) {
         row[..n].copy_from_slice(source);
@@ -465,9 +470,9 @@ mod tests {
     }
 
     #[test]
-    fn equals_pathfinding_on_random_matrices_up_to_25() {
+    fn equals_pathfinding_on_random_matrices_up_to_64() {
         let mut rng = CounterRng::new(CounterRng::key_from("small-assignment"), 0);
-        for n in [1, 2, 3, 5, 9, 15, 16, 25, 31, 40, 64] {
+        for n in [1, 2, 3, 5, 9, 15, 16, 17, 25, 31, 33, 40, 64] {
             for _ in 0..40 {
                 let costs: Vec<f32> = (0..n * n).map(|_| 2.0 * rng.unit_f32()).collect();
                 let mut fast = vec![0u32; n];
@@ -493,7 +498,7 @@ mod tests {
             return;
         }
         let mut rng = CounterRng::new(CounterRng::key_from("lanes-agree"), 0);
-        for n in [2, 3, 7, 9, 16, 20, 25, 32, 33, 64] {
+        for n in [2, 3, 7, 9, 16, 17, 20, 25, 32, 33, 63, 64] {
             for trial in 0..60 {
                 let levels = if trial % 2 == 0 { 4.0 } else { 1e6 };
                 let costs: Vec<f32> = (0..n * n)
@@ -561,10 +566,16 @@ mod tests {
         let mut out = [0u32; 3];
         assign_small(&costs, 3, &mut out);
         assert_eq!(out, [2, 0, 1]);
+        // all costs equal: any permutation is optimal; the portable build returns one, and (tested
+        // above) the AVX2 build the same
         let flat = [0.5f32; 81];
-        let (mut a, mut b) = ([0u32; 9], [0u32; 9]);
-        assign_small(&flat, 9, &mut a);
-        assign_small(&flat, 9, &mut b);
-        assert_eq!(a, b);
+        let mut portable = [0u32; 9];
+        dispatch::<PortableLanes>(&flat, 9, &mut portable);
+        let mut sorted = portable;
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut public = [0u32; 9];
+        assign_small(&flat, 9, &mut public);
+        assert_eq!(public, portable);
     }
 }
