@@ -16,7 +16,7 @@
 pub const MAX_N: usize = 64;
 
 /// Costs must be smaller than this in magnitude, so reduced costs and path lengths stay far below
-/// [`PAD`].
+/// the padding columns' cost (1e30).
 pub const MAX_COST: f32 = 1e20;
 
 /// The cost of a padding column: larger than any reduced cost a real column reaches, finite so that
