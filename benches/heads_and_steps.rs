@@ -14,7 +14,7 @@
 //!
 //! Throughput: episodes (or steps) per second. `benches/README.md` says how to run them.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 /// The allocator the `fewshot` binary trains with (set up as `main` does in each bench), so the step is
 /// timed as users run it.
@@ -25,20 +25,12 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 use fewshot::layers::OpsPath;
-use fewshot::manifest::cell::CellConfig;
-use fewshot::manifest::model::{BackboneConfig, BackboneKind};
-use fewshot::train::model::FewShotModel;
+use fewshot::manifest::model::BackboneKind;
 use fewshot::train::optimizer::Sgd;
 
-fn seeded(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = fewshot::data::philox::CounterRng::new(
-        fewshot::data::philox::CounterRng::key_from("bench"),
-        seed,
-    );
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
+#[path = "shared/protonet_step.rs"]
+mod protonet_step;
+use protonet_step::{seeded, ProtonetStep};
 
 fn heads(c: &mut Criterion) {
     fewshot::threads::pin_thread_count();
@@ -91,11 +83,6 @@ fn heads(c: &mut Criterion) {
 fn train_step(c: &mut Criterion) {
     fewshot::threads::pin_thread_count();
     fewshot::allocator::keep_freed_pages();
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
-    ))
-    .unwrap();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
@@ -108,20 +95,10 @@ fn train_step(c: &mut Criterion) {
         steps.push(("resnet12-fast/cpu", BackboneKind::Resnet12, OpsPath::Fast));
     }
     for (name, kind, ops) in steps {
-        let mut cell = CellConfig::from_toml(&text).unwrap();
-        cell.image_size = 84;
-        cell.test_resize = 92;
-        if kind != cell.backbone.kind {
-            // ProtoNet on the global average of the last block, as the Conv-4 cell
-            cell.backbone = BackboneConfig {
-                taps: vec![4],
-                pool: 1,
-                ..BackboneConfig::default_for(kind, 3)
-            };
-        }
-        cell.backbone.ops = ops;
-        let model = FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap();
-        let mut params: Vec<_> = model
+        // 5-way 5-shot 15-query: 100 images
+        let step = ProtonetStep::new(kind, ops, 5, 15);
+        let mut params: Vec<_> = step
+            .model
             .varmap
             .data()
             .lock()
@@ -132,19 +109,9 @@ fn train_step(c: &mut Criterion) {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let mut sgd = Sgd::new(0.9, true, 5e-4);
-        let support = seeded(&[25, 3, 84, 84], 3);
-        let query = seeded(&[75, 3, 84, 84], 4);
-        let labels = Tensor::from_vec(
-            (0..75u32).map(|i| i % 5).collect::<Vec<_>>(),
-            75,
-            &Device::Cpu,
-        )
-        .unwrap();
         group.bench_function(name, |b| {
             b.iter(|| {
-                let out = model.episode(&support, &query, true).unwrap();
-                let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
-                let grads = loss.backward().unwrap();
+                let grads = step.loss().backward().unwrap();
                 sgd.step(&grads, &params, 0.01).unwrap();
             })
         });

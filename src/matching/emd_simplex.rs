@@ -32,10 +32,10 @@ pub(crate) fn solve(
         // SAFETY: the CPU has just been checked to support AVX2.
         return unsafe { solve_avx2(supply, demand, cost, max_pivots) };
     }
-    solve_portable(supply, demand, cost, max_pivots)
+    solve_inlined(supply, demand, cost, max_pivots)
 }
 
-/// [`solve_portable`] compiled for AVX2.
+/// [`solve_inlined`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn solve_avx2(
@@ -44,12 +44,12 @@ unsafe fn solve_avx2(
     cost: &[f64],
     max_pivots: usize,
 ) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    solve_portable(supply, demand, cost, max_pivots)
+    solve_inlined(supply, demand, cost, max_pivots)
 }
 
 /// The solver, inlined into each target's entry point.
 #[inline(always)]
-fn solve_portable(
+fn solve_inlined(
     supply: &[f64],
     demand: &[f64],
     cost: &[f64],

@@ -96,6 +96,15 @@ pub fn run(args: CiArgs) -> Result<()> {
     Ok(())
 }
 
+/// The smoke report's files besides its figures.
+const SMOKE_REPORT_FILES: [&str; 5] = [
+    "table1.md",
+    "table1.csv",
+    "table1-paired.md",
+    "table1-paired.csv",
+    "provenance.json",
+];
+
 /// `cargo xtask reproduce --table 1 --profile smoke --dev-build` into fresh run folders (a cached cell
 /// would prove nothing), then the report's files must all be there.
 fn smoke_reproduction(root: &std::path::Path) -> Result<()> {
@@ -106,27 +115,15 @@ fn smoke_reproduction(root: &std::path::Path) -> Result<()> {
     }
     // an earlier report must not stand in for this one
     let reports = root.join("reports/smoke");
-    for old in [
-        "table1.md",
-        "table1.csv",
-        "table1-paired.md",
-        "table1-paired.csv",
-        "provenance.json",
-    ] {
+    for old in SMOKE_REPORT_FILES {
         let _ = std::fs::remove_file(reports.join(old));
     }
     let _ = std::fs::remove_dir_all(reports.join("figures"));
     crate::reproduce::run(crate::reproduce::ReproduceArgs::smoke(runs))?;
-    let missing: Vec<&str> = [
-        "table1.md",
-        "table1.csv",
-        "table1-paired.md",
-        "table1-paired.csv",
-        "provenance.json",
-    ]
-    .into_iter()
-    .filter(|f| !reports.join(f).is_file())
-    .collect();
+    let missing: Vec<&str> = SMOKE_REPORT_FILES
+        .into_iter()
+        .filter(|f| !reports.join(f).is_file())
+        .collect();
     let figures = std::fs::read_dir(reports.join("figures"))
         .map(|d| d.filter_map(|e| e.ok()).count())
         .unwrap_or(0);

@@ -1,0 +1,77 @@
+//! The CPU training step that `benches/heads_and_steps.rs` times and `examples/step_memory.rs` measures
+//! for memory: the CI Conv-4 ProtoNet cell at 84×84 (its backbone swapped for another kind when asked),
+//! a 5-way episode of seeded images, forward through the model and cross-entropy on the query labels.
+//! Included by path from both (`#[path]`): it is measuring scaffolding, not part of the library.
+
+use candle_core::{Device, Tensor};
+use fewshot::layers::OpsPath;
+use fewshot::manifest::cell::CellConfig;
+use fewshot::manifest::model::{BackboneConfig, BackboneKind};
+use fewshot::train::model::FewShotModel;
+
+/// Uniform in [−1, 1), from the benches' seeded stream.
+pub fn seeded(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = fewshot::data::philox::CounterRng::new(
+        fewshot::data::philox::CounterRng::key_from("bench"),
+        seed,
+    );
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// One 5-way episode's model and data.
+pub struct ProtonetStep {
+    pub model: FewShotModel,
+    pub support: Tensor,
+    pub query: Tensor,
+    pub labels: Tensor,
+}
+
+impl ProtonetStep {
+    /// The CI Conv-4 ProtoNet cell with `kind` as its backbone (ProtoNet on the global average of the
+    /// last block), `ops`, and `shots` + `queries` images per class.
+    pub fn new(kind: BackboneKind, ops: OpsPath, shots: usize, queries: usize) -> Self {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
+        ))
+        .unwrap();
+        let mut cell = CellConfig::from_toml(&text).unwrap();
+        cell.image_size = 84;
+        cell.test_resize = 92;
+        if kind != cell.backbone.kind {
+            cell.backbone = BackboneConfig {
+                taps: vec![4],
+                pool: 1,
+                ..BackboneConfig::default_for(kind, 3)
+            };
+        }
+        cell.backbone.ops = ops;
+        cell.episode.n_shot = shots;
+        cell.episode.n_query = queries;
+        let ways = cell.episode.n_way;
+        ProtonetStep {
+            model: FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap(),
+            support: seeded(&[ways * shots, 3, 84, 84], 3),
+            query: seeded(&[ways * queries, 3, 84, 84], 4),
+            labels: Tensor::from_vec(
+                (0..(ways * queries) as u32)
+                    .map(|i| i % ways as u32)
+                    .collect::<Vec<_>>(),
+                ways * queries,
+                &Device::Cpu,
+            )
+            .unwrap(),
+        }
+    }
+
+    /// The training-mode forward pass and the episode's loss.
+    pub fn loss(&self) -> Tensor {
+        let out = self
+            .model
+            .episode(&self.support, &self.query, true)
+            .unwrap();
+        candle_nn::loss::cross_entropy(&out.logits, &self.labels).unwrap()
+    }
+}
