@@ -3,11 +3,12 @@
 //! a spanning tree of n + m − 1 cells over the row and column nodes. Start: a row-greedy feasible
 //! tree. Pivot: the entering cell by block pricing of reduced costs c_ij − u_i − v_j, the tree path
 //! between its row and column closes the cycle, the smallest flow on the cycle's losing cells leaves,
-//! and only the subtree that the leaving cell cut off is re-hung (its parents and depths set again,
-//! its duals shifted by one amount), with every node's neighbours kept in fixed-capacity lists, so
-//! nothing is rebuilt per pivot. At the end every reduced cost is ≥ 0 and every cell with flow is basic (reduced cost 0):
-//! the duals certify the optimum. Degenerate pivots can cycle in principle, hence the caller's pivot
-//! limit.
+//! and only the subtree that the leaving cell cut off is re-hung: the tree keeps its preorder as a
+//! thread (Bradley, Brown & Graves, 1977; Ahuja, Magnanti & Orlin, "Network Flows", §11.3), so the
+//! cut subtree is walked once along it, its parents reversed only along the stem to the entering
+//! cell, its depths and duals shifted, and nothing is rebuilt per pivot. At the end every reduced
+//! cost is ≥ 0 and every cell with flow is basic (reduced cost 0): the duals certify the optimum.
+//! Degenerate pivots can cycle in principle, hence the caller's pivot limit.
 
 /// Nothing.
 const NONE: usize = usize::MAX;
@@ -120,19 +121,24 @@ fn solve_inlined(
         // the leaving cell was on the row's side of the cycle); that subtree is hung again from the
         // entering cell, and only its duals, parents and depths change
         let out = basis[leaving];
-        tree.unlink(leaving, out.row, n + out.col);
+        let below = if tree.parent_cell[out.row] == leaving as u32 {
+            out.row
+        } else {
+            n + out.col
+        };
         basis[leaving] = Cell {
             row: enter_row,
             col: enter_col,
             flow: theta,
         };
-        tree.link(leaving, enter_row, n + enter_col);
         let (cut, anchor) = if leaving_on_row_side {
             (enter_row, n + enter_col)
         } else {
             (n + enter_col, enter_row)
         };
-        tree.hang(cut, anchor, leaving, cost[enter_row * m + enter_col]);
+        tree.hang(cut, below, anchor, leaving, cost[enter_row * m + enter_col]);
+        #[cfg(test)]
+        tree.check(&basis, cost, m);
     }
 }
 
@@ -195,20 +201,22 @@ fn entering_cell(
     Some((best_row, j))
 }
 
-/// The basis tree over the n row nodes (0..n) and m column nodes (n..n+m): each node's neighbours
-/// (the node across each incident basic cell, and the cell), and, hung from row 0, each node's
-/// parent, the cell to it, its depth and its dual (`dual[..n]` is u, `dual[n..]` is v; u_0 = 0 and
-/// u_i + v_j = c_ij on every basic cell).
+/// The basis tree over the n row nodes (0..n) and m column nodes (n..n+m), hung from row 0: each
+/// node's parent, the cell to it, its depth, its dual (`dual[..n]` is u, `dual[n..]` is v; u_0 = 0
+/// and u_i + v_j = c_ij on every basic cell), and the preorder as a cyclic thread (`thread[x]` is
+/// the node after x, `before[x]` the node before; the last node leads back to the root), so that a
+/// subtree is the run of nodes after its top that lie deeper than it (Bradley, Brown & Graves'
+/// augmented threaded index; Ahuja, Magnanti & Orlin, "Network Flows", §11.3).
 struct Tree {
-    n: usize,
-    capacity: usize,
-    neighbours: Vec<(u32, u32)>,
-    degree: Vec<u32>,
     parent: Vec<u32>,
     parent_cell: Vec<u32>,
     depth: Vec<u32>,
     dual: Vec<f64>,
-    stack: Vec<u32>,
+    thread: Vec<u32>,
+    before: Vec<u32>,
+    /// +1 for a row node, −1 for a column node.
+    kind: Vec<f64>,
+    stem: Vec<u32>,
 }
 
 /// No node (the root's parent).
@@ -218,111 +226,196 @@ impl Tree {
     /// The tree of `basis`, hung from row 0 with every dual computed from the costs.
     fn new(n: usize, m: usize, basis: &[Cell], cost: &[f64]) -> Self {
         let nodes = n + m;
-        let capacity = n.max(m);
+        // neighbour lists, for this depth-first walk only
+        let mut start = vec![0usize; nodes + 1];
+        for cell in basis {
+            start[cell.row + 1] += 1;
+            start[n + cell.col + 1] += 1;
+        }
+        for k in 0..nodes {
+            start[k + 1] += start[k];
+        }
+        let mut fill = start.clone();
+        let mut adjacent = vec![(0u32, 0u32); 2 * basis.len()];
+        for (e, cell) in basis.iter().enumerate() {
+            for (a, b) in [(cell.row, n + cell.col), (n + cell.col, cell.row)] {
+                adjacent[fill[a]] = (b as u32, e as u32);
+                fill[a] += 1;
+            }
+        }
         let mut tree = Tree {
-            n,
-            capacity,
-            neighbours: vec![(NO_NODE, NO_NODE); nodes * capacity],
-            degree: vec![0; nodes],
             parent: vec![NO_NODE; nodes],
             parent_cell: vec![NO_NODE; nodes],
             depth: vec![0; nodes],
             dual: vec![0.0; nodes],
-            stack: vec![0; nodes],
+            thread: vec![0; nodes],
+            before: vec![0; nodes],
+            kind: (0..nodes).map(|x| if x < n { 1.0 } else { -1.0 }).collect(),
+            stem: Vec::with_capacity(nodes),
         };
-        for (e, cell) in basis.iter().enumerate() {
-            tree.link(e, cell.row, n + cell.col);
-        }
-        // depth-first from row 0: each child's dual from its parent's and the cell's cost
-        let mut len = 1;
-        tree.stack[0] = 0;
-        while len > 0 {
-            len -= 1;
-            let node = tree.stack[len] as usize;
-            let list = node * capacity..node * capacity + tree.degree[node] as usize;
-            for k in list {
-                let (child, e) = tree.neighbours[k];
+        // depth-first from row 0: each child's dual from its parent's and the cell's cost; the
+        // order nodes leave the stack is a preorder
+        let mut stack = vec![0u32];
+        let mut last = NO_NODE;
+        while let Some(node) = stack.pop() {
+            let node = node as usize;
+            if last != NO_NODE {
+                tree.thread[last as usize] = node as u32;
+                tree.before[node] = last;
+            }
+            last = node as u32;
+            for &(child, e) in &adjacent[start[node]..start[node + 1]] {
                 if child == tree.parent[node] {
                     continue;
                 }
                 let cell = &basis[e as usize];
-                tree.parent[child as usize] = node as u32;
-                tree.parent_cell[child as usize] = e;
-                tree.depth[child as usize] = tree.depth[node] + 1;
-                tree.dual[child as usize] = cost[cell.row * m + cell.col] - tree.dual[node];
-                tree.stack[len] = child;
-                len += 1;
+                let c = child as usize;
+                tree.parent[c] = node as u32;
+                tree.parent_cell[c] = e;
+                tree.depth[c] = tree.depth[node] + 1;
+                tree.dual[c] = cost[cell.row * m + cell.col] - tree.dual[node];
+                stack.push(child);
             }
         }
+        tree.thread[last as usize] = 0;
+        tree.before[0] = last;
         tree
     }
 
-    fn link(&mut self, e: usize, row_node: usize, col_node: usize) {
-        for (k, other) in [(row_node, col_node), (col_node, row_node)] {
-            self.neighbours[k * self.capacity + self.degree[k] as usize] = (other as u32, e as u32);
-            self.degree[k] += 1;
-        }
-    }
-
-    fn unlink(&mut self, e: usize, row_node: usize, col_node: usize) {
-        for k in [row_node, col_node] {
-            let last = self.degree[k] as usize - 1;
-            let list = &mut self.neighbours[k * self.capacity..k * self.capacity + last + 1];
-            let at = list
-                .iter()
-                .position(|&(_, cell)| cell == e as u32)
-                .expect("a basic cell");
-            list.swap(at, last);
-            self.degree[k] -= 1;
-        }
-    }
-
-    /// Hangs the subtree of `top` (cut off from the root's side) from `anchor` through the basic
-    /// cell `via` costing `via_cost`: parents are reversed along the old path, every depth below
-    /// `top` is set again, and the subtree's duals all shift by one amount (the subtree's own cells
-    /// keep u_i + v_j = c_ij), so no cost is read but the joining one.
+    /// Cuts the subtree of `below` (whose cell to its parent left the basis) and hangs it again
+    /// from `anchor` through the entering cell `via` (costing `via_cost`), rooted at `top`, the
+    /// entering cell's end inside it. Parents reverse along the stem from `top` up to `below`; the
+    /// subtree is walked once along the thread, in the new preorder (each stem node's own part
+    /// after the part below it), every depth moving by its stem node's change and every dual by one
+    /// shift (the subtree's own cells keep u_i + v_j = c_ij), so no cost is read but the joining one.
     #[inline(always)]
-    fn hang(&mut self, top: usize, anchor: usize, via: usize, via_cost: f64) {
-        let (n, capacity) = (self.n, self.capacity);
-        let neighbours = &self.neighbours[..];
-        let degree = &self.degree[..];
-        let parent = &mut self.parent[..];
-        let parent_cell = &mut self.parent_cell[..];
-        let depth = &mut self.depth[..];
-        let dual = &mut self.dual[..];
-        let stack = &mut self.stack[..];
-        let shift = via_cost - dual[anchor] - dual[top];
-        // nodes of top's kind (rows or columns) move by +shift, the others by −shift
-        let top_is_row = top < n;
-        parent[top] = anchor as u32;
-        parent_cell[top] = via as u32;
-        depth[top] = depth[anchor] + 1;
-        dual[top] += shift;
-        stack[0] = top as u32;
-        let mut len = 1;
-        while len > 0 {
-            len -= 1;
-            let node = stack[len] as usize;
-            let (up, below) = (parent[node], depth[node] + 1);
-            // the children are of the other kind
-            let child_shift = if (node < n) == top_is_row {
-                -shift
-            } else {
-                shift
-            };
-            let start = node * capacity;
-            for &(child, e) in &neighbours[start..start + degree[node] as usize] {
-                if child == up {
-                    continue;
-                }
-                let c = child as usize;
-                parent[c] = node as u32;
-                parent_cell[c] = e;
-                depth[c] = below;
-                dual[c] += child_shift;
-                stack[len] = child;
-                len += 1;
+    fn hang(&mut self, top: usize, below: usize, anchor: usize, via: usize, via_cost: f64) {
+        let shift = (via_cost - self.dual[anchor] - self.dual[top]) * self.kind[top];
+        self.stem.clear();
+        let mut s = top;
+        self.stem.push(s as u32);
+        while s != below {
+            s = self.parent[s] as usize;
+            self.stem.push(s as u32);
+        }
+        let before_below = self.before[below];
+        let base_depth = self.depth[anchor] + 1;
+        let (thread, before, depth, dual, kind) = (
+            &mut self.thread[..],
+            &mut self.before[..],
+            &mut self.depth[..],
+            &mut self.dual[..],
+            &self.kind[..],
+        );
+        // the walk: stem node i's part is its old subtree without stem node i − 1's, which the
+        // thread skips over (from the node before it to the node after it)
+        let (mut skip_from, mut skip_to) = (NO_NODE, NO_NODE);
+        let mut last = NO_NODE;
+        let mut after = NO_NODE;
+        for (i, &s) in self.stem.iter().enumerate() {
+            let s = s as usize;
+            if i > 0 {
+                thread[last as usize] = s as u32;
+                before[s] = last;
             }
+            let old_depth = depth[s];
+            let delta = (base_depth + i as u32).wrapping_sub(old_depth);
+            let mut x = s;
+            loop {
+                depth[x] = depth[x].wrapping_add(delta);
+                dual[x] += shift * kind[x];
+                let mut y = thread[x];
+                if y == skip_from {
+                    thread[x] = skip_to;
+                    before[skip_to as usize] = x as u32;
+                    y = skip_to;
+                }
+                if depth[y as usize] <= old_depth {
+                    (last, after) = (x as u32, y);
+                    break;
+                }
+                x = y as usize;
+            }
+            (skip_from, skip_to) = (s as u32, after);
+        }
+        // out of the old place, in as the anchor's first child
+        thread[before_below as usize] = after;
+        before[after as usize] = before_below;
+        let next = thread[anchor];
+        thread[anchor] = top as u32;
+        before[top] = anchor as u32;
+        thread[last as usize] = next;
+        before[next as usize] = last;
+        // parents and their cells reverse along the stem
+        let mut cell = via as u32;
+        let mut up = anchor as u32;
+        for &s in &self.stem {
+            let s = s as usize;
+            let old_cell = self.parent_cell[s];
+            self.parent[s] = up;
+            self.parent_cell[s] = cell;
+            (up, cell) = (s as u32, old_cell);
+        }
+    }
+}
+
+#[cfg(test)]
+impl Tree {
+    /// Panics unless the thread is a preorder of the parent links, every depth is its parent's + 1,
+    /// each parent cell joins the node to its parent, and every basic cell is tight.
+    fn check(&self, basis: &[Cell], cost: &[f64], m: usize) {
+        let nodes = self.parent.len();
+        let n = nodes - m;
+        let mut order = vec![0usize];
+        let mut x = self.thread[0] as usize;
+        while x != 0 {
+            assert!(
+                order.len() < nodes,
+                "the thread does not return to the root"
+            );
+            order.push(x);
+            x = self.thread[x] as usize;
+        }
+        assert_eq!(order.len(), nodes, "the thread misses nodes");
+        for (k, &x) in order.iter().enumerate() {
+            assert_eq!(self.before[self.thread[x] as usize] as usize, x);
+            if x != 0 {
+                let p = self.parent[x] as usize;
+                assert_eq!(self.depth[x], self.depth[p] + 1, "depth of node {x}");
+                let cell = basis[self.parent_cell[x] as usize];
+                let (r, c) = if x < n { (x, p - n) } else { (p, x - n) };
+                assert_eq!((cell.row, cell.col), (r, c), "parent cell of node {x}");
+            }
+            // the nodes after x deeper than it are exactly its descendants
+            let is_descendant = |mut y: usize| {
+                while y != 0 && y != x {
+                    y = self.parent[y] as usize;
+                }
+                y == x
+            };
+            let run = order[k + 1..]
+                .iter()
+                .take_while(|&&y| self.depth[y] > self.depth[x])
+                .count();
+            let descendants = order
+                .iter()
+                .filter(|&&y| y != x && is_descendant(y))
+                .count();
+            assert_eq!(
+                run, descendants,
+                "subtree of node {x} is not one run of the thread"
+            );
+            assert!(order[k + 1..k + 1 + run].iter().all(|&y| is_descendant(y)));
+        }
+        for cell in basis {
+            let reduced =
+                cost[cell.row * m + cell.col] - self.dual[cell.row] - self.dual[n + cell.col];
+            assert!(
+                reduced.abs() < 1e-9,
+                "basic cell ({}, {}) not tight",
+                cell.row,
+                cell.col
+            );
         }
     }
 }
