@@ -57,9 +57,8 @@ fn solve_inlined(
     max_pivots: usize,
 ) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let (n, m) = (supply.len(), demand.len());
-    let mut basis = row_greedy_start(supply, demand, cost);
+    let (mut basis, c_max) = row_greedy_start(supply, demand, cost);
     debug_assert_eq!(basis.len(), n + m - 1);
-    let c_max = cost.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
     let tolerance = 1e-11 * (1.0 + c_max);
     let mut tree = Tree::new(n, m, &basis, cost);
     let mut side_row = Vec::with_capacity(n + m);
@@ -157,7 +156,7 @@ fn entering_cell(
 ) -> Option<(usize, usize)> {
     let m = v.len();
     let n = u.len();
-    let (mut best, mut best_row) = (-tolerance, NONE);
+    let (mut best, mut best_row, mut best_raw) = (-tolerance, NONE, 0.0);
     let mut scanned = 0;
     let mut i = *start;
     let pick = |a: f64, b: f64| if b < a { b } else { a };
@@ -177,7 +176,7 @@ fn entering_cell(
         }
         let reduced = row_min - u[i];
         if reduced < best {
-            (best, best_row) = (reduced, i);
+            (best, best_row, best_raw) = (reduced, i, row_min);
         }
         scanned += 1;
         i = if i + 1 == n { 0 } else { i + 1 };
@@ -189,14 +188,10 @@ fn entering_cell(
     if best_row == NONE {
         return None;
     }
-    // the best row's column: its first cell at the row's minimum, priced the same way
+    // the best row's column: its first cell at the row's minimum c_ij − v_j (the same subtraction)
     let row = &cost[best_row * m..(best_row + 1) * m];
-    let row_min = row
-        .iter()
-        .zip(v)
-        .fold(f64::INFINITY, |a, (c, vj)| pick(a, c - vj));
     let j = (0..m)
-        .find(|&j| row[j] - v[j] == row_min)
+        .find(|&j| row[j] - v[j] == best_raw)
         .expect("the minimum is in the row");
     Some((best_row, j))
 }
@@ -428,18 +423,39 @@ struct Cell {
     flow: f64,
 }
 
-/// The start: rows in turn ship to their cheapest open column until empty, a column closing when
-/// its demand is met (the row closes first when both run out at once); the last row, or every row
-/// left once a single column is open, takes the rest. Each step closes exactly one line, so the
-/// n + m − 1 cells form a spanning tree. (Vogel's start, tried first, saved a third of the pivots but
-/// cost more than they did: 29 µs against 21.8 µs per 25 × 25 problem here, both with full pricing.)
-fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> Vec<Cell> {
+/// The start, and the largest cost magnitude (read in the same pass): rows in turn ship to their
+/// cheapest open column until empty, "cheapest" measured against each column's own minimum
+/// (c_ij − min_k c_kj, which took 40.6 pivots instead of 43.3 on the bench's 25 × 25 problems), a
+/// column closing when its demand is met (the row closes first when both run out at once); the last
+/// row, or every row left once a single column is open, takes the rest. Each step closes exactly
+/// one line, so the n + m − 1 cells form a spanning tree. (Vogel's start, tried first, saved a third
+/// of the pivots but cost more than they did: 29 µs against 21.8 µs per 25 × 25 problem here, both
+/// with full pricing; rows taken in order of their regret, the gap between their two cheapest
+/// columns, measured 11.5 against 10.3 µs.)
+fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> (Vec<Cell>, f64) {
     let (n, m) = (supply.len(), demand.len());
     let mut supply = supply.to_vec();
     let mut demand = demand.to_vec();
     let mut basis = Vec::with_capacity(n + m - 1);
-    // 0 for an open column, +∞ for a closed one: added to costs, closed cells are never cheapest
-    let mut col_mask = vec![0.0f64; m];
+    // −(the column's minimum) for an open column, +∞ for a closed one: added to costs, closed cells
+    // are never cheapest
+    let mut col_mask = vec![f64::INFINITY; m];
+    let mut col_magnitude = vec![0.0f64; m];
+    for row in cost.chunks_exact(m) {
+        for j in 0..m {
+            let c = row[j];
+            col_mask[j] = if c < col_mask[j] { c } else { col_mask[j] };
+            col_magnitude[j] = if c.abs() > col_magnitude[j] {
+                c.abs()
+            } else {
+                col_magnitude[j]
+            };
+        }
+    }
+    let c_max = col_magnitude.iter().fold(0.0f64, |a, &b| a.max(b));
+    for x in col_mask.iter_mut() {
+        *x = -*x;
+    }
     let mut cols_left = m;
     for i in 0..n {
         // row i ships to its cheapest open columns until it is empty or one column is left
@@ -466,7 +482,7 @@ fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> Vec<Cell> {
             cols_left -= 1;
         }
         if i == n - 1 {
-            for j in (0..m).filter(|&j| col_mask[j] == 0.0) {
+            for j in (0..m).filter(|&j| col_mask[j] != f64::INFINITY) {
                 basis.push(Cell {
                     row: i,
                     col: j,
@@ -478,7 +494,7 @@ fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> Vec<Cell> {
         if cols_left == 1 {
             let j = col_mask
                 .iter()
-                .position(|&c| c == 0.0)
+                .position(|&c| c != f64::INFINITY)
                 .expect("one open column");
             for (ii, &left) in supply.iter().enumerate().skip(i) {
                 basis.push(Cell {
@@ -490,31 +506,41 @@ fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> Vec<Cell> {
             break;
         }
     }
-    basis
+    (basis, c_max)
 }
 
-/// The index of the cheapest open cell of one line (closed cells carry an infinite `mask`): the
-/// minimum in four independent lanes (vectorised, no unpredictable branch), then its first index.
+/// The index of the cheapest open cell of one line (closed cells carry an infinite `mask`; its first
+/// index on ties): the minimum and where it is, in four independent lanes (vectorised, no
+/// unpredictable branch), then across the lanes.
 fn cheapest(line: &[f64], mask: &[f64]) -> usize {
-    let pick = |a: f64, b: f64| if b < a { b } else { a };
     let mut lanes = [f64::INFINITY; 4];
+    let mut at = [0u64; 4];
     let body = line.len() / 4 * 4;
-    for (c4, m4) in line[..body]
+    for (k, (c4, m4)) in line[..body]
         .chunks_exact(4)
         .zip(mask[..body].chunks_exact(4))
+        .enumerate()
     {
-        for k in 0..4 {
-            lanes[k] = pick(lanes[k], c4[k] + m4[k]);
+        for l in 0..4 {
+            let x = c4[l] + m4[l];
+            if x < lanes[l] {
+                lanes[l] = x;
+                at[l] = (4 * k + l) as u64;
+            }
         }
     }
-    let mut best = pick(pick(lanes[0], lanes[1]), pick(lanes[2], lanes[3]));
-    for (&c, &closed) in line[body..].iter().zip(&mask[body..]) {
-        best = pick(best, c + closed);
+    let (mut best, mut best_at) = (f64::INFINITY, u64::MAX);
+    for l in 0..4 {
+        if lanes[l] < best || (lanes[l] == best && at[l] < best_at) {
+            (best, best_at) = (lanes[l], at[l]);
+        }
     }
-    line.iter()
-        .zip(mask)
-        .position(|(&c, &closed)| c + closed == best)
-        .expect("an open cell")
+    for (j, (&c, &closed)) in line[body..].iter().zip(&mask[body..]).enumerate() {
+        if c + closed < best {
+            (best, best_at) = (c + closed, (body + j) as u64);
+        }
+    }
+    best_at as usize
 }
 
 #[cfg(test)]
@@ -550,12 +576,34 @@ mod tests {
     }
 
     #[test]
+    fn cheapest_skips_closed_cells_and_takes_the_first_of_ties() {
+        let inf = f64::INFINITY;
+        for m in 1..=13 {
+            let mut rng = CounterRng::new(CounterRng::key_from("emd-cheapest"), m as u64);
+            for _ in 0..50 {
+                // few distinct values, so ties are common
+                let line: Vec<f64> = (0..m).map(|_| rng.below(3) as f64).collect();
+                let mut mask: Vec<f64> = (0..m)
+                    .map(|_| if rng.below(3) == 0 { inf } else { 0.0 })
+                    .collect();
+                let open = rng.below(m as u32) as usize;
+                mask[open] = 0.0;
+                let expected = (0..m)
+                    .filter(|&j| mask[j] == 0.0)
+                    .min_by(|&a, &b| line[a].total_cmp(&line[b]).then(a.cmp(&b)))
+                    .unwrap();
+                assert_eq!(cheapest(&line, &mask), expected, "{line:?} {mask:?}");
+            }
+        }
+    }
+
+    #[test]
     fn the_start_is_a_feasible_spanning_tree() {
         let mut rng = CounterRng::new(CounterRng::key_from("emd-start"), 0);
         for _ in 0..100 {
             let (n, m) = (1 + rng.below(12) as usize, 1 + rng.below(12) as usize);
             let (supply, demand, cost) = random_problem(&mut rng, n, m);
-            let basis = row_greedy_start(&supply, &demand, &cost);
+            let (basis, _) = row_greedy_start(&supply, &demand, &cost);
             assert_eq!(basis.len(), n + m - 1);
             let mut rows = vec![0.0; n];
             let mut cols = vec![0.0; m];
