@@ -1,7 +1,8 @@
 //! Criterion benches of the learning core on CPU:
 //! - `heads/<head>/cpu/5w1s` and `…/5w5s`: logits of one 5-way 15-query episode from seeded random
 //!   feature maps shaped like ResNet-12's taps (blocks 3 and 4, 320 + 640 channels, 5×5), each head
-//!   (LWFM-SPM includes its 375 / 1,875 assignments of 25×25 per layer and its matcher MLPs);
+//!   (LWFM-SPM includes its 375 / 1,875 assignments of 25×25 per layer and its matcher MLPs;
+//!   `deepemd-sinkhorn` is the DeepEMD-style head with the entropic plan, ε = 0.05, 100 iterations);
 //! - `train_step/conv4/cpu`: one ProtoNet training step of Conv-4 on a 5-way 5-shot 15-query episode at
 //!   84×84 (100 images; forward, backward, SGD with Nesterov momentum), on seeded random images, with
 //!   candle's stock ops; `train_step/conv4-fast/cpu`: the same step on the fast path (`ops = "fast"`);
@@ -25,7 +26,7 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 use fewshot::layers::OpsPath;
-use fewshot::manifest::model::BackboneKind;
+use fewshot::manifest::model::{BackboneKind, SinkhornConfig};
 use fewshot::train::optimizer::Sgd;
 
 #[path = "shared/protonet_step.rs"]
@@ -44,6 +45,18 @@ fn heads(c: &mut Criterion) {
             HeadConfig::Deepemd {
                 temperature: 12.5,
                 sfc: None,
+                sinkhorn: None,
+            },
+        ),
+        (
+            "deepemd-sinkhorn",
+            HeadConfig::Deepemd {
+                temperature: 12.5,
+                sfc: None,
+                sinkhorn: Some(SinkhornConfig {
+                    epsilon: 0.05,
+                    iterations: 100,
+                }),
             },
         ),
         (

@@ -2,20 +2,25 @@
 //! nodes are feature-map positions; node weights are cross-referenced, w_i = ReLU(⟨a_i, mean_j b_j⟩) +
 //! 1e-3 on the raw features, rescaled to sum to the node count; features are centred per node; cost
 //! 1 − cos; the exact EMD flow is solved on the host and treated as a constant (no gradient through
-//! it); logit = (T / nodes) · Σ flow · cos. K-shot uses the mean prototype map, or, as an option,
-//! DeepEMD's SFC fitted to the support set (see [`SfcConfig`]).
+//! it); logit = (T / nodes) · Σ flow · cos. As an option the flow is the entropic Sinkhorn plan
+//! instead ([`SinkhornConfig`], `sinkhorn_plan.rs`), computed in tensor ops so gradients reach the
+//! costs and the node weights through it (the authors' differentiable option is a QP layer instead).
+//! K-shot uses the mean prototype map, or, as an option, DeepEMD's SFC fitted to the support set
+//! (see [`SfcConfig`]).
 
 use candle_core::{DType, Result, Tensor, Var, D};
 
+use super::sinkhorn_plan::sinkhorn_plan;
 use super::tensor_math::{prototypes, unit};
 use super::{EpisodeFeatures, Head, HeadOutput};
 use crate::data::philox::CounterRng;
-use crate::manifest::model::SfcConfig;
+use crate::manifest::model::{SfcConfig, SinkhornConfig};
 use crate::matching::{emd_batch, EmdProblem};
 
 pub struct DeepEmdHead {
     pub temperature: f64,
     pub sfc: Option<SfcConfig>,
+    pub sinkhorn: Option<SinkhornConfig>,
 }
 
 impl Head for DeepEmdHead {
@@ -65,6 +70,22 @@ impl DeepEmdHead {
             .reshape((q, p, n, p))?
             .permute((0, 2, 1, 3))?
             .contiguous()?; // (B, N, P_q, P_s)
+        if let Some(sk) = self.sinkhorn {
+            let nodes = p as f64;
+            let rescale = |w: &Tensor| -> Result<Tensor> {
+                (w.broadcast_div(&w.sum_keepdim(2)?)? * nodes)?.reshape((q * n, p))
+            };
+            let cost = (1.0 - sim.reshape((q * n, p, p))?)?;
+            let plan = sinkhorn_plan(
+                &cost,
+                &rescale(&w_q)?,
+                &rescale(&w_s)?,
+                sk.epsilon,
+                sk.iterations,
+            )?
+            .reshape((q, n, p, p))?;
+            return (plan * sim)?.sum(D::Minus1)?.sum(D::Minus1)? * (self.temperature / nodes);
+        }
         let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
             t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1()
         };

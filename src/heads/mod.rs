@@ -9,6 +9,7 @@ mod cosine;
 mod deepemd;
 mod lwfm_spm;
 mod protonet;
+pub mod sinkhorn_plan;
 mod tensor_math;
 
 use candle_core::{Result, Tensor};
@@ -58,7 +59,15 @@ pub fn build_head(
     Ok(match *config {
         HeadConfig::Protonet { temperature } => Box::new(ProtoNetHead { temperature }),
         HeadConfig::Cosine { temperature } => Box::new(CosineHead { temperature }),
-        HeadConfig::Deepemd { temperature, sfc } => Box::new(DeepEmdHead { temperature, sfc }),
+        HeadConfig::Deepemd {
+            temperature,
+            sfc,
+            sinkhorn,
+        } => Box::new(DeepEmdHead {
+            temperature,
+            sfc,
+            sinkhorn,
+        }),
         HeadConfig::LwfmSpm {
             temperature_attn,
             temperature,

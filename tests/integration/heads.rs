@@ -212,6 +212,7 @@ fn deepemd_equals_the_flow_weighted_similarity_and_prefers_the_matching_class() 
         &HeadConfig::Deepemd {
             temperature: 12.5,
             sfc: None,
+            sinkhorn: None,
         },
         &[16],
         empty_vb(),
@@ -277,6 +278,65 @@ fn the_spm_term_moves_the_features_it_matched() {
 }
 
 #[test]
+fn deepemd_sinkhorn_is_bounded_by_the_exact_flow_and_passes_gradients_to_the_weights() {
+    // the exact plan is optimal, so the entropic one's logit (T/P)·(P − cost) is at most the exact
+    // logit and at least T·ε·ln(P²) below it; and its gradient reaches the query's node weights,
+    // which the exact path (flow a constant) does not differentiate
+    let support = seeded(&[6, 8, 2, 2], "sinkhorn-support").relu().unwrap();
+    let query = Var::from_tensor(&seeded(&[4, 8, 2, 2], "sinkhorn-query").relu().unwrap()).unwrap();
+    let (epsilon, temperature, nodes) = (0.05, 12.5, 4.0f64);
+    let run =
+        |sinkhorn: Option<fewshot::manifest::model::SinkhornConfig>| -> (Vec<Vec<f32>>, Tensor) {
+            let config = HeadConfig::Deepemd {
+                temperature,
+                sfc: None,
+                sinkhorn,
+            };
+            let head = build_head(&config, &[8], empty_vb(), false).unwrap();
+            let f = EpisodeFeatures {
+                support: &support,
+                query: query.as_tensor(),
+                channels: &[8],
+                n_way: 3,
+                n_shot: 2,
+            };
+            let logits = head.forward(&f, true).unwrap().logits;
+            let grads = logits.sum_all().unwrap().backward().unwrap();
+            (
+                logits.to_vec2::<f32>().unwrap(),
+                grads.get(query.as_tensor()).unwrap().clone(),
+            )
+        };
+    let (exact, exact_grad) = run(None);
+    let (entropic, entropic_grad) = run(Some(fewshot::manifest::model::SinkhornConfig {
+        epsilon,
+        iterations: 2000,
+    }));
+    let bound = (temperature * epsilon * (nodes * nodes).ln()) as f32;
+    for (e_row, s_row) in exact.iter().zip(&entropic) {
+        for (&e, &s) in e_row.iter().zip(s_row) {
+            assert!(s <= e + 1e-3, "Sinkhorn logit {s} above the exact {e}");
+            assert!(
+                s >= e - bound,
+                "Sinkhorn logit {s} more than {bound} below the exact {e}"
+            );
+        }
+    }
+    let difference = (entropic_grad - exact_grad)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        difference > 1e-3,
+        "the plan passes no gradient ({difference})"
+    );
+}
+
+#[test]
 fn deepemd_sfc_fits_the_support_set() {
     // 3-way 2-shot; after fitting, the SFC classifies its own support set at least as well as the
     // mean prototypes, and it is deterministic for a seed
@@ -319,14 +379,17 @@ fn deepemd_sfc_fits_the_support_set() {
     let (mean_acc, _) = accuracy(&HeadConfig::Deepemd {
         temperature: 12.5,
         sfc: None,
+        sinkhorn: None,
     });
     let (sfc_acc, a) = accuracy(&HeadConfig::Deepemd {
         temperature: 12.5,
         sfc: Some(sfc),
+        sinkhorn: None,
     });
     let (_, b) = accuracy(&HeadConfig::Deepemd {
         temperature: 12.5,
         sfc: Some(sfc),
+        sinkhorn: None,
     });
     assert!(sfc_acc >= mean_acc, "{sfc_acc} < {mean_acc}");
     assert_eq!(a, b);

@@ -68,6 +68,25 @@ fn a_killed_run_resumes_bit_identically() {
 }
 
 #[test]
+fn a_sinkhorn_head_without_a_positive_epsilon_is_refused() {
+    let mut c = cell("omniglot-conv4-protonet-5w1s.toml");
+    c.head = fewshot::manifest::model::HeadConfig::Deepemd {
+        temperature: 12.5,
+        sfc: None,
+        sinkhorn: Some(fewshot::manifest::model::SinkhornConfig {
+            epsilon: 0.0,
+            iterations: 100,
+        }),
+    };
+    let err = c.validate().unwrap_err();
+    assert!(err.contains("head.sinkhorn needs epsilon > 0"), "{err}");
+    // and the exact head's hash does not change with the new option absent
+    let mut exact = c.clone();
+    exact.head = fewshot::manifest::model::HeadConfig::default_for("deepemd").unwrap();
+    assert!(!serde_json::to_string(&exact).unwrap().contains("sinkhorn"));
+}
+
+#[test]
 fn the_cosine_and_deepemd_heads_train_and_evaluate_too() {
     // short runs: the point is that every head goes through the same loop, backward pass included
     let runs = tempfile::tempdir().unwrap();
@@ -83,6 +102,19 @@ fn the_cosine_and_deepemd_heads_train_and_evaluate_too() {
             fewshot::manifest::model::HeadConfig::Deepemd {
                 temperature: 12.5,
                 sfc: None,
+                sinkhorn: None,
+            },
+            vec![3],
+            3,
+        ),
+        (
+            fewshot::manifest::model::HeadConfig::Deepemd {
+                temperature: 12.5,
+                sfc: None,
+                sinkhorn: Some(fewshot::manifest::model::SinkhornConfig {
+                    epsilon: 0.05,
+                    iterations: 100,
+                }),
             },
             vec![3],
             3,
