@@ -109,18 +109,8 @@ fn train_step(c: &mut Criterion) {
     }
     for (name, kind, ops) in steps {
         // 5-way 5-shot 15-query: 100 images
-        let step = ProtonetStep::new(kind, ops, 5, 15);
-        let mut params: Vec<_> = step
-            .model
-            .varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let step = ProtonetStep::new(kind, ops, 5, 15, &candle_core::Device::Cpu);
+        let params = step.parameters();
         let mut sgd = Sgd::new(0.9, true, 5e-4);
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -57,7 +57,7 @@ fn main() {
         })
     };
     let (shots, queries) = (count(3), count(4));
-    let step = ProtonetStep::new(kind, ops, shots, queries);
+    let step = ProtonetStep::new(kind, ops, shots, queries, &candle_core::Device::Cpu);
     let before = peak_mib();
     let start = std::time::Instant::now();
     let loss = step.loss();

@@ -1,9 +1,10 @@
-//! The CPU training step that `benches/heads_and_steps.rs` times and `examples/step_memory.rs` measures
-//! for memory: the CI Conv-4 ProtoNet cell at 84×84 (its backbone swapped for another kind when asked),
-//! a 5-way episode of seeded images, forward through the model and cross-entropy on the query labels.
-//! Included by path from both (`#[path]`): it is measuring scaffolding, not part of the library.
+//! The training step that `benches/heads_and_steps.rs` times on CPU, `examples/step_memory.rs`
+//! measures for memory and `examples/step_timing.rs` times by phase on any device: the CI Conv-4
+//! ProtoNet cell at 84×84 (its backbone swapped for another kind when asked), a 5-way episode of
+//! seeded images, forward through the model and cross-entropy on the query labels. Included by path
+//! (`#[path]`): it is measuring scaffolding, not part of the library.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use fewshot::layers::OpsPath;
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
@@ -30,8 +31,14 @@ pub struct ProtonetStep {
 
 impl ProtonetStep {
     /// The CI Conv-4 ProtoNet cell with `kind` as its backbone (ProtoNet on the global average of the
-    /// last block), `ops`, and `shots` + `queries` images per class.
-    pub fn new(kind: BackboneKind, ops: OpsPath, shots: usize, queries: usize) -> Self {
+    /// last block), `ops`, and `shots` + `queries` images per class, on `device`.
+    pub fn new(
+        kind: BackboneKind,
+        ops: OpsPath,
+        shots: usize,
+        queries: usize,
+        device: &Device,
+    ) -> Self {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
@@ -52,18 +59,39 @@ impl ProtonetStep {
         cell.episode.n_query = queries;
         let ways = cell.episode.n_way;
         ProtonetStep {
-            model: FewShotModel::new(&cell, 64, &Device::Cpu, None).unwrap(),
-            support: seeded(&[ways * shots, 3, 84, 84], 3),
-            query: seeded(&[ways * queries, 3, 84, 84], 4),
+            model: FewShotModel::new(&cell, 64, device, None).unwrap(),
+            support: seeded(&[ways * shots, 3, 84, 84], 3)
+                .to_device(device)
+                .unwrap(),
+            query: seeded(&[ways * queries, 3, 84, 84], 4)
+                .to_device(device)
+                .unwrap(),
             labels: Tensor::from_vec(
                 (0..(ways * queries) as u32)
                     .map(|i| i % ways as u32)
                     .collect::<Vec<_>>(),
                 ways * queries,
-                &Device::Cpu,
+                device,
             )
             .unwrap(),
         }
+    }
+
+    /// The trainable parameters by name (batch-norm running statistics left out), sorted.
+    #[allow(dead_code)] // the memory example has no optimiser
+    pub fn parameters(&self) -> Vec<(String, Var)> {
+        let mut params: Vec<_> = self
+            .model
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params
     }
 
     /// The training-mode forward pass and the episode's loss.

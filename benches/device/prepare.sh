@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepares the folder `device-run/` (git-ignored) to carry to the GPU machine for issue #6's timing
+# run: the `step_timing` example built with `--features cuda` (stripped), ../shared/tools/gpu-env.sh,
+# ../shared/bench/torch_reference.py and run_step_timing.sh. Run from the repository root:
+#
+#   bash benches/device/prepare.sh            # CUDA build (../shared/tools/cuda-build-env.sh)
+#   bash benches/device/prepare.sh --cpu      # CPU build, to try the run script here first
+#
+# Then, with the device tool: run(command="bash device-run/run_step_timing.sh cuda",
+# carry=["device-run"]) — and on CPU here: bash device-run/run_step_timing.sh cpu 2 1.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+shared="$root/../shared"
+out="$root/device-run"
+mode="${1:-cuda}"
+cd "$root"
+if [ "$mode" = "--cpu" ]; then
+  cargo build --release --example step_timing
+  binary="target/release/examples/step_timing"
+else
+  eval "$("$shared/tools/cuda-build-env.sh")"
+  cargo build --release --features cuda --example step_timing --target-dir target/cuda
+  binary="target/cuda/release/examples/step_timing"
+fi
+rm -rf "$out"
+mkdir -p "$out"
+cp "$binary" "$out/step_timing"
+strip "$out/step_timing"
+cp "$shared/tools/gpu-env.sh" "$shared/bench/torch_reference.py" "$out/"
+cp "$root/benches/device/run_step_timing.sh" "$out/"
+du -sh "$out"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from the carried `device-run/` folder (see prepare.sh): times the ProtoNet
+# training step (5-way 5-shot 15-query, 84×84) for Conv-4 and ResNet-12 on candle's stock ops and on
+# the fast path, then eager PyTorch's reference step on the same card, and prints a table last.
+#
+#   bash device-run/run_step_timing.sh [cuda|cpu] [steps] [warm-up]     (default: cuda 20 5)
+#
+# Each run has its own timeout, so a failing or slow configuration cannot eat the others' time; a
+# configuration that cannot run (e.g. a fast op without a CUDA kernel yet) shows as FAILED with its
+# error, and its stderr stays in device-run/<backbone>-<ops>.err.
+set -u
+here="$(cd "$(dirname "$0")" && pwd)"
+device="${1:-cuda}"
+steps="${2:-20}"
+warm="${3:-5}"
+if [ "$device" != cpu ]; then
+  # shellcheck disable=SC1091
+  source "$here/gpu-env.sh"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+fi
+lines=()
+for backbone in conv4 resnet12; do
+  for ops in stock fast; do
+    timeout 240 "$here/step_timing" "$device" "$backbone" "$ops" "$steps" "$warm" \
+      >"$here/$backbone-$ops.out" 2>"$here/$backbone-$ops.err"
+    rc=$?
+    line="$(grep -E '^(RESULT|FAILED) ' "$here/$backbone-$ops.out")"
+    case "$rc" in 124) why="timed out after 240 s";; 137) why="killed (out of memory?)";; *) why="exit status $rc";; esac
+    [ -n "$line" ] || line="FAILED step_timing device=$device backbone=$backbone ops=$ops error=no result: $why (see $backbone-$ops.err)"
+    lines+=("$line")
+  done
+done
+torch="$(timeout 300 python3 "$here/torch_reference.py" "$device" 2>"$here/torch.err" | grep '^RESULT ')"
+[ -n "$torch" ] || torch="FAILED torch reference (see torch.err)"
+echo
+echo "== raw =="
+printf '%s\n' "${lines[@]}" "$torch"
+echo
+echo "== ProtoNet step, 5w5s15q at 84x84, median ms ($device) =="
+printf '%-10s %-8s %10s %10s %10s %10s\n' backbone path forward backward optimiser step
+for line in "${lines[@]}"; do
+  field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+  if [[ "$line" == RESULT* ]]; then
+    printf '%-10s %-8s %10s %10s %10s %10s\n' "$(field backbone)" "$(field ops)" "$(field forward_ms)" \
+      "$(field backward_ms)" "$(field optimiser_ms)" "$(field step_ms)"
+  else
+    printf '%-10s %-8s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
+  fi
+done
+echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-10s %-8s %10s %10s %10s %10s\n", m, "torch", "-", "-", "-", $2}'
