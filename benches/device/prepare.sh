@@ -13,9 +13,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 shared="$root/../shared"
 out="$root/device-run"
 mode="${1:-cuda}"
+case "$mode" in
+  cuda|--cpu) ;;
+  *) echo "usage: bash benches/device/prepare.sh [--cpu]   (no argument: the CUDA build)" >&2; exit 2;;
+esac
 cd "$root"
 if [ "$mode" = "--cpu" ]; then
-  cargo build --release --example step_timing
+  cargo build --release --example step_timing --target-dir target
   binary="target/release/examples/step_timing"
 else
   eval "$("$shared/tools/cuda-build-env.sh")"

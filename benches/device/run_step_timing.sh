@@ -4,6 +4,7 @@
 # the fast path, then eager PyTorch's reference step on the same card, and prints a table last.
 #
 #   bash device-run/run_step_timing.sh [cuda|cpu] [steps] [warm-up]     (default: cuda 20 5)
+#   BACKBONES="conv4" bash device-run/run_step_timing.sh cpu 2 1         (a subset of the backbones)
 #
 # Each run has its own timeout, so a failing or slow configuration cannot eat the others' time; a
 # configuration that cannot run (e.g. a fast op without a CUDA kernel yet) shows as FAILED with its
@@ -19,7 +20,7 @@ if [ "$device" != cpu ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
 lines=()
-for backbone in conv4 resnet12; do
+for backbone in ${BACKBONES:-conv4 resnet12}; do
   for ops in stock fast; do
     timeout 240 "$here/step_timing" "$device" "$backbone" "$ops" "$steps" "$warm" \
       >"$here/$backbone-$ops.out" 2>"$here/$backbone-$ops.err"

@@ -144,6 +144,56 @@ mod tests {
     }
 
     #[test]
+    fn past_the_gradient_window_the_gradient_is_the_converged_plans() {
+        // 500 iterations at ε = 0.5 converge long before the recorded last 100, so the truncated
+        // backward pass should agree with finite differences of the whole computation
+        let mut rng = CounterRng::new(CounterRng::key_from("sinkhorn-window"), 0);
+        let (n, m) = (4, 3);
+        let p = random_problem(&mut rng, n, m);
+        let weights: Vec<f64> = (0..n * m).map(|_| rng.unit_f32() as f64 - 0.5).collect();
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(weights, (1, n, m), &dev).unwrap();
+        let a = Tensor::from_vec(p.supply.clone(), (1, n), &dev).unwrap();
+        let b = Tensor::from_vec(p.demand.clone(), (1, m), &dev).unwrap();
+        let iterations = GRADIENT_ITERATIONS + 400;
+        let loss = |cost: &Tensor| -> Tensor {
+            sinkhorn_plan(cost, &a, &b, 0.5, iterations)
+                .unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let cost =
+            Var::from_tensor(&Tensor::from_vec(p.cost.clone(), (1, n, m), &dev).unwrap()).unwrap();
+        let grads = loss(cost.as_tensor()).backward().unwrap();
+        let g: Vec<f64> = grads
+            .get(cost.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let h = 1e-6;
+        for k in 0..n * m {
+            let (mut up, mut down) = (p.cost.clone(), p.cost.clone());
+            up[k] += h;
+            down[k] -= h;
+            let at = |c: Vec<f64>| {
+                loss(&Tensor::from_vec(c, (1, n, m), &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let numeric = (at(up) - at(down)) / (2.0 * h);
+            assert!(
+                (numeric - g[k]).abs() < 1e-5 * (1.0 + numeric.abs()),
+                "d/dcost[{k}]: {numeric} vs {}",
+                g[k]
+            );
+        }
+    }
+
+    #[test]
     fn gradients_through_the_plan_match_finite_differences() {
         let mut rng = CounterRng::new(CounterRng::key_from("sinkhorn-grad"), 0);
         let (n, m) = (3, 4);

@@ -540,6 +540,7 @@ fn cheapest(line: &[f64], mask: &[f64]) -> usize {
             (best, best_at) = (c + closed, (body + j) as u64);
         }
     }
+    debug_assert!(best.is_finite(), "no open cell");
     best_at as usize
 }
 

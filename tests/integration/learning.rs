@@ -70,16 +70,18 @@ fn a_killed_run_resumes_bit_identically() {
 #[test]
 fn a_sinkhorn_head_without_a_positive_epsilon_is_refused() {
     let mut c = cell("omniglot-conv4-protonet-5w1s.toml");
-    c.head = fewshot::manifest::model::HeadConfig::Deepemd {
-        temperature: 12.5,
-        sfc: None,
-        sinkhorn: Some(fewshot::manifest::model::SinkhornConfig {
-            epsilon: 0.0,
-            iterations: 100,
-        }),
-    };
-    let err = c.validate().unwrap_err();
-    assert!(err.contains("head.sinkhorn needs epsilon > 0"), "{err}");
+    for (epsilon, iterations) in [(0.0, 100), (f64::NAN, 100), (-0.1, 100), (0.05, 0)] {
+        c.head = fewshot::manifest::model::HeadConfig::Deepemd {
+            temperature: 12.5,
+            sfc: None,
+            sinkhorn: Some(fewshot::manifest::model::SinkhornConfig {
+                epsilon,
+                iterations,
+            }),
+        };
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("head.sinkhorn needs epsilon > 0"), "{err}");
+    }
     // and the exact head's hash does not change with the new option absent
     let mut exact = c.clone();
     exact.head = fewshot::manifest::model::HeadConfig::default_for("deepemd").unwrap();
