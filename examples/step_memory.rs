@@ -5,12 +5,9 @@
 //! Prints the peak resident set (VmHWM) before, after the forward pass and after the backward pass,
 //! and the wall time of that one cold pass (criterion's `train_step/*` benches time warm steps).
 
-use fewshot::layers::OpsPath;
-use fewshot::manifest::model::BackboneKind;
-
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::ProtonetStep;
+use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
@@ -34,22 +31,12 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     }
-    let kind = match args[1].as_str() {
-        "conv4" => BackboneKind::Conv4,
-        "resnet12" => BackboneKind::Resnet12,
-        other => {
-            eprintln!("unknown backbone {other:?}; {usage}");
-            std::process::exit(2);
-        }
+    let refuse = |what: String| -> ! {
+        eprintln!("{what}; {usage}");
+        std::process::exit(2)
     };
-    let ops = match args[2].as_str() {
-        "fast" => OpsPath::Fast,
-        "stock" => OpsPath::Stock,
-        other => {
-            eprintln!("unknown ops {other:?}; {usage}");
-            std::process::exit(2);
-        }
-    };
+    let kind = parse_backbone(&args[1]).unwrap_or_else(|e| refuse(e));
+    let ops = parse_ops(&args[2]).unwrap_or_else(|e| refuse(e));
     let count = |k: usize| -> usize {
         args[k].parse().unwrap_or_else(|_| {
             eprintln!("{:?} is not a count; {usage}", args[k]);

@@ -21,7 +21,7 @@ use fewshot::train::optimizer::Sgd;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::ProtonetStep;
+use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
@@ -45,16 +45,8 @@ fn main() {
         std::process::exit(2)
     };
     let spec: DeviceSpec = args[1].parse().unwrap_or_else(|e: String| refuse(&e));
-    let kind = match args[2].as_str() {
-        "conv4" => BackboneKind::Conv4,
-        "resnet12" => BackboneKind::Resnet12,
-        other => refuse(&format!("unknown backbone {other:?}")),
-    };
-    let ops = match args[3].as_str() {
-        "fast" => OpsPath::Fast,
-        "stock" => OpsPath::Stock,
-        other => refuse(&format!("unknown ops path {other:?}")),
-    };
+    let kind = parse_backbone(&args[2]).unwrap_or_else(|e| refuse(&e));
+    let ops = parse_ops(&args[3]).unwrap_or_else(|e| refuse(&e));
     let count = |k: usize, default: usize| -> usize {
         args.get(k).map_or(default, |a| {
             a.parse()

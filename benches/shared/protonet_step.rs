@@ -10,6 +10,26 @@ use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
 use fewshot::train::model::FewShotModel;
 
+/// The step's backbone from its command-line name.
+#[allow(dead_code)] // the bench takes its backbones from a list
+pub fn parse_backbone(name: &str) -> Result<BackboneKind, String> {
+    match name {
+        "conv4" => Ok(BackboneKind::Conv4),
+        "resnet12" => Ok(BackboneKind::Resnet12),
+        other => Err(format!("unknown backbone {other:?}")),
+    }
+}
+
+/// The ops path from its command-line name.
+#[allow(dead_code)] // the bench takes its paths from a list
+pub fn parse_ops(name: &str) -> Result<OpsPath, String> {
+    match name {
+        "fast" => Ok(OpsPath::Fast),
+        "stock" => Ok(OpsPath::Stock),
+        other => Err(format!("unknown ops path {other:?}")),
+    }
+}
+
 /// Uniform in [−1, 1), from the benches' seeded stream.
 pub fn seeded(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = fewshot::data::philox::CounterRng::new(

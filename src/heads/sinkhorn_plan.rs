@@ -143,67 +143,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn past_the_gradient_window_the_gradient_is_the_converged_plans() {
-        // 500 iterations at ε = 0.5 converge long before the recorded last 100, so the truncated
-        // backward pass should agree with finite differences of the whole computation
-        let mut rng = CounterRng::new(CounterRng::key_from("sinkhorn-window"), 0);
-        let (n, m) = (4, 3);
+    /// (autograd, central difference) for each entry of one input.
+    type GradientPairs = Vec<(f64, f64)>;
+
+    /// Autograd against central differences for Σ w ⊙ plan(cost, a) on a seeded problem: the
+    /// gradients with respect to the costs and to the row weights, each as (autograd, numeric) pairs.
+    /// (Changing one row weight unbalances the problem; the derivative of the computation is still
+    /// defined, which is what is checked.)
+    fn gradient_pairs(
+        key: &str,
+        (n, m): (usize, usize),
+        epsilon: f64,
+        iterations: usize,
+    ) -> (GradientPairs, GradientPairs) {
+        let mut rng = CounterRng::new(CounterRng::key_from(key), 0);
         let p = random_problem(&mut rng, n, m);
         let weights: Vec<f64> = (0..n * m).map(|_| rng.unit_f32() as f64 - 0.5).collect();
         let dev = Device::Cpu;
         let w = Tensor::from_vec(weights, (1, n, m), &dev).unwrap();
-        let a = Tensor::from_vec(p.supply.clone(), (1, n), &dev).unwrap();
         let b = Tensor::from_vec(p.demand.clone(), (1, m), &dev).unwrap();
-        let iterations = GRADIENT_ITERATIONS + 400;
-        let loss = |cost: &Tensor| -> Tensor {
-            sinkhorn_plan(cost, &a, &b, 0.5, iterations)
-                .unwrap()
-                .mul(&w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-        };
-        let cost =
-            Var::from_tensor(&Tensor::from_vec(p.cost.clone(), (1, n, m), &dev).unwrap()).unwrap();
-        let grads = loss(cost.as_tensor()).backward().unwrap();
-        let g: Vec<f64> = grads
-            .get(cost.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let h = 1e-6;
-        for k in 0..n * m {
-            let (mut up, mut down) = (p.cost.clone(), p.cost.clone());
-            up[k] += h;
-            down[k] -= h;
-            let at = |c: Vec<f64>| {
-                loss(&Tensor::from_vec(c, (1, n, m), &dev).unwrap())
-                    .to_scalar::<f64>()
-                    .unwrap()
-            };
-            let numeric = (at(up) - at(down)) / (2.0 * h);
-            assert!(
-                (numeric - g[k]).abs() < 1e-5 * (1.0 + numeric.abs()),
-                "d/dcost[{k}]: {numeric} vs {}",
-                g[k]
-            );
-        }
-    }
-
-    #[test]
-    fn gradients_through_the_plan_match_finite_differences() {
-        let mut rng = CounterRng::new(CounterRng::key_from("sinkhorn-grad"), 0);
-        let (n, m) = (3, 4);
-        let p = random_problem(&mut rng, n, m);
-        let weights: Vec<f64> = (0..n * m).map(|_| rng.unit_f32() as f64 - 0.5).collect();
-        let dev = Device::Cpu;
-        let w = Tensor::from_vec(weights.clone(), (1, n, m), &dev).unwrap();
-        let a = Tensor::from_vec(p.supply.clone(), (1, n), &dev).unwrap();
-        let b = Tensor::from_vec(p.demand.clone(), (1, m), &dev).unwrap();
-        let (epsilon, iterations) = (0.2, 50);
         let loss = |cost: &Tensor, a: &Tensor| -> Tensor {
             sinkhorn_plan(cost, a, &b, epsilon, iterations)
                 .unwrap()
@@ -214,52 +172,66 @@ mod tests {
         };
         let cost =
             Var::from_tensor(&Tensor::from_vec(p.cost.clone(), (1, n, m), &dev).unwrap()).unwrap();
-        let a_var = Var::from_tensor(&a).unwrap();
-        let grads = loss(cost.as_tensor(), a_var.as_tensor())
-            .backward()
-            .unwrap();
-        let g_cost: Vec<f64> = grads
-            .get(cost.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let g_a: Vec<f64> = grads
-            .get(a_var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let h = 1e-6;
+        let a =
+            Var::from_tensor(&Tensor::from_vec(p.supply.clone(), (1, n), &dev).unwrap()).unwrap();
+        let grads = loss(cost.as_tensor(), a.as_tensor()).backward().unwrap();
+        let autograd = |v: &Var| -> Vec<f64> {
+            let g = grads.get(v.as_tensor()).unwrap();
+            assert_eq!(g.dtype(), DType::F64);
+            g.flatten_all().unwrap().to_vec1().unwrap()
+        };
         let value = |c: &[f64], a: &[f64]| -> f64 {
             let c = Tensor::from_vec(c.to_vec(), (1, n, m), &dev).unwrap();
             let a = Tensor::from_vec(a.to_vec(), (1, n), &dev).unwrap();
             loss(&c, &a).to_scalar::<f64>().unwrap()
         };
-        for k in 0..n * m {
-            let (mut up, mut down) = (p.cost.clone(), p.cost.clone());
+        let h = 1e-6;
+        let central = |at: &dyn Fn(&[f64]) -> f64, x: &[f64], k: usize| -> f64 {
+            let (mut up, mut down) = (x.to_vec(), x.to_vec());
             up[k] += h;
             down[k] -= h;
-            let numeric = (value(&up, &p.supply) - value(&down, &p.supply)) / (2.0 * h);
+            (at(&up) - at(&down)) / (2.0 * h)
+        };
+        let by_cost: Vec<f64> = (0..n * m)
+            .map(|k| central(&|c| value(c, &p.supply), &p.cost, k))
+            .collect();
+        let by_row: Vec<f64> = (0..n)
+            .map(|i| central(&|a| value(&p.cost, a), &p.supply, i))
+            .collect();
+        (
+            autograd(&cost).into_iter().zip(by_cost).collect(),
+            autograd(&a).into_iter().zip(by_row).collect(),
+        )
+    }
+
+    #[test]
+    fn past_the_gradient_window_the_gradient_is_the_converged_plans() {
+        // 500 iterations at ε = 0.5 converge long before the recorded last 100, so the truncated
+        // backward pass should agree with finite differences of the whole computation
+        let (by_cost, _) =
+            gradient_pairs("sinkhorn-window", (4, 3), 0.5, GRADIENT_ITERATIONS + 400);
+        for (k, (g, numeric)) in by_cost.into_iter().enumerate() {
             assert!(
-                (numeric - g_cost[k]).abs() < 1e-6 * (1.0 + numeric.abs()),
-                "d/dcost[{k}]: {numeric} vs {}",
-                g_cost[k]
+                (numeric - g).abs() < 1e-5 * (1.0 + numeric.abs()),
+                "d/dcost[{k}]: {numeric} vs {g}"
             );
         }
-        for i in 0..n {
-            let (mut up, mut down) = (p.supply.clone(), p.supply.clone());
-            up[i] += h;
-            down[i] -= h;
-            let numeric = (value(&p.cost, &up) - value(&p.cost, &down)) / (2.0 * h);
+    }
+
+    #[test]
+    fn gradients_through_the_plan_match_finite_differences() {
+        let (by_cost, by_row) = gradient_pairs("sinkhorn-grad", (3, 4), 0.2, 50);
+        for (k, (g, numeric)) in by_cost.into_iter().enumerate() {
             assert!(
-                (numeric - g_a[i]).abs() < 1e-6 * (1.0 + numeric.abs()),
-                "d/da[{i}]: {numeric} vs {}",
-                g_a[i]
+                (numeric - g).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "d/dcost[{k}]: {numeric} vs {g}"
             );
         }
-        assert_eq!(cost.dtype(), DType::F64);
+        for (i, (g, numeric)) in by_row.into_iter().enumerate() {
+            assert!(
+                (numeric - g).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "d/da[{i}]: {numeric} vs {g}"
+            );
+        }
     }
 }
