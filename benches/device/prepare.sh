@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prepares the folder `device-run/` (git-ignored) to carry to the GPU machine for issue #6's timing
-# run: the `step_timing` example built with `--features cuda` (stripped), ../shared/tools/gpu-env.sh,
-# ../shared/bench/torch_reference.py and run_step_timing.sh. Run from the repository root:
+# Prepares the folder `device-run/` (git-ignored) to carry to the GPU machine for issue #6's check and
+# timing run: the `fast_ops_check` and `step_timing` examples built with `--features cuda` (stripped
+# and gzipped: 54 MB each, mostly candle's PTX, 13 MB gzipped; the carry limit is 64 MiB in all),
+# ../shared/tools/gpu-env.sh, ../shared/bench/torch_reference.py and run_step_timing.sh. Run from
+# the repository root:
 #
 #   bash benches/device/prepare.sh            # CUDA build (../shared/tools/cuda-build-env.sh)
 #   bash benches/device/prepare.sh --cpu      # CPU build, to try the run script here first
@@ -19,17 +21,21 @@ case "$mode" in
 esac
 cd "$root"
 if [ "$mode" = "--cpu" ]; then
-  cargo build --release --example step_timing --target-dir target
-  binary="target/release/examples/step_timing"
+  cargo build --release --example step_timing --example fast_ops_check --target-dir target
+  built="target/release/examples"
 else
   eval "$("$shared/tools/cuda-build-env.sh")"
-  cargo build --release --features cuda --example step_timing --target-dir target/cuda
-  binary="target/cuda/release/examples/step_timing"
+  cargo build --release --features cuda --example step_timing --example fast_ops_check \
+    --target-dir target/cuda
+  built="target/cuda/release/examples"
 fi
 rm -rf "$out"
 mkdir -p "$out"
-cp "$binary" "$out/step_timing"
-strip "$out/step_timing"
+for example in step_timing fast_ops_check; do
+  cp "$built/$example" "$out/$example"
+  strip "$out/$example"
+  gzip -9 "$out/$example"
+done
 cp "$shared/tools/gpu-env.sh" "$shared/bench/torch_reference.py" "$out/"
 cp "$root/benches/device/run_step_timing.sh" "$out/"
 du -sh "$out"

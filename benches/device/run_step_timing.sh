@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine from the carried `device-run/` folder (see prepare.sh): times the ProtoNet
-# training step (5-way 5-shot 15-query, 84×84) for Conv-4 and ResNet-12 on candle's stock ops and on
-# the fast path, then eager PyTorch's reference step on the same card, and prints a table last.
+# Runs on the GPU machine from the carried `device-run/` folder (see prepare.sh): first checks the
+# fast path against candle's stock ops there (every fast op on random inputs, then a whole step's
+# gradients; examples/fast_ops_check.rs), then times the ProtoNet training step (5-way 5-shot
+# 15-query, 84×84) for Conv-4 and ResNet-12 on candle's stock ops and on the fast path, then eager
+# PyTorch's reference step on the same card, and prints a table last.
 #
 #   bash device-run/run_step_timing.sh [cuda|cpu] [steps] [warm-up]     (default: cuda 20 5)
 #   BACKBONES="conv4" bash device-run/run_step_timing.sh cpu 2 1         (a subset of the backbones)
@@ -19,6 +21,18 @@ if [ "$device" != cpu ]; then
   source "$here/gpu-env.sh"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
+for example in step_timing fast_ops_check; do
+  if [ -f "$here/$example.gz" ] && [ ! -x "$here/$example" ]; then
+    gzip -dc "$here/$example.gz" >"$here/$example" 2>/dev/null \
+      || python3 -c 'import gzip,shutil,sys; shutil.copyfileobj(gzip.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$here/$example.gz" "$here/$example"
+    chmod +x "$here/$example"
+  fi
+done
+timeout 300 "$here/fast_ops_check" "$device" ${BACKBONES:-} >"$here/check.out" 2>"$here/check.err"
+rc=$?
+check="$(grep -E '^(RESULT|FAILED) ' "$here/check.out")"
+[ -n "$check" ] || check="FAILED fast_ops_check device=$device error=no result: exit status $rc (see check.err)"
 lines=()
 for backbone in ${BACKBONES:-conv4 resnet12}; do
   for ops in stock fast; do
@@ -34,8 +48,12 @@ done
 torch="$(timeout 300 python3 "$here/torch_reference.py" "$device" 2>"$here/torch.err" | grep '^RESULT ')"
 [ -n "$torch" ] || torch="FAILED torch reference (see torch.err)"
 echo
+echo "== fast ops against stock ($device) =="
+grep -E '^(op|step) ' "$here/check.out" | awk '$NF != "ok" || /^step/'
+echo "(every op line not shown is within 1e-4)"
+echo
 echo "== raw =="
-printf '%s\n' "${lines[@]}" "$torch"
+printf '%s\n' "$check" "${lines[@]}" "$torch"
 echo
 echo "== ProtoNet step, 5w5s15q at 84x84, median ms ($device) =="
 printf '%-10s %-8s %10s %10s %10s %10s\n' backbone path forward backward optimiser step
@@ -49,3 +67,5 @@ for line in "${lines[@]}"; do
   fi
 done
 echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-10s %-8s %10s %10s %10s %10s\n", m, "torch", "-", "-", "-", $2}'
+# the raw outputs come back with the device tool's $OUT, where there is one
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp "$here"/*.out "$here"/*.err "$OUT"/ 2>/dev/null || true; fi

@@ -1,7 +1,8 @@
 //! The fast path's batch normalisation in training mode as candle custom ops: one forward op that
 //! normalises NCHW in place of candle-nn's eight (a transpose to channel-major, mean, subtraction,
-//! square, mean, division, scale, shift, and back), and a backward op for all three gradients. CPU
-//! formulas, with per-channel sums in f64 (Ioffe & Szegedy, "Batch Normalization", 2015, §3):
+//! square, mean, division, scale, shift, and back), and a backward op for all three gradients. On
+//! CUDA each is one cuDNN call (`batch_norm_cudnn`, with the `cuda` feature). The CPU formulas, with
+//! per-channel sums in f64 (Ioffe & Szegedy, "Batch Normalization", 2015, §3):
 //! - forward: x̂ = (x − μ)·σ⁻¹ with μ, σ² the batch mean and biased variance per channel,
 //!   σ⁻¹ = 1/√(σ² + ε); y = γ·x̂ + β;
 //! - backward: dβ = Σ dy; dγ = Σ dy·x̂; dx = γ·σ⁻¹·(dy − dβ/N − x̂·dγ/N), N = batch·h·w.
@@ -9,8 +10,6 @@
 //! The running statistics move as candle-nn's (and PyTorch's) do: momentum m, the unbiased
 //! variance: r_μ ← (1 − m)·r_μ + m·μ, r_σ² ← (1 − m)·r_σ² + m·σ²·N/(N − 1). Evaluation mode stays on
 //! the stock ops (an affine map per channel).
-
-use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
@@ -32,25 +31,31 @@ pub fn batch_norm_train(
     if n < 2 {
         candle_core::bail!("batch norm in training needs more than one value per channel, got {n}");
     }
-    let saved = Arc::new(Mutex::new(None));
     let op = BatchNormTrain {
         shape: (batch, channels, h * w),
-        dims: (batch, channels, h, w),
         eps,
-        saved: saved.clone(),
     };
-    let y = x
+    let packed = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    let (mean, var) = saved
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("batch norm statistics lock poisoned".into()))?
-        .take()
-        .expect("the forward pass saved its statistics");
-    let device = x.device();
-    let mean = Tensor::from_vec(mean, channels, device)?.to_dtype(running.0.dtype())?;
-    let unbiased = n as f64 / (n as f64 - 1.0);
-    let var = (Tensor::from_vec(var, channels, device)?.to_dtype(running.1.dtype())? * unbiased)?;
+    let total = batch * channels * h * w;
+    let y = packed
+        .narrow(0, 0, total)?
+        .reshape((batch, channels, h, w))?;
+    let mean = packed
+        .narrow(0, total, channels)?
+        .detach()
+        .to_dtype(running.0.dtype())?;
+    let var = packed
+        .narrow(0, total + channels, channels)?
+        .detach()
+        .to_dtype(running.1.dtype())?;
+    // the CPU formulas leave the biased variance, cuDNN the unbiased one
+    let var = if x.device().is_cpu() {
+        (var * (n as f64 / (n as f64 - 1.0)))?
+    } else {
+        var
+    };
     let (running_mean, running_var) = (Var::from_tensor(running.0)?, Var::from_tensor(running.1)?);
     running_mean.set(&((running.0 * (1.0 - momentum))? + (mean * momentum)?)?)?;
     running_var.set(&((running.1 * (1.0 - momentum))? + (var * momentum)?)?)?;
@@ -84,16 +89,14 @@ fn channel_statistics(
         .collect()
 }
 
-/// Forward: (x, γ, β) → y; leaves (μ, σ²) in `saved` for the running statistics.
+/// Forward: (x, γ, β) → [y (flattened), μ, σ²] in one vector (candle's custom ops return one
+/// tensor; the caller slices it and keeps μ and σ² out of the graph, for the running statistics).
+/// σ² is the biased variance from the CPU formulas, the unbiased one from cuDNN (which computes it
+/// for its own running average).
 struct BatchNormTrain {
     shape: (usize, usize, usize),
-    dims: (usize, usize, usize, usize),
     eps: f64,
-    saved: SavedStatistics,
 }
-
-/// Where the forward pass leaves the batch's (μ, σ²) per channel.
-type SavedStatistics = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
 
 impl CustomOp3 for BatchNormTrain {
     fn name(&self) -> &'static str {
@@ -123,7 +126,8 @@ impl CustomOp3 for BatchNormTrain {
                 (scale as f32, (beta[c] as f64 - mean * scale) as f32)
             })
             .collect();
-        let mut y = vec![0f32; x.len()];
+        let mut packed = vec![0f32; x.len() + 2 * channels];
+        let (y, tail) = packed.split_at_mut(x.len());
         y.par_chunks_mut(planes)
             .zip(x.par_chunks(planes))
             .enumerate()
@@ -133,14 +137,36 @@ impl CustomOp3 for BatchNormTrain {
                     .zip(x)
                     .for_each(|(y, &x)| *y = x * scale + shift);
             });
-        if let Ok(mut saved) = self.saved.lock() {
-            *saved = Some((
-                stats.iter().map(|s| s.0 as f32).collect(),
-                stats.iter().map(|s| s.1 as f32).collect(),
-            ));
+        for (c, &(mean, var)) in stats.iter().enumerate() {
+            tail[c] = mean as f32;
+            tail[channels + c] = var as f32;
         }
         debug_assert_eq!(x.len(), batch * channels * planes);
-        Ok((CpuStorage::F32(y), Shape::from(self.dims)))
+        let len = packed.len();
+        Ok((CpuStorage::F32(packed), Shape::from(len)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (batch, channels, planes) = self.shape;
+        let packed = super::batch_norm_cudnn::train_forward(
+            self.name(),
+            self.shape,
+            self.eps,
+            [(s1, l1), (s2, l2), (s3, l3)],
+        )?;
+        Ok((
+            packed,
+            Shape::from(batch * channels * planes + 2 * channels),
+        ))
     }
 
     fn bwd(
@@ -148,14 +174,16 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _y: &Tensor,
+        _packed: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (batch, channels, planes) = self.shape;
         let n = batch * channels * planes;
+        // the gradient of y; μ and σ² left the graph
+        let grad = grad.narrow(0, 0, n)?.contiguous()?;
         let packed = x.apply_op3_no_bwd(
             gamma,
-            &grad.contiguous()?,
+            &grad,
             &BatchNormBackward {
                 shape: self.shape,
                 eps: self.eps,
@@ -235,6 +263,29 @@ impl CustomOp3 for BatchNormBackward {
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (batch, channels, planes) = self.shape;
+        let packed = super::batch_norm_cudnn::backward(
+            self.name(),
+            self.shape,
+            self.eps,
+            [(s1, l1), (s2, l2), (s3, l3)],
+        )?;
+        Ok((
+            packed,
+            Shape::from(batch * channels * planes + 2 * channels),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -308,12 +359,7 @@ mod tests {
         let r: Vec<f32> = seeded(&[total], "fd-r", 0.0).to_vec1().unwrap();
         let eps = 1e-5;
         let forward = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-            let op = BatchNormTrain {
-                shape,
-                dims: (batch, channels, planes, 1),
-                eps,
-                saved: Arc::new(Mutex::new(None)),
-            };
+            let op = BatchNormTrain { shape, eps };
             let lay = |n: usize| Layout::contiguous(n);
             let (y, _) = op
                 .cpu_fwd(

@@ -1,8 +1,6 @@
 //! The fast path's convolution as candle custom ops: the forward pass, and a backward made of two
 //! more custom ops (backward-data, backward-filter), each running the formulas of `im2col` on the
-//! CPU. CUDA (cuDNN through cudarc) is issue #6's next slice: a model on the fast path is refused on
-//! CUDA when it is built (`FewShotModel::new`), and on a CUDA tensor these ops fail (candle's "no
-//! cuda implementation") rather than fall back silently.
+//! CPU and one cuDNN call on CUDA (`conv_cudnn`, with the `cuda` feature).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -62,6 +60,20 @@ impl CustomOp2 for ConvForward {
         Ok((CpuStorage::F32(out), shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = &self.0;
+        let out = super::conv_cudnn::forward(g, self.name(), (s1, l1), (s2, l2))?;
+        let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
+        Ok((out, shape))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -100,6 +112,19 @@ impl CustomOp2 for ConvBackwardData {
             Shape::from((g.batch, g.c_in, g.h, g.w)),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = &self.0;
+        let dx = super::conv_cudnn::backward_data(g, self.name(), (s1, l1), (s2, l2))?;
+        Ok((dx, Shape::from((g.batch, g.c_in, g.h, g.w))))
+    }
 }
 
 /// Backward-filter: (x, grad) → dW.
@@ -125,6 +150,19 @@ impl CustomOp2 for ConvBackwardFilter {
             CpuStorage::F32(dw),
             Shape::from((g.c_out, g.c_in, g.k, g.k)),
         ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = &self.0;
+        let dw = super::conv_cudnn::backward_filter(g, self.name(), (s1, l1), (s2, l2))?;
+        Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))
     }
 }
 

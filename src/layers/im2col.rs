@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 /// The shapes of one convolution: input (batch, c_in, h, w), weight (c_out, c_in, k, k), square
 /// kernel, equal stride and zero padding on both axes, no dilation, no groups, no bias.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConvGeometry {
     pub batch: usize,
     pub c_in: usize,

@@ -6,7 +6,8 @@
 //! per block, so at 84×84 it held most of the step's memory (measured in `benches/RESULTS.md`).
 //! The two paths differ only at exactly x = 0: candle-nn's maximum/minimum gradients split there, giving
 //! (1 + slope)/2·dy, this op gives slope·dy as PyTorch does. The backward op has no gradient of its own
-//! (no second-order derivatives), like the fast path's convolution and batch-norm ops.
+//! (no second-order derivatives), like the fast path's convolution and batch-norm ops. On CUDA each
+//! pass is one kernel (`leaky_relu_cuda`, with the `cuda` feature).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -44,6 +45,16 @@ impl CustomOp1 for LeakyRelu {
                 }
             });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let y = super::leaky_relu_cuda::forward(self.name(), (storage, layout), self.slope)?;
+        Ok((y, layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -87,6 +98,18 @@ impl CustomOp2 for LeakyReluBackward {
                 }
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dx = super::leaky_relu_cuda::backward(self.name(), (s1, l1), (s2, l2), self.slope)?;
+        Ok((dx, l1.shape().clone()))
     }
 }
 

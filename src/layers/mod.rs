@@ -1,14 +1,24 @@
 //! The layer types backbones are built from. Each holds its parameters under PyTorch's names and
 //! runs through an [`OpsPath`], so the implementation of the hot layers can be swapped (candle's stock
 //! ops, or the fast path's custom ops: im2col + gemm convolution, fused training-mode batch norm and a
-//! one-op leaky ReLU on the CPU today, cuDNN next) without
-//! touching the model code.
+//! one-op leaky ReLU, on cuDNN and NVRTC kernels on CUDA) without touching the model code.
 
 mod batch_norm;
+#[cfg(feature = "cuda")]
+mod batch_norm_cudnn;
 pub mod batch_norm_ops;
 mod conv2d;
+#[cfg(feature = "cuda")]
+mod conv_cudnn;
 pub mod conv_ops;
+#[cfg(feature = "cuda")]
+mod cudnn_descriptors;
+#[cfg(feature = "cuda")]
+mod cudnn_handle;
+pub mod fast_ops_check;
 pub mod im2col;
+#[cfg(feature = "cuda")]
+mod leaky_relu_cuda;
 pub mod leaky_relu_ops;
 mod op_operands;
 mod pooling;

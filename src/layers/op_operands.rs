@@ -1,5 +1,5 @@
-//! What the fast path's custom ops share: reading a CPU operand as contiguous f32, and (in tests)
-//! seeded tensors and the relative error the ops are checked with.
+//! What the fast path's custom ops share: reading a CPU or CUDA operand as contiguous f32, and (in
+//! tests) seeded tensors and the relative error the ops are checked with.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
@@ -20,6 +20,22 @@ pub(super) fn contiguous_f32<'a>(
         candle_core::bail!("{op}: operands must be contiguous");
     };
     Ok(&data[start..end])
+}
+
+/// The f32 data of a contiguous CUDA operand of the op named `op`.
+#[cfg(feature = "cuda")]
+pub(super) fn contiguous_view<'a>(
+    op: &str,
+    storage: &'a candle_core::CudaStorage,
+    layout: &Layout,
+) -> Result<cudarc::driver::CudaView<'a, f32>> {
+    let slice = storage.as_cuda_slice::<f32>().map_err(|_| {
+        candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
+    })?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous");
+    };
+    Ok(slice.slice(start..end))
 }
 
 #[cfg(test)]

@@ -30,9 +30,8 @@ impl FewShotModel {
         backbone_weights: Option<&Path>,
     ) -> crate::Result<Self> {
         if config.backbone.ops == crate::layers::OpsPath::Fast && !device.is_cpu() {
-            return Err(crate::Error::invalid(
-                "ops = \"fast\" runs on the CPU only so far (its cuDNN side is issue #6): set ops = \"stock\" in the cell's [backbone] for a CUDA run",
-            ));
+            // the CUDA kernels are checked against the stock ops where they run, once per device
+            crate::layers::fast_ops_check::verify(device)?;
         }
         let model = Self::build(config, n_train_classes, device)
             .map_err(|e| crate::Error::invalid(format!("building the model: {e}")))?;

@@ -1,0 +1,157 @@
+//! Checks the fast path against candle's stock ops on a device, for issue #6's GPU check:
+//! `fast_ops_check <cpu|cuda[:N]> [backbone …]` (default backbones: conv4 and resnet12 on CUDA,
+//! conv4 on the CPU, where ResNet-12's stock step alone needs more than 24 GB).
+//! 1. Every fast op on seeded random inputs (`fewshot::layers::fast_ops_check`: outputs and
+//!    gradients, relative error bound 1e-4).
+//! 2. A whole training step per backbone: the ProtoNet step of `benches/shared/protonet_step.rs`
+//!    (5-way 5-shot 15-query, 84×84) built twice with the same seeded parameters, once per path; the
+//!    loss and every parameter's gradient compared (l2 norm of the difference over the stock
+//!    gradient's, worst parameter named). Bound: 5e-2, a catch for wrong kernels, not for rounding:
+//!    the first blocks' batch-norm parameter gradients are sums with heavy cancellation (the next
+//!    batch norm removes any per-channel shift again), so the two paths' rounding differs there by
+//!    far more than per op — measured on the CPU at 6.1e-3 (Conv-4, `block1.bn.bias`).
+//!
+//! Prints a line per comparison, then `RESULT fast_ops_check …` when every op is within the bound,
+//! or `FAILED fast_ops_check …` (exit 1).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use fewshot::device::DeviceSpec;
+use fewshot::layers::fast_ops_check::{compare_with_stock, TOLERANCE};
+use fewshot::layers::OpsPath;
+use fewshot::manifest::model::BackboneKind;
+
+#[path = "../benches/shared/protonet_step.rs"]
+mod protonet_step;
+use protonet_step::{parse_backbone, ProtonetStep};
+
+#[global_allocator]
+static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
+
+/// The bound on the worst parameter gradient's l2-relative difference over a whole step.
+const STEP_TOLERANCE: f64 = 5e-2;
+
+/// ‖a − b‖₂ / ‖b‖₂.
+fn l2_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f64> {
+    let diff = (a - b)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+    let norm = b.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+    Ok((diff / norm.max(1e-30)).sqrt())
+}
+
+/// The loss of each path, and the worst parameter gradient's l2-relative difference with its name.
+fn whole_step(
+    kind: BackboneKind,
+    device: &candle_core::Device,
+) -> Result<(f32, f32, f64, String), String> {
+    let build = |ops| {
+        catch_unwind(AssertUnwindSafe(|| {
+            ProtonetStep::new(kind, ops, 5, 15, device)
+        }))
+        .map_err(|_| format!("building the {ops:?} step failed (see above)"))
+    };
+    let (stock, fast) = (build(OpsPath::Stock)?, build(OpsPath::Fast)?);
+    let run = |step: &ProtonetStep| -> Result<(f32, candle_core::backprop::GradStore), String> {
+        let loss = catch_unwind(AssertUnwindSafe(|| step.loss()))
+            .map_err(|_| "the forward pass failed (see above)".to_string())?;
+        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())?;
+        Ok((value, loss.backward().map_err(|e| e.to_string())?))
+    };
+    let ((stock_loss, stock_grads), (fast_loss, fast_grads)) = (run(&stock)?, run(&fast)?);
+    let mut worst = (0.0f64, String::new());
+    for ((name, s), (_, f)) in stock.parameters().iter().zip(fast.parameters()) {
+        let (gs, gf) = (stock_grads.get(s), fast_grads.get(&f));
+        let (gs, gf) = match (gs, gf) {
+            (Some(gs), Some(gf)) => (gs, gf),
+            // e.g. the pre-training classifier, unused by an episode's loss
+            (None, None) => continue,
+            _ => return Err(format!("{name}: one path has a gradient, the other none")),
+        };
+        let r = l2_relative(gf, gs).map_err(|e| e.to_string())?;
+        if r > worst.0 || r.is_nan() {
+            worst = (r, name.clone());
+        }
+    }
+    Ok((stock_loss, fast_loss, worst.0, worst.1))
+}
+
+fn main() {
+    fewshot::allocator::keep_freed_pages();
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: fast_ops_check <cpu|cuda[:N]> [conv4|resnet12 …]";
+    let Some(spec) = args.get(1) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let spec: DeviceSpec = spec.parse().unwrap_or_else(|e: String| {
+        eprintln!("{e}\n{usage}");
+        std::process::exit(2)
+    });
+    let names: Vec<String> = if args.len() > 2 {
+        args[2..].to_vec()
+    } else if matches!(spec, DeviceSpec::Cpu) {
+        vec!["conv4".into()]
+    } else {
+        vec!["conv4".into(), "resnet12".into()]
+    };
+    let kinds: Vec<BackboneKind> = names
+        .iter()
+        .map(|n| {
+            parse_backbone(n).unwrap_or_else(|e| {
+                eprintln!("{e}\n{usage}");
+                std::process::exit(2)
+            })
+        })
+        .collect();
+    let fail = |why: String| -> ! {
+        println!("FAILED fast_ops_check device={spec} error={why}");
+        std::process::exit(1)
+    };
+    let device = spec.open().unwrap_or_else(|e| fail(e.to_string()));
+    let comparisons = compare_with_stock(&device).unwrap_or_else(|e| fail(e.to_string()));
+    let mut worst_op = 0f32;
+    for c in &comparisons {
+        println!(
+            "op {:<44} {:<13} {:>10.3e} {}",
+            c.op,
+            c.quantity,
+            c.max_relative,
+            if c.passes() { "ok" } else { "FAIL" }
+        );
+        worst_op = worst_op.max(c.max_relative);
+    }
+    let failed = comparisons.iter().filter(|c| !c.passes()).count();
+    let mut steps = String::new();
+    let mut failed_steps = Vec::new();
+    for (name, kind) in names.iter().zip(kinds) {
+        match whole_step(kind, &device) {
+            Ok((stock_loss, fast_loss, worst, at)) => {
+                println!(
+                    "step {name:<9} loss stock {stock_loss:.6} fast {fast_loss:.6}; worst gradient l2-relative {worst:.3e} ({at})"
+                );
+                steps.push_str(&format!(" {name}_grad_l2_relative={worst:.3e}"));
+                let loss_relative = (stock_loss - fast_loss).abs() / stock_loss.abs().max(1e-12);
+                let within = worst <= STEP_TOLERANCE && loss_relative <= TOLERANCE;
+                if !within {
+                    failed_steps.push(name.as_str());
+                }
+            }
+            Err(e) => fail(format!("{name} step: {e}")),
+        }
+    }
+    if failed > 0 {
+        fail(format!(
+            "{failed} of {} op comparisons beyond {TOLERANCE:e}",
+            comparisons.len()
+        ));
+    }
+    if !failed_steps.is_empty() {
+        fail(format!(
+            "whole steps beyond a relative loss difference of {TOLERANCE:e} or a gradient l2-relative {STEP_TOLERANCE:e}: {}",
+            failed_steps.join(", ")
+        ));
+    }
+    println!(
+        "RESULT fast_ops_check device={spec} ops_compared={} worst_op_relative={worst_op:.3e}{steps}",
+        comparisons.len()
+    );
+}

@@ -1,0 +1,141 @@
+//! The CUDA side of the fast path's training-mode batch norm: the forward and the backward as one
+//! cuDNN call each (`cudnnBatchNormalizationForwardTraining`, `cudnnBatchNormalizationBackward`,
+//! spatial mode: statistics per channel over batch, height and width; cuDNN API reference), laid
+//! out as the CPU ops lay theirs: forward → [y, μ, σ²], backward → [dx, dγ, dβ].
+//!
+//! The forward hands cuDNN zeroed running-statistics buffers with an averaging factor of 1, so they
+//! come back holding this batch's mean and unbiased variance (r ← (1 − 1)·r + 1·batch), which the
+//! caller averages into the model's running statistics. The saved mean and inverse deviation are
+//! not kept: the backward recomputes them from x (cuDNN accepts null for both), as the CPU backward
+//! does.
+
+use std::ffi::c_void;
+
+use candle_core::{CudaStorage, Layout, Result};
+use cudarc::cudnn::sys;
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+
+use super::cudnn_descriptors::{check, one, zero, TensorDescriptor};
+use super::cudnn_handle::CudnnHandle;
+use super::op_operands::contiguous_view;
+
+/// cuDNN's smallest accepted ε (`CUDNN_BN_MIN_EPSILON`).
+const MIN_EPSILON: f64 = 1e-5;
+
+fn refuse_small_epsilon(op: &str, eps: f64) -> Result<()> {
+    if eps < MIN_EPSILON {
+        candle_core::bail!("{op}: cuDNN needs ε ≥ {MIN_EPSILON}, the layer has {eps}");
+    }
+    Ok(())
+}
+
+/// (x, γ, β) → [y (batch·c·planes), μ (c), unbiased σ² (c)].
+pub(super) fn train_forward(
+    op: &str,
+    (batch, channels, planes): (usize, usize, usize),
+    eps: f64,
+    [(x, lx), (gamma, lg), (beta, lb)]: [(&CudaStorage, &Layout); 3],
+) -> Result<CudaStorage> {
+    refuse_small_epsilon(op, eps)?;
+    let device = &x.device;
+    let handle = CudnnHandle::for_device(device)?;
+    let stream = handle.stream().clone();
+    let n = batch * channels * planes;
+    let (x, gamma, beta) = (
+        contiguous_view(op, x, lx)?,
+        contiguous_view(op, gamma, lg)?,
+        contiguous_view(op, beta, lb)?,
+    );
+    let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
+    let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
+    // zeroed: the running buffers are read (times 0) before cuDNN writes them
+    let mut packed = device.alloc_zeros::<f32>(n + 2 * channels)?;
+    {
+        let (x_ptr, _x_order) = x.device_ptr(&stream);
+        let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);
+        let (beta_ptr, _b_order) = beta.device_ptr(&stream);
+        let (out, _out_order) = packed.device_ptr_mut(&stream);
+        let (mean, var) = (out + 4 * n as u64, out + 4 * (n + channels) as u64);
+        check(
+            unsafe {
+                sys::cudnnBatchNormalizationForwardTraining(
+                    handle.raw,
+                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                    one(),
+                    zero(),
+                    data.0,
+                    x_ptr as *const c_void,
+                    data.0,
+                    out as *mut c_void,
+                    parameters.0,
+                    gamma_ptr as *const c_void,
+                    beta_ptr as *const c_void,
+                    1.0,
+                    mean as *mut c_void,
+                    var as *mut c_void,
+                    eps,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            },
+            "batch-norm forward (training)",
+        )?;
+    }
+    Ok(CudaStorage::wrap_cuda_slice(packed, device.clone()))
+}
+
+/// (x, γ, dy) → [dx (batch·c·planes), dγ (c), dβ (c)].
+pub(super) fn backward(
+    op: &str,
+    (batch, channels, planes): (usize, usize, usize),
+    eps: f64,
+    [(x, lx), (gamma, lg), (dy, ld)]: [(&CudaStorage, &Layout); 3],
+) -> Result<CudaStorage> {
+    refuse_small_epsilon(op, eps)?;
+    let device = &x.device;
+    let handle = CudnnHandle::for_device(device)?;
+    let stream = handle.stream().clone();
+    let n = batch * channels * planes;
+    let (x, gamma, dy) = (
+        contiguous_view(op, x, lx)?,
+        contiguous_view(op, gamma, lg)?,
+        contiguous_view(op, dy, ld)?,
+    );
+    let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
+    let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
+    let mut packed = unsafe { device.alloc::<f32>(n + 2 * channels) }?;
+    {
+        let (x_ptr, _x_order) = x.device_ptr(&stream);
+        let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);
+        let (dy_ptr, _dy_order) = dy.device_ptr(&stream);
+        let (out, _out_order) = packed.device_ptr_mut(&stream);
+        let (dgamma, dbeta) = (out + 4 * n as u64, out + 4 * (n + channels) as u64);
+        check(
+            unsafe {
+                sys::cudnnBatchNormalizationBackward(
+                    handle.raw,
+                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                    one(),
+                    zero(),
+                    one(),
+                    zero(),
+                    data.0,
+                    x_ptr as *const c_void,
+                    data.0,
+                    dy_ptr as *const c_void,
+                    data.0,
+                    out as *mut c_void,
+                    parameters.0,
+                    gamma_ptr as *const c_void,
+                    dgamma as *mut c_void,
+                    dbeta as *mut c_void,
+                    eps,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                )
+            },
+            "batch-norm backward",
+        )?;
+    }
+    Ok(CudaStorage::wrap_cuda_slice(packed, device.clone()))
+}

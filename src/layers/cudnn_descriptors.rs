@@ -1,0 +1,175 @@
+//! The cuDNN descriptors the fast path's CUDA side uses (NCHW f32 tensors, batch-norm parameters,
+//! filters, 2-D convolutions), each freed when dropped, and the α = 1, β = 0 scaling factors every
+//! call here passes (result = 1·op(…) + 0·prior content). They are made per call: creating one is a
+//! host-side allocation of a few hundred bytes, no device work (cuDNN API reference,
+//! "cudnnCreateTensorDescriptor").
+
+use std::ffi::c_void;
+
+use cudarc::cudnn::sys;
+
+use super::im2col::ConvGeometry;
+
+static ONE: f32 = 1.0;
+static ZERO: f32 = 0.0;
+
+/// α = 1, as the pointer cuDNN takes (f32 data: f32 scaling factors).
+pub(super) fn one() -> *const c_void {
+    &ONE as *const f32 as *const c_void
+}
+
+/// β = 0: the output's prior content is ignored.
+pub(super) fn zero() -> *const c_void {
+    &ZERO as *const f32 as *const c_void
+}
+
+/// A cuDNN status as a candle error naming the call that failed.
+pub(super) fn check(status: sys::cudnnStatus_t, call: &str) -> candle_core::Result<()> {
+    status
+        .result()
+        .map_err(|e| candle_core::Error::Cuda(format!("cuDNN {call}: {e:?}").into()))
+}
+
+/// cuDNN takes dimensions as C ints.
+fn c_int(n: usize, what: &str) -> candle_core::Result<i32> {
+    i32::try_from(n).map_err(|_| {
+        candle_core::Error::Cuda(format!("cuDNN: {what} = {n} does not fit a C int").into())
+    })
+}
+
+/// A dense NCHW f32 tensor.
+pub(super) struct TensorDescriptor(pub(super) sys::cudnnTensorDescriptor_t);
+
+impl TensorDescriptor {
+    pub(super) fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        check(
+            unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
+            "create tensor descriptor",
+        )?;
+        let desc = Self(raw);
+        let [n, c, h, w] = dims;
+        check(
+            unsafe {
+                sys::cudnnSetTensor4dDescriptor(
+                    desc.0,
+                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                    c_int(n, "batch")?,
+                    c_int(c, "channels")?,
+                    c_int(h, "height")?,
+                    c_int(w, "width")?,
+                )
+            },
+            "set tensor descriptor",
+        )?;
+        Ok(desc)
+    }
+
+    /// The (1, c, 1, 1) descriptor of per-channel batch-norm parameters for data described by `x`.
+    pub(super) fn batch_norm_parameters(x: &TensorDescriptor) -> candle_core::Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        check(
+            unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
+            "create tensor descriptor",
+        )?;
+        let desc = Self(raw);
+        check(
+            unsafe {
+                sys::cudnnDeriveBNTensorDescriptor(
+                    desc.0,
+                    x.0,
+                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                )
+            },
+            "derive batch-norm descriptor",
+        )?;
+        Ok(desc)
+    }
+}
+
+impl Drop for TensorDescriptor {
+    fn drop(&mut self) {
+        unsafe { sys::cudnnDestroyTensorDescriptor(self.0) };
+    }
+}
+
+/// A (c_out, c_in, k, k) f32 filter.
+pub(super) struct FilterDescriptor(pub(super) sys::cudnnFilterDescriptor_t);
+
+impl FilterDescriptor {
+    pub(super) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        check(
+            unsafe { sys::cudnnCreateFilterDescriptor(&mut raw) },
+            "create filter descriptor",
+        )?;
+        let desc = Self(raw);
+        check(
+            unsafe {
+                sys::cudnnSetFilter4dDescriptor(
+                    desc.0,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
+                    c_int(g.c_out, "output channels")?,
+                    c_int(g.c_in, "input channels")?,
+                    c_int(g.k, "kernel")?,
+                    c_int(g.k, "kernel")?,
+                )
+            },
+            "set filter descriptor",
+        )?;
+        Ok(desc)
+    }
+}
+
+impl Drop for FilterDescriptor {
+    fn drop(&mut self) {
+        unsafe { sys::cudnnDestroyFilterDescriptor(self.0) };
+    }
+}
+
+/// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation
+/// and FMA math only: no TF32 tensor cores, so results match candle's f32 kernels to rounding.
+pub(super) struct ConvolutionDescriptor(pub(super) sys::cudnnConvolutionDescriptor_t);
+
+impl ConvolutionDescriptor {
+    pub(super) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        check(
+            unsafe { sys::cudnnCreateConvolutionDescriptor(&mut raw) },
+            "create convolution descriptor",
+        )?;
+        let desc = Self(raw);
+        let (pad, stride) = (c_int(g.padding, "padding")?, c_int(g.stride, "stride")?);
+        check(
+            unsafe {
+                sys::cudnnSetConvolution2dDescriptor(
+                    desc.0,
+                    pad,
+                    pad,
+                    stride,
+                    stride,
+                    1,
+                    1,
+                    sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                )
+            },
+            "set convolution descriptor",
+        )?;
+        check(
+            unsafe {
+                sys::cudnnSetConvolutionMathType(desc.0, sys::cudnnMathType_t::CUDNN_FMA_MATH)
+            },
+            "set convolution math type",
+        )?;
+        Ok(desc)
+    }
+}
+
+impl Drop for ConvolutionDescriptor {
+    fn drop(&mut self) {
+        unsafe { sys::cudnnDestroyConvolutionDescriptor(self.0) };
+    }
+}

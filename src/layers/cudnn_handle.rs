@@ -1,0 +1,247 @@
+//! One cuDNN handle per thread and CUDA device, bound to the stream candle runs that device's
+//! kernels on (so cuDNN's work is ordered with candle's without synchronising), with what the fast
+//! path's cuDNN calls share: one workspace, grown to the largest request and reused by every later
+//! call, and the convolution algorithms, chosen once per shape and pass by cuDNN's heuristics
+//! (`cudnnGetConvolution*Algorithm_v7`, as eager PyTorch does without `cudnn.benchmark`) and cached.
+//! cuDNN handles are not thread-safe (cuDNN developer guide, "Thread Safety"), hence per thread, as
+//! candle keeps its own.
+//!
+//! Compiled in CI (`--features cuda`); run on a GPU only by the device check
+//! (`benches/device/check_fast_ops.sh`), which has not had a GPU yet.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use candle_core::{CudaDevice, Result};
+use cudarc::cudnn::sys;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
+
+use super::cudnn_descriptors::{check, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor};
+use super::im2col::ConvGeometry;
+
+/// The most workspace one convolution may ask for; algorithms wanting more are passed over.
+const WORKSPACE_LIMIT: usize = 1 << 30;
+
+/// A convolution pass, for the algorithm cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum ConvPass {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+/// A chosen algorithm of one pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Algorithm {
+    Forward(sys::cudnnConvolutionFwdAlgo_t),
+    BackwardData(sys::cudnnConvolutionBwdDataAlgo_t),
+    BackwardFilter(sys::cudnnConvolutionBwdFilterAlgo_t),
+}
+
+/// A chosen algorithm and the workspace it needs, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChosenAlgorithm {
+    pub(super) algorithm: Algorithm,
+    pub(super) workspace: usize,
+}
+
+pub(super) struct CudnnHandle {
+    pub(super) raw: sys::cudnnHandle_t,
+    stream: Arc<CudaStream>,
+    workspace: RefCell<Option<CudaSlice<u8>>>,
+    algorithms: RefCell<HashMap<(ConvGeometry, ConvPass), ChosenAlgorithm>>,
+}
+
+thread_local! {
+    static HANDLES: RefCell<HashMap<candle_core::cuda_backend::DeviceId, Rc<CudnnHandle>>> =
+        RefCell::new(HashMap::new());
+}
+
+impl CudnnHandle {
+    /// This thread's handle for `device`, made on first use.
+    pub(super) fn for_device(device: &CudaDevice) -> Result<Rc<CudnnHandle>> {
+        HANDLES.with(|handles| {
+            if let Some(h) = handles.borrow().get(&device.id()) {
+                return Ok(h.clone());
+            }
+            let stream = device.cuda_stream();
+            stream.context().bind_to_thread().map_err(|e| {
+                candle_core::Error::Cuda(format!("binding the context: {e}").into())
+            })?;
+            let mut raw = std::ptr::null_mut();
+            check(unsafe { sys::cudnnCreate(&mut raw) }, "create handle")?;
+            let handle = Rc::new(CudnnHandle {
+                raw,
+                stream: stream.clone(),
+                workspace: RefCell::new(None),
+                algorithms: RefCell::new(HashMap::new()),
+            });
+            check(
+                unsafe { sys::cudnnSetStream(raw, stream.cu_stream() as sys::cudaStream_t) },
+                "set stream",
+            )?;
+            handles.borrow_mut().insert(device.id(), handle.clone());
+            Ok(handle)
+        })
+    }
+
+    pub(super) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Runs `call` with a workspace of at least `bytes` (a null pointer when none is needed).
+    pub(super) fn with_workspace<R>(
+        &self,
+        bytes: usize,
+        call: impl FnOnce(*mut c_void) -> Result<R>,
+    ) -> Result<R> {
+        if bytes == 0 {
+            return call(std::ptr::null_mut());
+        }
+        let mut workspace = self.workspace.borrow_mut();
+        if workspace.as_ref().is_none_or(|w| w.len() < bytes) {
+            // the old buffer is freed in stream order, after the work queued on it
+            *workspace = None;
+            *workspace = Some(unsafe { self.stream.alloc::<u8>(bytes) }.map_err(|e| {
+                candle_core::Error::Cuda(format!("cuDNN workspace of {bytes} bytes: {e}").into())
+            })?);
+        }
+        let buffer = workspace.as_mut().expect("allocated above");
+        let (ptr, _ordering) = buffer.device_ptr_mut(&self.stream);
+        call(ptr as *mut c_void)
+    }
+
+    /// The algorithm for one pass of convolution `g` (descriptors already made for it): cached,
+    /// or the first of cuDNN's heuristic ranking that succeeds in FMA math (the descriptor's, so
+    /// no TF32) within the workspace limit. cuDNN picks kernels by algorithm and math type
+    /// together; the heuristics answer for the descriptor's math type.
+    pub(super) fn algorithm(
+        &self,
+        g: &ConvGeometry,
+        pass: ConvPass,
+        descriptors: (
+            &TensorDescriptor,
+            &FilterDescriptor,
+            &ConvolutionDescriptor,
+            &TensorDescriptor,
+        ),
+    ) -> Result<ChosenAlgorithm> {
+        if let Some(chosen) = self.algorithms.borrow().get(&(*g, pass)) {
+            return Ok(*chosen);
+        }
+        let (x, w, conv, y) = descriptors;
+        let ranked: Vec<(Algorithm, sys::cudnnStatus_t, sys::cudnnMathType_t, usize)> = unsafe {
+            match pass {
+                ConvPass::Forward => {
+                    let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); 16];
+                    let mut n = 0;
+                    check(
+                        sys::cudnnGetConvolutionForwardAlgorithm_v7(
+                            self.raw,
+                            x.0,
+                            w.0,
+                            conv.0,
+                            y.0,
+                            16,
+                            &mut n,
+                            perf.as_mut_ptr(),
+                        ),
+                        "forward algorithm",
+                    )?;
+                    perf[..n.max(0) as usize]
+                        .iter()
+                        .map(|p| (Algorithm::Forward(p.algo), p.status, p.mathType, p.memory))
+                        .collect()
+                }
+                ConvPass::BackwardData => {
+                    let mut perf =
+                        [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); 16];
+                    let mut n = 0;
+                    check(
+                        sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                            self.raw,
+                            w.0,
+                            y.0,
+                            conv.0,
+                            x.0,
+                            16,
+                            &mut n,
+                            perf.as_mut_ptr(),
+                        ),
+                        "backward-data algorithm",
+                    )?;
+                    perf[..n.max(0) as usize]
+                        .iter()
+                        .map(|p| {
+                            (
+                                Algorithm::BackwardData(p.algo),
+                                p.status,
+                                p.mathType,
+                                p.memory,
+                            )
+                        })
+                        .collect()
+                }
+                ConvPass::BackwardFilter => {
+                    let mut perf =
+                        [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); 16];
+                    let mut n = 0;
+                    check(
+                        sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                            self.raw,
+                            x.0,
+                            y.0,
+                            conv.0,
+                            w.0,
+                            16,
+                            &mut n,
+                            perf.as_mut_ptr(),
+                        ),
+                        "backward-filter algorithm",
+                    )?;
+                    perf[..n.max(0) as usize]
+                        .iter()
+                        .map(|p| {
+                            (
+                                Algorithm::BackwardFilter(p.algo),
+                                p.status,
+                                p.mathType,
+                                p.memory,
+                            )
+                        })
+                        .collect()
+                }
+            }
+        };
+        let chosen = ranked
+            .iter()
+            .find(|(_, status, math, memory)| {
+                *status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                    && *math == sys::cudnnMathType_t::CUDNN_FMA_MATH
+                    && *memory <= WORKSPACE_LIMIT
+            })
+            .map(|&(algorithm, _, _, workspace)| ChosenAlgorithm {
+                algorithm,
+                workspace,
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Cuda(
+                    format!(
+                        "cuDNN offers no {pass:?} algorithm for {g:?} in FMA math within {WORKSPACE_LIMIT} bytes of workspace"
+                    )
+                    .into(),
+                )
+            })?;
+        self.algorithms.borrow_mut().insert((*g, pass), chosen);
+        Ok(chosen)
+    }
+}
+
+impl Drop for CudnnHandle {
+    fn drop(&mut self) {
+        unsafe { sys::cudnnDestroy(self.raw) };
+    }
+}

@@ -1,0 +1,254 @@
+//! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
+//! every fast op's output and every gradient it passes back (convolutions of the backbones' four
+//! shapes, training-mode batch norm with its running statistics, leaky ReLU). The issue's bound is
+//! a relative error ≤ 1e-4 in f32 math (max |fast − stock| / max |stock|).
+//!
+//! A model on the fast path runs this once per process and device before it trains on anything but
+//! the CPU (`FewShotModel::new`), and refuses to run if an op disagrees: the CUDA side (cuDNN and
+//! two NVRTC kernels) is compiled in CI but can only be run where a GPU is, and this is what makes a
+//! wrong kernel an error instead of a wrong number. `examples/fast_ops_check.rs` prints the table.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
+
+use crate::data::philox::CounterRng;
+
+/// The bound on max |fast − stock| / max |stock|, f32 math.
+pub const TOLERANCE: f32 = 1e-4;
+
+/// One quantity of one op, compared.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// The op and its shape, e.g. `conv 3x3 s2 p1 (2,8,11,11)→16`.
+    pub op: String,
+    /// What was compared: `forward`, `dx`, `dw`, `dgamma`, `running_var`, …
+    pub quantity: &'static str,
+    pub max_relative: f32,
+}
+
+impl Comparison {
+    /// Within [`TOLERANCE`] (a NaN fails).
+    pub fn passes(&self) -> bool {
+        self.max_relative <= TOLERANCE
+    }
+}
+
+/// Uniform in [offset − 1, offset + 1) on `device`, seeded by `key`.
+fn seeded(shape: &[usize], key: &str, offset: f32, device: &Device) -> Result<Tensor> {
+    let mut rng = CounterRng::new(CounterRng::key_from(key), 0);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
+        .collect();
+    Tensor::from_vec(v, shape, device)
+}
+
+/// max |a − b| / max |b|, on the host.
+fn max_relative(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    Ok(diff / scale.max(1e-12))
+}
+
+/// The gradients of Σ out·r for a seeded r, for each of `vars` (variables).
+fn gradients(out: &Tensor, key: &str, vars: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let r = seeded(out.dims(), key, 0.0, out.device())?;
+    let grads = (out * r)?.sum_all()?.backward()?;
+    vars.iter()
+        .map(|v| {
+            grads
+                .get(v)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("a gradient is missing".into()))
+        })
+        .collect()
+}
+
+fn convolutions(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    // (k, stride, padding, c_in, c_out, size): 3×3 (all backbones), its stride-2 form (ResNet-18),
+    // the 1×1 stride-2 shortcut, ResNet-18's 7×7 stem
+    for (k, stride, padding, c_in, c_out, size) in [
+        (3, 1, 1, 3, 8, 12),
+        (3, 2, 1, 8, 16, 11),
+        (1, 2, 0, 8, 16, 10),
+        (7, 2, 3, 3, 8, 21),
+    ] {
+        let op = format!("conv {k}x{k} s{stride} p{padding} (2,{c_in},{size},{size})->{c_out}");
+        let x = Var::from_tensor(&seeded(&[2, c_in, size, size], "check-x", 0.0, device)?)?;
+        let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "check-w", 0.0, device)?)?;
+        let stock = x.conv2d(&w, padding, stride, 1, 1)?;
+        let fast = super::conv_ops::conv2d(&x, &w, stride, padding)?;
+        let stock_grads = gradients(&stock, "check-r", &[&x, &w])?;
+        let fast_grads = gradients(&fast, "check-r", &[&x, &w])?;
+        out.push(Comparison {
+            op: op.clone(),
+            quantity: "forward",
+            max_relative: max_relative(&fast, &stock)?,
+        });
+        for (quantity, (f, s)) in ["dx", "dw"]
+            .into_iter()
+            .zip(fast_grads.iter().zip(&stock_grads))
+        {
+            out.push(Comparison {
+                op: op.clone(),
+                quantity,
+                max_relative: max_relative(f, s)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    let (channels, shape) = (6, [4usize, 6, 7, 9]);
+    let op = format!("batch norm train {shape:?}");
+    let make = || -> Result<(candle_nn::VarMap, candle_nn::BatchNorm)> {
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let bn = candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb)?;
+        Ok((varmap, bn))
+    };
+    let (mut stock_map, stock) = make()?;
+    let (mut fast_map, fast) = make()?;
+    for map in [&mut stock_map, &mut fast_map] {
+        map.set_one("weight", seeded(&[channels], "check-g", 1.0, device)?)?;
+        map.set_one("bias", seeded(&[channels], "check-b", 0.0, device)?)?;
+    }
+    let x = Var::from_tensor(&seeded(&shape, "check-bn-x", 0.5, device)?)?;
+    let y_stock = stock.forward_t(&x, true)?;
+    let (g, b) = fast.weight_and_bias().expect("affine");
+    let y_fast = super::batch_norm_ops::batch_norm_train(
+        &x,
+        g,
+        b,
+        (fast.running_mean(), fast.running_var()),
+        fast.momentum(),
+        fast.eps(),
+    )?;
+    let (sg, sb) = stock.weight_and_bias().expect("affine");
+    let stock_grads = gradients(&y_stock, "check-bn-r", &[&x, sg, sb])?;
+    let fast_grads = gradients(&y_fast, "check-bn-r", &[&x, g, b])?;
+    let pairs: [(&'static str, &Tensor, &Tensor); 6] = [
+        ("forward", &y_fast, &y_stock),
+        ("dx", &fast_grads[0], &stock_grads[0]),
+        ("dgamma", &fast_grads[1], &stock_grads[1]),
+        ("dbeta", &fast_grads[2], &stock_grads[2]),
+        ("running_mean", fast.running_mean(), stock.running_mean()),
+        ("running_var", fast.running_var(), stock.running_var()),
+    ];
+    for (quantity, f, s) in pairs {
+        out.push(Comparison {
+            op: op.clone(),
+            quantity,
+            max_relative: max_relative(f, s)?,
+        });
+    }
+    Ok(())
+}
+
+fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    let op = "leaky relu 0.1 (3,5,20,30)".to_string();
+    // offset 0.1: no value is exactly 0, where candle-nn's gradient differs by design
+    let x = Var::from_tensor(&seeded(&[3, 5, 20, 30], "check-lrelu", 0.1, device)?)?;
+    let stock = candle_nn::ops::leaky_relu(&x, 0.1)?;
+    let fast = super::leaky_relu_ops::leaky_relu(&x, 0.1)?;
+    let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
+    let df = gradients(&fast, "check-lrelu-r", &[&x])?;
+    out.push(Comparison {
+        op: op.clone(),
+        quantity: "forward",
+        max_relative: max_relative(&fast, &stock)?,
+    });
+    out.push(Comparison {
+        op,
+        quantity: "dx",
+        max_relative: max_relative(&df[0], &ds[0])?,
+    });
+    Ok(())
+}
+
+/// Every comparison on `device`.
+pub fn compare_with_stock(device: &Device) -> Result<Vec<Comparison>> {
+    let mut out = Vec::new();
+    convolutions(device, &mut out)?;
+    batch_norm(device, &mut out)?;
+    leaky_relu(device, &mut out)?;
+    Ok(out)
+}
+
+/// The comparisons beyond [`TOLERANCE`] (or not finite), as `op quantity: error`.
+fn failures(comparisons: &[Comparison]) -> Vec<String> {
+    comparisons
+        .iter()
+        .filter(|c| !c.passes())
+        .map(|c| format!("{} {}: {:.2e}", c.op, c.quantity, c.max_relative))
+        .collect()
+}
+
+/// Runs [`compare_with_stock`] once per process and device and fails, naming the ops, if any
+/// disagrees beyond [`TOLERANCE`] or cannot run there.
+pub fn verify(device: &Device) -> crate::Result<()> {
+    static VERIFIED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let name = format!("{:?}", device.location());
+    if VERIFIED
+        .lock()
+        .map(|v| v.as_ref().is_some_and(|set| set.contains(&name)))
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let comparisons = compare_with_stock(device).map_err(|e| {
+        crate::Error::invalid(format!(
+            "ops = \"fast\" cannot run on {name}: {e}; set ops = \"stock\" in the cell's [backbone]"
+        ))
+    })?;
+    let failed = failures(&comparisons);
+    if !failed.is_empty() {
+        return Err(crate::Error::invalid(format!(
+            "ops = \"fast\" disagrees with candle's stock ops on {name} beyond {TOLERANCE:e} (relative): {}; set ops = \"stock\" in the cell's [backbone]",
+            failed.join("; ")
+        )));
+    }
+    if let Ok(mut v) = VERIFIED.lock() {
+        v.get_or_insert_with(HashSet::new).insert(name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
+        let comparisons = compare_with_stock(&Device::Cpu).unwrap();
+        assert_eq!(comparisons.len(), 4 * 3 + 6 + 2);
+        for c in &comparisons {
+            assert!(c.passes(), "{c:?}");
+            assert!(c.max_relative.is_finite());
+        }
+        verify(&Device::Cpu).unwrap();
+    }
+
+    /// What `verify` refuses: a comparison past the bound or NaN, named; the error measure sees a
+    /// shift of 1e-3 and no difference in equal tensors.
+    #[test]
+    fn disagreement_is_measured_and_named() {
+        let x = seeded(&[2, 3, 4, 4], "k", 0.0, &Device::Cpu).unwrap();
+        let shifted = (&x + 1e-3).unwrap();
+        let at = |max_relative: f32| Comparison {
+            op: "conv".into(),
+            quantity: "dw",
+            max_relative,
+        };
+        let measured = max_relative(&shifted, &x).unwrap();
+        assert!(measured > TOLERANCE, "{measured}");
+        assert_eq!(max_relative(&x, &x).unwrap(), 0.0);
+        let failed = failures(&[at(measured), at(1e-5), at(f32::NAN), at(TOLERANCE)]);
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].starts_with("conv dw: "), "{failed:?}");
+        assert!(failed[1].ends_with("NaN"), "{failed:?}");
+    }
+}
