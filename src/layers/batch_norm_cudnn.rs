@@ -19,7 +19,8 @@ use super::cudnn_descriptors::{check, one, zero, TensorDescriptor};
 use super::cudnn_handle::CudnnHandle;
 use super::op_operands::contiguous_view;
 
-/// cuDNN's smallest accepted ε (`CUDNN_BN_MIN_EPSILON`).
+/// The smallest ε older cuDNN releases accept (`CUDNN_BN_MIN_EPSILON`, 1e-5; cuDNN 9 headers say 0):
+/// refused here with the layer's value rather than as a bare status code.
 const MIN_EPSILON: f64 = 1e-5;
 
 fn refuse_small_epsilon(op: &str, eps: f64) -> Result<()> {
@@ -48,8 +49,11 @@ pub(super) fn train_forward(
     );
     let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
     let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
-    // zeroed: the running buffers are read (times 0) before cuDNN writes them
-    let mut packed = device.alloc_zeros::<f32>(n + 2 * channels)?;
+    let mut packed = unsafe { device.alloc::<f32>(n + 2 * channels) }?;
+    // the running buffers are read (times 1 − 1 = 0) before cuDNN writes them: no NaN may be there
+    stream
+        .memset_zeros(&mut packed.slice_mut(n..))
+        .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     {
         let (x_ptr, _x_order) = x.device_ptr(&stream);
         let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);

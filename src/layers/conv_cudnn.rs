@@ -2,8 +2,8 @@
 //! one cuDNN call each (`cudnnConvolutionForward`, `…BackwardData`, `…BackwardFilter`; cuDNN API
 //! reference), in f32 with FMA math, algorithms cached per shape and one shared workspace
 //! (`cudnn_handle`). The same three passes as `im2col`'s CPU formulas, which the CPU tests check
-//! against finite differences; on a GPU `benches/device/check_fast_ops.sh` checks these against
-//! candle's stock convolution.
+//! against finite differences; on a GPU `layers::fast_ops_check` checks these against candle's
+//! stock convolution before a model uses them.
 
 use std::ffi::c_void;
 

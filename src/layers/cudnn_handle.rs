@@ -6,8 +6,8 @@
 //! cuDNN handles are not thread-safe (cuDNN developer guide, "Thread Safety"), hence per thread, as
 //! candle keeps its own.
 //!
-//! Compiled in CI (`--features cuda`); run on a GPU only by the device check
-//! (`benches/device/check_fast_ops.sh`), which has not had a GPU yet.
+//! Compiled in CI (`--features cuda`); not yet run on a GPU (the device script
+//! `benches/device/run_step_timing.sh` checks it first, with `examples/fast_ops_check.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -116,8 +116,9 @@ impl CudnnHandle {
 
     /// The algorithm for one pass of convolution `g` (descriptors already made for it): cached,
     /// or the first of cuDNN's heuristic ranking that succeeds in FMA math (the descriptor's, so
-    /// no TF32) within the workspace limit. cuDNN picks kernels by algorithm and math type
-    /// together; the heuristics answer for the descriptor's math type.
+    /// no TF32) within the workspace limit — implicit GEMM when none does — with its workspace as
+    /// cuDNN sizes it. cuDNN picks kernels by algorithm and math type together; the heuristics
+    /// answer for the descriptor's math type.
     pub(super) fn algorithm(
         &self,
         g: &ConvGeometry,
@@ -216,25 +217,54 @@ impl CudnnHandle {
                 }
             }
         };
-        let chosen = ranked
-            .iter()
-            .find(|(_, status, math, memory)| {
-                *status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                    && *math == sys::cudnnMathType_t::CUDNN_FMA_MATH
-                    && *memory <= WORKSPACE_LIMIT
-            })
-            .map(|&(algorithm, _, _, workspace)| ChosenAlgorithm {
-                algorithm,
-                workspace,
-            })
-            .ok_or_else(|| {
-                candle_core::Error::Cuda(
-                    format!(
-                        "cuDNN offers no {pass:?} algorithm for {g:?} in FMA math within {WORKSPACE_LIMIT} bytes of workspace"
+        let heuristic = ranked.iter().find(|(_, status, math, memory)| {
+            *status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                && *math == sys::cudnnMathType_t::CUDNN_FMA_MATH
+                && *memory <= WORKSPACE_LIMIT
+        });
+        // without a usable ranking, the implicit-GEMM algorithms, which run in FMA math for any shape
+        let (algorithm, ranked_memory) = match heuristic {
+            Some(&(algorithm, _, _, memory)) => (algorithm, memory),
+            None => (
+                match pass {
+                    ConvPass::Forward => Algorithm::Forward(
+                        sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                    ),
+                    ConvPass::BackwardData => Algorithm::BackwardData(
+                        sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                    ),
+                    ConvPass::BackwardFilter => Algorithm::BackwardFilter(
+                        sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+                    ),
+                },
+                0,
+            ),
+        };
+        // the workspace as cuDNN sizes it for this algorithm, or the ranking's figure if larger
+        let mut sized = 0usize;
+        let status = unsafe {
+            match algorithm {
+                Algorithm::Forward(a) => sys::cudnnGetConvolutionForwardWorkspaceSize(
+                    self.raw, x.0, w.0, conv.0, y.0, a, &mut sized,
+                ),
+                Algorithm::BackwardData(a) => sys::cudnnGetConvolutionBackwardDataWorkspaceSize(
+                    self.raw, w.0, y.0, conv.0, x.0, a, &mut sized,
+                ),
+                Algorithm::BackwardFilter(a) => {
+                    sys::cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                        self.raw, x.0, y.0, conv.0, w.0, a, &mut sized,
                     )
-                    .into(),
-                )
-            })?;
+                }
+            }
+        };
+        check(
+            status,
+            &format!("{pass:?} workspace size of {algorithm:?} for {g:?} (FMA math)"),
+        )?;
+        let chosen = ChosenAlgorithm {
+            algorithm,
+            workspace: sized.max(ranked_memory),
+        };
         self.algorithms.borrow_mut().insert((*g, pass), chosen);
         Ok(chosen)
     }

@@ -1,6 +1,6 @@
 //! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
 //! every fast op's output and every gradient it passes back (convolutions of the backbones' four
-//! shapes, training-mode batch norm with its running statistics, leaky ReLU). The bound is
+//! kinds and one at an episode's scale, training-mode batch norm with its running statistics, leaky ReLU). The bound is
 //! a relative error ≤ 1e-4 in f32 math (max |fast − stock| / max |stock|).
 //!
 //! A model on the fast path runs this once per process and device before it trains on anything but
@@ -67,16 +67,19 @@ fn gradients(out: &Tensor, key: &str, vars: &[&Tensor]) -> Result<Vec<Tensor>> {
 }
 
 fn convolutions(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
-    // (k, stride, padding, c_in, c_out, size): 3×3 (all backbones), its stride-2 form (ResNet-18),
-    // the 1×1 stride-2 shortcut, ResNet-18's 7×7 stem
-    for (k, stride, padding, c_in, c_out, size) in [
-        (3, 1, 1, 3, 8, 12),
-        (3, 2, 1, 8, 16, 11),
-        (1, 2, 0, 8, 16, 10),
-        (7, 2, 3, 3, 8, 21),
+    // (k, stride, padding, batch, c_in, c_out, size): 3×3 (all backbones), its stride-2 form
+    // (ResNet-18), the 1×1 stride-2 shortcut, ResNet-18's 7×7 stem; and Conv-4's second layer at
+    // 84×84 on a fifth of an episode, since cuDNN picks its algorithm by shape
+    for (k, stride, padding, batch, c_in, c_out, size) in [
+        (3, 1, 1, 2, 3, 8, 12),
+        (3, 2, 1, 2, 8, 16, 11),
+        (1, 2, 0, 2, 8, 16, 10),
+        (7, 2, 3, 2, 3, 8, 21),
+        (3, 1, 1, 20, 64, 64, 42),
     ] {
-        let op = format!("conv {k}x{k} s{stride} p{padding} (2,{c_in},{size},{size})->{c_out}");
-        let x = Var::from_tensor(&seeded(&[2, c_in, size, size], "check-x", 0.0, device)?)?;
+        let op =
+            format!("conv {k}x{k} s{stride} p{padding} ({batch},{c_in},{size},{size})->{c_out}");
+        let x = Var::from_tensor(&seeded(&[batch, c_in, size, size], "check-x", 0.0, device)?)?;
         let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "check-w", 0.0, device)?)?;
         let stock = x.conv2d(&w, padding, stride, 1, 1)?;
         let fast = super::conv_ops::conv2d(&x, &w, stride, padding)?;
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
-        assert_eq!(comparisons.len(), 4 * 3 + 6 + 2);
+        assert_eq!(comparisons.len(), 5 * 3 + 6 + 2);
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");
             assert!(c.max_relative.is_finite());
