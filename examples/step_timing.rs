@@ -1,19 +1,27 @@
-//! Times one ProtoNet training step by phase on a device, for the GPU comparison of issue #6 and for
-//! the same measurement on CPU: `step_timing <cpu|cuda[:N]> <conv4|resnet12> <fast|stock> [steps]
-//! [warm-up]` (defaults 20 timed steps after 5 warm-up steps). The step is the benches' one
-//! (5-way 5-shot 15-query, 100 seeded images at 84×84, `benches/shared/protonet_step.rs`): forward
-//! and cross-entropy, backward, then SGD with Nesterov momentum (the suite's optimiser; the PyTorch
-//! reference, `../shared/bench/torch_reference.py`, uses Adam). The phases are timed with the device
-//! synchronised after each (medians); the whole step is timed as PyTorch's reference times it, over
-//! `steps` further steps with one synchronisation at the end (the mean), so the host queues each
-//! phase's kernels while the device still runs the last. Prints one line, in milliseconds:
-//! `RESULT step_timing device=… backbone=… ops=… forward_ms=… backward_ms=… optimiser_ms=… step_ms=…`,
-//! or `FAILED step_timing … error=…` when the step cannot run there (e.g. a fast op without a CUDA
-//! kernel), and exits 1.
+//! Times one training step by phase on a device, for the GPU comparison of issue #6 and for the same
+//! measurement on CPU: `step_timing <cpu|cuda[:N]> <step> <fast|stock> [steps] [warm-up]` (defaults 20 timed steps after 5 warm-up steps).
+//! - `conv4`, `resnet12`: the benches' ProtoNet step (5-way 5-shot 15-query, 100 seeded images at
+//!   84×84, `benches/shared/protonet_step.rs`), as `../shared/bench/torch_reference.py` times PyTorch.
+//! - `conv4-eval`, `resnet12-eval`: the same ProtoNet episode evaluated (evaluation mode, no
+//!   backward): `backbone_ms`/`head_ms`/`step_ms` are per test episode (issue #6's target: 2,000
+//!   ResNet-12 episodes in under a minute, i.e. 30 ms each).
+//! - `lwfm-r18-1s`, `lwfm-r18-5s`: the paper protocol's LWFM-SPM step on ResNet-18 (5-way 1- or
+//!   5-shot, 15 queries per class, auxiliary batch of 128, the authors' three losses;
+//!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured.
+//!
+//! Phases, each followed by a device synchronisation (medians): the backbone, the head and losses
+//! (for LWFM-SPM this holds its host-side semantic-pixel matching), backward, then SGD with Nesterov
+//! momentum (the suite's optimiser; PyTorch's reference uses Adam). The whole step is timed as
+//! PyTorch's reference times it, over `steps` further steps with one synchronisation at the end (the
+//! mean), so the host queues each phase's kernels while the device still runs the last. Prints one
+//! line, in milliseconds: `RESULT step_timing device=… backbone=… ops=… backbone_ms=… head_ms=…
+//! forward_ms=… backward_ms=… optimiser_ms=… step_ms=…` (forward = backbone + head), or
+//! `FAILED step_timing … error=…` when the step cannot run there, and exits 1.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
+use candle_core::{Tensor, Var};
 use fewshot::device::DeviceSpec;
 use fewshot::layers::OpsPath;
 use fewshot::manifest::model::BackboneKind;
@@ -22,6 +30,9 @@ use fewshot::train::optimizer::Sgd;
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
 use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
+#[path = "../benches/shared/lwfm_spm_step.rs"]
+mod lwfm_spm_step;
+use lwfm_spm_step::LwfmSpmStep;
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
@@ -32,10 +43,60 @@ fn median_ms(mut seconds: Vec<f64>) -> f64 {
     seconds[seconds.len() / 2] * 1e3
 }
 
+/// Which step to time.
+#[derive(Clone, Copy)]
+enum StepKind {
+    Protonet(BackboneKind),
+    /// a ProtoNet test episode: forward only, evaluation mode
+    Evaluation(BackboneKind),
+    /// LWFM-SPM on ResNet-18 with this many shots
+    LwfmSpm(usize),
+}
+
+fn parse_step(name: &str) -> Result<StepKind, String> {
+    match name {
+        "lwfm-r18-1s" => Ok(StepKind::LwfmSpm(1)),
+        "lwfm-r18-5s" => Ok(StepKind::LwfmSpm(5)),
+        other => match other.strip_suffix("-eval") {
+            Some(backbone) => parse_backbone(backbone).map(StepKind::Evaluation),
+            None => parse_backbone(other).map(StepKind::Protonet),
+        },
+    }
+}
+
+/// A built step: its loss (calling the closure between backbone and head) and its parameters.
+enum Built {
+    Protonet(ProtonetStep),
+    Evaluation(ProtonetStep),
+    LwfmSpm(LwfmSpmStep),
+}
+
+impl Built {
+    fn loss_with(&self, between: &mut dyn FnMut()) -> Tensor {
+        match self {
+            Built::Protonet(s) => s.loss_with(between),
+            Built::Evaluation(s) => s.evaluate_with(between),
+            Built::LwfmSpm(s) => s.loss_with(between),
+        }
+    }
+
+    /// Whether the step trains (backward and optimiser) or only evaluates.
+    fn trains(&self) -> bool {
+        !matches!(self, Built::Evaluation(_))
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        match self {
+            Built::Protonet(s) | Built::Evaluation(s) => s.parameters(),
+            Built::LwfmSpm(s) => s.parameters(),
+        }
+    }
+}
+
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12> <fast|stock> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s> <fast|stock> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -45,7 +106,7 @@ fn main() {
         std::process::exit(2)
     };
     let spec: DeviceSpec = args[1].parse().unwrap_or_else(|e: String| refuse(&e));
-    let kind = parse_backbone(&args[2]).unwrap_or_else(|e| refuse(&e));
+    let kind = parse_step(&args[2]).unwrap_or_else(|e| refuse(&e));
     let ops = parse_ops(&args[3]).unwrap_or_else(|e| refuse(&e));
     let count = |k: usize, default: usize| -> usize {
         args.get(k).map_or(default, |a| {
@@ -58,9 +119,11 @@ fn main() {
     let (steps, warm_up) = (count(4, 20), count(5, 5));
     let label = format!("device={spec} backbone={} ops={}", args[2], args[3]);
     match time_steps(spec, kind, ops, steps, warm_up) {
-        Ok([forward, backward, optimiser, step]) => println!(
-            "RESULT step_timing {label} forward_ms={forward:.2} backward_ms={backward:.2} \
-             optimiser_ms={optimiser:.2} step_ms={step:.2} steps={steps}"
+        Ok([backbone, head, backward, optimiser, step]) => println!(
+            "RESULT step_timing {label} backbone_ms={backbone:.2} head_ms={head:.2} \
+             forward_ms={:.2} backward_ms={backward:.2} optimiser_ms={optimiser:.2} \
+             step_ms={step:.2} steps={steps}",
+            backbone + head
         ),
         Err(e) => {
             println!("FAILED step_timing {label} error={e}");
@@ -69,50 +132,87 @@ fn main() {
     }
 }
 
-/// Medians of forward, backward and optimiser times over `steps` after `warm_up` (synchronised after
-/// each phase), and the mean whole-step time over `steps` more (synchronised once, at the end).
+/// Records one step's four phases (between consecutive instants) when `timed`.
+fn phases_after(phases: &mut [Vec<f64>; 4], timed: bool, at: [Instant; 5]) {
+    if timed {
+        for (k, phase) in phases.iter_mut().enumerate() {
+            phase.push((at[k + 1] - at[k]).as_secs_f64());
+        }
+    }
+}
+
+/// Medians of the backbone, head, backward and optimiser phases over `steps` after `warm_up`
+/// (synchronised after each phase), and the mean whole-step time over `steps` more (synchronised
+/// once, at the end).
 fn time_steps(
     spec: DeviceSpec,
-    kind: BackboneKind,
+    kind: StepKind,
     ops: OpsPath,
     steps: usize,
     warm_up: usize,
-) -> Result<[f64; 4], String> {
+) -> Result<[f64; 5], String> {
     let device = spec.open().map_err(|e| e.to_string())?;
     // the step's construction unwraps inside the shared scaffolding: report a panic as a failure
-    let step = catch_unwind(|| ProtonetStep::new(kind, ops, 5, 15, &device))
-        .map_err(|_| "building the model or the episode failed (see above)".to_string())?;
+    let step = catch_unwind(|| match kind {
+        StepKind::Protonet(backbone) => {
+            Built::Protonet(ProtonetStep::new(backbone, ops, 5, 15, &device))
+        }
+        StepKind::Evaluation(backbone) => {
+            Built::Evaluation(ProtonetStep::new(backbone, ops, 5, 15, &device))
+        }
+        StepKind::LwfmSpm(shots) => Built::LwfmSpm(LwfmSpmStep::new(shots, ops, &device)),
+    })
+    .map_err(|_| "building the model or the episode failed (see above)".to_string())?;
     let params = step.parameters();
     let mut sgd = Sgd::new(0.9, true, 5e-4);
     let sync = || device.synchronize().map_err(|e| e.to_string());
-    let mut phases = [vec![], vec![], vec![]];
+    let mut phases = [vec![], vec![], vec![], vec![]];
     for i in 0..warm_up + steps {
         let t0 = Instant::now();
-        let loss = catch_unwind(AssertUnwindSafe(|| step.loss()))
-            .map_err(|_| "the forward pass failed (see above)".to_string())?;
+        let mut t_backbone = t0;
+        let mut synced = Ok(());
+        let loss = catch_unwind(AssertUnwindSafe(|| {
+            step.loss_with(&mut || {
+                synced = sync();
+                t_backbone = Instant::now();
+            })
+        }))
+        .map_err(|_| "the forward pass failed (see above)".to_string())?;
+        synced?;
         sync()?;
         let t1 = Instant::now();
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        sync()?;
-        let t2 = Instant::now();
-        sgd.step(&grads, &params, 0.01).map_err(|e| e.to_string())?;
-        sync()?;
-        let t3 = Instant::now();
-        if i >= warm_up {
-            for (k, (a, b)) in [(t0, t1), (t1, t2), (t2, t3)].into_iter().enumerate() {
-                phases[k].push((b - a).as_secs_f64());
-            }
+        if step.trains() {
+            let grads = loss.backward().map_err(|e| e.to_string())?;
+            sync()?;
+            let t2 = Instant::now();
+            sgd.step(&grads, &params, 0.01).map_err(|e| e.to_string())?;
+            sync()?;
+            phases_after(
+                &mut phases,
+                i >= warm_up,
+                [t0, t_backbone, t1, t2, Instant::now()],
+            );
+        } else {
+            phases_after(&mut phases, i >= warm_up, [t0, t_backbone, t1, t1, t1]);
         }
     }
     let t0 = Instant::now();
     for _ in 0..steps {
-        let loss = catch_unwind(AssertUnwindSafe(|| step.loss()))
+        let loss = catch_unwind(AssertUnwindSafe(|| step.loss_with(&mut || {})))
             .map_err(|_| "the forward pass failed (see above)".to_string())?;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        sgd.step(&grads, &params, 0.01).map_err(|e| e.to_string())?;
+        if step.trains() {
+            let grads = loss.backward().map_err(|e| e.to_string())?;
+            sgd.step(&grads, &params, 0.01).map_err(|e| e.to_string())?;
+        }
     }
     sync()?;
     let step_ms = t0.elapsed().as_secs_f64() / steps as f64 * 1e3;
-    let [f, b, o] = phases;
-    Ok([median_ms(f), median_ms(b), median_ms(o), step_ms])
+    let [backbone, head, backward, optimiser] = phases;
+    Ok([
+        median_ms(backbone),
+        median_ms(head),
+        median_ms(backward),
+        median_ms(optimiser),
+        step_ms,
+    ])
 }

@@ -97,29 +97,58 @@ impl ProtonetStep {
         }
     }
 
-    /// The trainable parameters by name (batch-norm running statistics left out), sorted.
+    /// The trainable parameters by name, sorted.
     #[allow(dead_code)] // the memory example has no optimiser
     pub fn parameters(&self) -> Vec<(String, Var)> {
-        let mut params: Vec<_> = self
-            .model
-            .varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        params
+        trainable_parameters(&self.model)
     }
 
     /// The training-mode forward pass and the episode's loss.
+    #[allow(dead_code)] // step_timing calls `loss_with`
     pub fn loss(&self) -> Tensor {
-        let out = self
-            .model
-            .episode(&self.support, &self.query, true)
-            .unwrap();
+        self.loss_with(&mut || {})
+    }
+
+    /// The same, calling `between` after the backbone and before the head and the loss.
+    pub fn loss_with(&self, between: &mut dyn FnMut()) -> Tensor {
+        let n_support = self.support.dim(0).unwrap();
+        let all = Tensor::cat(&[&self.support, &self.query], 0).unwrap();
+        let features = self.model.features(&all, true).unwrap();
+        between();
+        let out = self.model.episode_head(&features, n_support, true).unwrap();
         candle_nn::loss::cross_entropy(&out.logits, &self.labels).unwrap()
     }
+}
+
+impl ProtonetStep {
+    /// The episode's logits in evaluation mode (running statistics), as a test episode is
+    /// evaluated, calling `between` after the backbone.
+    #[allow(dead_code)] // only step_timing evaluates
+    pub fn evaluate_with(&self, between: &mut dyn FnMut()) -> Tensor {
+        let n_support = self.support.dim(0).unwrap();
+        let all = Tensor::cat(&[&self.support, &self.query], 0).unwrap();
+        let features = self.model.features(&all, false).unwrap();
+        between();
+        let out = self
+            .model
+            .episode_head(&features, n_support, false)
+            .unwrap();
+        out.logits
+    }
+}
+
+/// A model's trainable parameters (batch-norm running statistics left out) by name, sorted.
+#[allow(dead_code)] // the memory example has no optimiser
+pub fn trainable_parameters(model: &FewShotModel) -> Vec<(String, Var)> {
+    let mut params: Vec<_> = model
+        .varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
 }

@@ -71,6 +71,17 @@ impl FewShotModel {
         let n_support = support.dim(0)?;
         let all = Tensor::cat(&[support, query], 0)?;
         let features = self.features(&all, train)?;
+        self.episode_head(&features, n_support, train)
+    }
+
+    /// The head on one episode's backbone features: the first `n_support` rows are the support
+    /// (shot-major), the rest the queries.
+    pub fn episode_head(
+        &self,
+        features: &Features,
+        n_support: usize,
+        train: bool,
+    ) -> Result<HeadOutput> {
         let fs = features.maps.narrow(0, 0, n_support)?;
         let fq = features
             .maps
