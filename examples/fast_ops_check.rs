@@ -2,7 +2,7 @@
 //! `fast_ops_check <cpu|cuda[:N]> [backbone …]` (default backbones: conv4 and resnet12 on CUDA,
 //! conv4 on the CPU, where ResNet-12's stock step alone needs more than 24 GB).
 //! 1. Every fast op on seeded random inputs (`fewshot::layers::fast_ops_check`: outputs and
-//!    gradients, relative error bound 1e-4).
+//!    gradients, relative error bound 1e-4; TF32 convolutions 5e-3).
 //! 2. A whole training step per backbone: the ProtoNet step of `benches/shared/protonet_step.rs`
 //!    (5-way 5-shot 15-query, 84×84) built twice with the same seeded parameters, once per path; the
 //!    loss and every parameter's gradient compared (l2 norm of the difference over the stock
@@ -111,13 +111,15 @@ fn main() {
     let mut worst_op = 0f32;
     for c in &comparisons {
         println!(
-            "op {:<44} {:<13} {:>10.3e} {}",
+            "op {:<49} {:<13} {:>10.3e} {}",
             c.op,
             c.quantity,
             c.max_relative,
             if c.passes() { "ok" } else { "FAIL" }
         );
-        worst_op = worst_op.max(c.max_relative);
+        if c.bound == TOLERANCE {
+            worst_op = worst_op.max(c.max_relative);
+        }
     }
     let failed = comparisons.iter().filter(|c| !c.passes()).count();
     let mut steps = String::new();
@@ -140,7 +142,7 @@ fn main() {
     }
     if failed > 0 {
         fail(format!(
-            "{failed} of {} op comparisons beyond {TOLERANCE:e}",
+            "{failed} of {} op comparisons beyond their bounds",
             comparisons.len()
         ));
     }
@@ -151,7 +153,7 @@ fn main() {
         ));
     }
     println!(
-        "RESULT fast_ops_check device={spec} ops_compared={} worst_op_relative={worst_op:.3e}{steps}",
+        "RESULT fast_ops_check device={spec} ops_compared={} worst_f32_op_relative={worst_op:.3e}{steps}",
         comparisons.len()
     );
 }

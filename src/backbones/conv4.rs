@@ -4,14 +4,14 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, OpsPath};
+use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps};
 
 pub struct Conv4 {
     blocks: Vec<(Conv2d, BatchNorm2d)>,
 }
 
 impl Conv4 {
-    pub fn new(vb: VarBuilder, in_channels: usize, ops: OpsPath) -> Result<Self> {
+    pub fn new(vb: VarBuilder, in_channels: usize, ops: LayerOps) -> Result<Self> {
         let mut blocks = Vec::new();
         for k in 1..=4 {
             let vb = vb.pp(format!("block{k}"));

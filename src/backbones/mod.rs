@@ -15,7 +15,7 @@ pub use resnet12::ResNet12;
 pub use resnet18::ResNet18;
 pub use torch_weights::{load_mapped_torch_weights, load_torch_weights};
 
-use crate::layers::adaptive_avg_pool2d;
+use crate::layers::{adaptive_avg_pool2d, LayerOps};
 pub use crate::manifest::model::{BackboneConfig, BackboneKind};
 
 /// Pooled, concatenated tap features of a batch.
@@ -39,12 +39,14 @@ impl Backbone {
     pub fn new(config: &BackboneConfig, vb: VarBuilder) -> Result<Self> {
         config.validate().map_err(candle_core::Error::msg)?;
         Ok(match config.kind {
-            BackboneKind::Conv4 => Backbone::Conv4(Conv4::new(vb, config.in_channels, config.ops)?),
+            BackboneKind::Conv4 => {
+                Backbone::Conv4(Conv4::new(vb, config.in_channels, LayerOps::of(config))?)
+            }
             BackboneKind::Resnet12 => {
-                Backbone::ResNet12(ResNet12::new(vb, config.in_channels, config.ops)?)
+                Backbone::ResNet12(ResNet12::new(vb, config.in_channels, LayerOps::of(config))?)
             }
             BackboneKind::Resnet18 => {
-                Backbone::ResNet18(ResNet18::new(vb, config.in_channels, config.ops)?)
+                Backbone::ResNet18(ResNet18::new(vb, config.in_channels, LayerOps::of(config))?)
             }
         })
     }

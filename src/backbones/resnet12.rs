@@ -6,7 +6,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, OpsPath};
+use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps, OpsPath};
 
 struct Block {
     convs: Vec<(Conv2d, BatchNorm2d)>,
@@ -15,11 +15,11 @@ struct Block {
 
 pub struct ResNet12 {
     blocks: Vec<Block>,
-    ops: OpsPath,
+    ops: LayerOps,
 }
 
 impl ResNet12 {
-    pub fn new(vb: VarBuilder, in_channels: usize, ops: OpsPath) -> Result<Self> {
+    pub fn new(vb: VarBuilder, in_channels: usize, ops: LayerOps) -> Result<Self> {
         let widths = [64, 160, 320, 640];
         let mut blocks = Vec::new();
         let mut input = in_channels;
@@ -45,7 +45,7 @@ impl ResNet12 {
 
     /// LeakyReLU(0.1): one custom op on the fast path, candle-nn's composite on the stock one.
     fn leaky_relu(&self, x: &Tensor) -> Result<Tensor> {
-        match self.ops {
+        match self.ops.path {
             OpsPath::Fast => crate::layers::leaky_relu_ops::leaky_relu(x, 0.1),
             OpsPath::Stock => candle_nn::ops::leaky_relu(x, 0.1),
         }

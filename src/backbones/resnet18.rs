@@ -7,7 +7,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, OpsPath};
+use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps};
 
 struct BasicBlock {
     conv1: Conv2d,
@@ -36,7 +36,7 @@ pub struct ResNet18 {
 }
 
 impl ResNet18 {
-    pub fn new(vb: VarBuilder, in_channels: usize, ops: OpsPath) -> Result<Self> {
+    pub fn new(vb: VarBuilder, in_channels: usize, ops: LayerOps) -> Result<Self> {
         let conv1 = Conv2d::new(vb.pp("conv1"), in_channels, 64, 7, 2, 3, ops)?;
         let bn1 = BatchNorm2d::new(vb.pp("bn1"), 64, ops)?;
         let mut blocks = Vec::new();

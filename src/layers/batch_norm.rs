@@ -4,7 +4,7 @@
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::OpsPath;
+use super::{LayerOps, OpsPath};
 
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
@@ -13,9 +13,12 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn new(vb: VarBuilder, channels: usize, ops: OpsPath) -> Result<Self> {
+    pub fn new(vb: VarBuilder, channels: usize, ops: LayerOps) -> Result<Self> {
         let inner = candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb)?;
-        Ok(Self { inner, ops })
+        Ok(Self {
+            inner,
+            ops: ops.path,
+        })
     }
 
     /// x: (batch, c, h, w) → same shape

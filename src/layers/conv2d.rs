@@ -4,14 +4,14 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::OpsPath;
+use super::{LayerOps, OpsPath};
 
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
     stride: usize,
     padding: usize,
-    ops: OpsPath,
+    ops: LayerOps,
 }
 
 impl Conv2d {
@@ -23,7 +23,7 @@ impl Conv2d {
         k: usize,
         stride: usize,
         padding: usize,
-        ops: OpsPath,
+        ops: LayerOps,
     ) -> Result<Self> {
         let fan_in = (in_c * k * k) as f64;
         let bound = 1.0 / fan_in.sqrt();
@@ -42,9 +42,15 @@ impl Conv2d {
 
     /// x: (batch, in, h, w) → (batch, out, h', w')
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.ops {
+        match self.ops.path {
             OpsPath::Stock => x.conv2d(&self.weight, self.padding, self.stride, 1, 1),
-            OpsPath::Fast => super::conv_ops::conv2d(x, &self.weight, self.stride, self.padding),
+            OpsPath::Fast => super::conv_ops::conv2d(
+                x,
+                &self.weight,
+                self.stride,
+                self.padding,
+                self.ops.conv_math,
+            ),
         }
     }
 }

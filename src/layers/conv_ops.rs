@@ -6,9 +6,18 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::im2col::{conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry};
 use super::op_operands::contiguous_f32;
+use super::tf32_rounding::operand;
+use super::ConvMath;
 
-/// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias.
-pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+/// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias, in the
+/// arithmetic `math` (for the gradients too).
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    math: ConvMath,
+) -> Result<Tensor> {
     let (batch, c_in, h, w) = x.dims4()?;
     let (c_out, w_in, k, k2) = weight.dims4()?;
     if w_in != c_in || k != k2 {
@@ -34,11 +43,11 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         padding,
     };
     x.contiguous()?
-        .apply_op2(&weight.contiguous()?, ConvForward(geometry))
+        .apply_op2(&weight.contiguous()?, ConvForward(geometry, math))
 }
 
 /// Forward: (x, weight) → out.
-struct ConvForward(ConvGeometry);
+struct ConvForward(ConvGeometry, ConvMath);
 
 impl CustomOp2 for ConvForward {
     fn name(&self) -> &'static str {
@@ -53,9 +62,9 @@ impl CustomOp2 for ConvForward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let w = contiguous_f32(self.name(), s2, l2)?;
-        let out = conv_forward(g, x, w);
+        let x = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
+        let w = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let out = conv_forward(g, &x, &w);
         let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
         Ok((CpuStorage::F32(out), shape))
     }
@@ -69,7 +78,7 @@ impl CustomOp2 for ConvForward {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let g = &self.0;
-        let out = super::conv_cudnn::forward(g, self.name(), (s1, l1), (s2, l2))?;
+        let out = super::conv_cudnn::forward(g, self.1, self.name(), (s1, l1), (s2, l2))?;
         let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
         Ok((out, shape))
     }
@@ -82,14 +91,14 @@ impl CustomOp2 for ConvForward {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0))?;
-        let dw = x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0))?;
+        let dx = grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0, self.1))?;
+        let dw = x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0, self.1))?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
 /// Backward-data: (grad, weight) → dx.
-struct ConvBackwardData(ConvGeometry);
+struct ConvBackwardData(ConvGeometry, ConvMath);
 
 impl CustomOp2 for ConvBackwardData {
     fn name(&self) -> &'static str {
@@ -104,9 +113,9 @@ impl CustomOp2 for ConvBackwardData {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let grad = contiguous_f32(self.name(), s1, l1)?;
-        let w = contiguous_f32(self.name(), s2, l2)?;
-        let dx = conv_backward_data(g, grad, w);
+        let grad = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
+        let w = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let dx = conv_backward_data(g, &grad, &w);
         Ok((
             CpuStorage::F32(dx),
             Shape::from((g.batch, g.c_in, g.h, g.w)),
@@ -122,13 +131,13 @@ impl CustomOp2 for ConvBackwardData {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let g = &self.0;
-        let dx = super::conv_cudnn::backward_data(g, self.name(), (s1, l1), (s2, l2))?;
+        let dx = super::conv_cudnn::backward_data(g, self.1, self.name(), (s1, l1), (s2, l2))?;
         Ok((dx, Shape::from((g.batch, g.c_in, g.h, g.w))))
     }
 }
 
 /// Backward-filter: (x, grad) → dW.
-struct ConvBackwardFilter(ConvGeometry);
+struct ConvBackwardFilter(ConvGeometry, ConvMath);
 
 impl CustomOp2 for ConvBackwardFilter {
     fn name(&self) -> &'static str {
@@ -143,9 +152,9 @@ impl CustomOp2 for ConvBackwardFilter {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let grad = contiguous_f32(self.name(), s2, l2)?;
-        let dw = conv_backward_filter(g, x, grad);
+        let x = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
+        let grad = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let dw = conv_backward_filter(g, &x, &grad);
         Ok((
             CpuStorage::F32(dw),
             Shape::from((g.c_out, g.c_in, g.k, g.k)),
@@ -161,7 +170,7 @@ impl CustomOp2 for ConvBackwardFilter {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let g = &self.0;
-        let dw = super::conv_cudnn::backward_filter(g, self.name(), (s1, l1), (s2, l2))?;
+        let dw = super::conv_cudnn::backward_filter(g, self.1, self.name(), (s1, l1), (s2, l2))?;
         Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))
     }
 }
@@ -187,7 +196,7 @@ mod tests {
             let x = Var::from_tensor(&seeded(&[2, c_in, hw, hw], "x")).unwrap();
             let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "w")).unwrap();
             let stock = x.conv2d(&w, padding, stride, 1, 1).unwrap();
-            let fast = conv2d(&x, &w, stride, padding).unwrap();
+            let fast = conv2d(&x, &w, stride, padding, ConvMath::F32).unwrap();
             assert_eq!(stock.dims(), fast.dims());
             assert!(
                 max_relative(&fast, &stock) <= 1e-4,
@@ -207,13 +216,15 @@ mod tests {
     fn non_f32_and_misfitting_operands_are_refused_with_the_reason() {
         let x = seeded(&[1, 3, 8, 8], "x");
         let w = seeded(&[4, 2, 3, 3], "w");
-        let e = conv2d(&x, &w, 1, 1).unwrap_err().to_string();
+        let e = conv2d(&x, &w, 1, 1, ConvMath::F32).unwrap_err().to_string();
         assert!(e.contains("do not fit"), "{e}");
         let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
         let w64 = seeded(&[4, 3, 3, 3], "w")
             .to_dtype(candle_core::DType::F64)
             .unwrap();
-        let e = conv2d(&x64, &w64, 1, 1).unwrap_err().to_string();
+        let e = conv2d(&x64, &w64, 1, 1, ConvMath::F32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f32"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ use std::ffi::c_void;
 use cudarc::cudnn::sys;
 
 use super::im2col::ConvGeometry;
+use super::ConvMath;
 
 static ONE: f32 = 1.0;
 static ZERO: f32 = 0.0;
@@ -129,12 +130,22 @@ impl Drop for FilterDescriptor {
     }
 }
 
-/// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation
-/// and FMA math only: no TF32 tensor cores, so results match candle's f32 kernels to rounding.
+/// The cuDNN math type of a convolution arithmetic: FMA (no tensor cores, results match candle's f32
+/// kernels to rounding) for f32; the default math for TF32, which on Ampere and later GPUs lets
+/// cuDNN use TF32 tensor cores for f32 data (as eager PyTorch's `allow_tf32` does).
+pub(super) fn math_type(math: ConvMath) -> sys::cudnnMathType_t {
+    match math {
+        ConvMath::F32 => sys::cudnnMathType_t::CUDNN_FMA_MATH,
+        ConvMath::Tf32 => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
+    }
+}
+
+/// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation,
+/// in the math type of [`math_type`].
 pub(super) struct ConvolutionDescriptor(pub(super) sys::cudnnConvolutionDescriptor_t);
 
 impl ConvolutionDescriptor {
-    pub(super) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
+    pub(super) fn of(g: &ConvGeometry, math: ConvMath) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreateConvolutionDescriptor(&mut raw) },
@@ -159,12 +170,18 @@ impl ConvolutionDescriptor {
             "set convolution descriptor",
         )?;
         check(
-            unsafe {
-                sys::cudnnSetConvolutionMathType(desc.0, sys::cudnnMathType_t::CUDNN_FMA_MATH)
-            },
+            unsafe { sys::cudnnSetConvolutionMathType(desc.0, math_type(math)) },
             "set convolution math type",
         )?;
         Ok(desc)
+    }
+
+    /// Sets the math type of the algorithm chosen for it (cuDNN picks kernels by both).
+    pub(super) fn set_math(&self, math: sys::cudnnMathType_t) -> candle_core::Result<()> {
+        check(
+            unsafe { sys::cudnnSetConvolutionMathType(self.0, math) },
+            "set convolution math type",
+        )
     }
 }
 

@@ -19,8 +19,11 @@ use candle_core::{CudaDevice, Result};
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
 
-use super::cudnn_descriptors::{check, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor};
+use super::cudnn_descriptors::{
+    check, math_type, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor,
+};
 use super::im2col::ConvGeometry;
+use super::ConvMath;
 
 /// The most workspace one convolution may ask for; algorithms wanting more are passed over.
 const WORKSPACE_LIMIT: usize = 1 << 30;
@@ -41,10 +44,11 @@ pub(super) enum Algorithm {
     BackwardFilter(sys::cudnnConvolutionBwdFilterAlgo_t),
 }
 
-/// A chosen algorithm and the workspace it needs, in bytes.
+/// A chosen algorithm, its math type and the workspace it needs, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChosenAlgorithm {
     pub(super) algorithm: Algorithm,
+    pub(super) math: sys::cudnnMathType_t,
     pub(super) workspace: usize,
 }
 
@@ -52,7 +56,7 @@ pub(super) struct CudnnHandle {
     pub(super) raw: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
     workspace: RefCell<Option<CudaSlice<u8>>>,
-    algorithms: RefCell<HashMap<(ConvGeometry, ConvPass), ChosenAlgorithm>>,
+    algorithms: RefCell<HashMap<(ConvGeometry, ConvMath, ConvPass), ChosenAlgorithm>>,
 }
 
 thread_local! {
@@ -115,13 +119,14 @@ impl CudnnHandle {
     }
 
     /// The algorithm for one pass of convolution `g` (descriptors already made for it): cached,
-    /// or the first of cuDNN's heuristic ranking that succeeds in FMA math (the descriptor's, so
-    /// no TF32) within the workspace limit — implicit GEMM when none does — with its workspace as
-    /// cuDNN sizes it. cuDNN picks kernels by algorithm and math type together; the heuristics
-    /// answer for the descriptor's math type.
+    /// or the first of cuDNN's heuristic ranking that succeeds within the workspace limit (for f32
+    /// in FMA math only, so no TF32) — implicit GEMM when none does — with its workspace as cuDNN
+    /// sizes it. cuDNN picks kernels by algorithm and math type together, so the descriptor is set
+    /// to the chosen math type (here and before every launch).
     pub(super) fn algorithm(
         &self,
         g: &ConvGeometry,
+        arithmetic: ConvMath,
         pass: ConvPass,
         descriptors: (
             &TensorDescriptor,
@@ -130,7 +135,7 @@ impl CudnnHandle {
             &TensorDescriptor,
         ),
     ) -> Result<ChosenAlgorithm> {
-        if let Some(chosen) = self.algorithms.borrow().get(&(*g, pass)) {
+        if let Some(chosen) = self.algorithms.borrow().get(&(*g, arithmetic, pass)) {
             return Ok(*chosen);
         }
         let (x, w, conv, y) = descriptors;
@@ -217,14 +222,15 @@ impl CudnnHandle {
                 }
             }
         };
+        // f32 takes FMA kernels only; TF32 takes whatever cuDNN ranks first
         let heuristic = ranked.iter().find(|(_, status, math, memory)| {
             *status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                && *math == sys::cudnnMathType_t::CUDNN_FMA_MATH
+                && (arithmetic == ConvMath::Tf32 || *math == sys::cudnnMathType_t::CUDNN_FMA_MATH)
                 && *memory <= WORKSPACE_LIMIT
         });
         // without a usable ranking, the implicit-GEMM algorithms, which run in FMA math for any shape
-        let (algorithm, ranked_memory) = match heuristic {
-            Some(&(algorithm, _, _, memory)) => (algorithm, memory),
+        let (algorithm, math, ranked_memory) = match heuristic {
+            Some(&(algorithm, _, math, memory)) => (algorithm, math, memory),
             None => (
                 match pass {
                     ConvPass::Forward => Algorithm::Forward(
@@ -237,9 +243,11 @@ impl CudnnHandle {
                         sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
                     ),
                 },
+                math_type(arithmetic),
                 0,
             ),
         };
+        conv.set_math(math)?;
         // the workspace as cuDNN sizes it for this algorithm, or the ranking's figure if larger
         let mut sized = 0usize;
         let status = unsafe {
@@ -263,9 +271,12 @@ impl CudnnHandle {
         )?;
         let chosen = ChosenAlgorithm {
             algorithm,
+            math,
             workspace: sized.max(ranked_memory),
         };
-        self.algorithms.borrow_mut().insert((*g, pass), chosen);
+        self.algorithms
+            .borrow_mut()
+            .insert((*g, arithmetic, pass), chosen);
         Ok(chosen)
     }
 }

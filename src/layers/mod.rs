@@ -17,14 +17,17 @@ mod cudnn_descriptors;
 mod cudnn_handle;
 pub mod fast_ops_check;
 pub mod im2col;
+mod layer_ops;
 #[cfg(feature = "cuda")]
 mod leaky_relu_cuda;
 pub mod leaky_relu_ops;
 mod op_operands;
 mod pooling;
+pub mod tf32_rounding;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
 pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 
-pub use crate::manifest::model::OpsPath;
+pub use crate::manifest::model::{ConvMath, OpsPath};
+pub use layer_ops::LayerOps;

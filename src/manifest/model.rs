@@ -17,6 +17,33 @@ pub enum OpsPath {
     Fast,
 }
 
+/// The arithmetic of the fast path's convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvMath {
+    /// f32 products and sums (cuDNN's FMA math: no tensor cores).
+    #[default]
+    F32,
+    /// TF32 products (each operand rounded to 10 mantissa bits), f32 sums: the tensor cores' format
+    /// on Ampere and later GPUs, and eager PyTorch's default for convolutions. On the CPU the same
+    /// operand rounding is applied to the im2col products, so a CPU run shows its accuracy effect.
+    Tf32,
+}
+
+impl ConvMath {
+    pub fn is_f32(&self) -> bool {
+        *self == ConvMath::F32
+    }
+
+    /// The name a cell config spells it with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConvMath::F32 => "f32",
+            ConvMath::Tf32 => "tf32",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackboneKind {
@@ -39,6 +66,9 @@ pub struct BackboneConfig {
     pub in_channels: usize,
     #[serde(default)]
     pub ops: OpsPath,
+    /// The fast path's convolution arithmetic; absent = f32 (so existing cells keep their hashes).
+    #[serde(default, skip_serializing_if = "ConvMath::is_f32")]
+    pub conv_math: ConvMath,
 }
 
 impl BackboneConfig {
@@ -56,6 +86,7 @@ impl BackboneConfig {
             pool,
             in_channels,
             ops: OpsPath::Stock,
+            conv_math: ConvMath::F32,
         }
     }
 
@@ -90,6 +121,12 @@ impl BackboneConfig {
         }
         if self.pool == 0 {
             return Err("pool must be at least 1".into());
+        }
+        if !self.conv_math.is_f32() && self.ops != OpsPath::Fast {
+            return Err(format!(
+                "conv_math = \"{}\" is a setting of the fast path's convolutions: add ops = \"fast\" to the [backbone] table, or drop conv_math",
+                self.conv_math.name()
+            ));
         }
         Ok(())
     }
@@ -179,5 +216,34 @@ impl HeadConfig {
             },
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backbone(text: &str) -> Result<BackboneConfig, String> {
+        let config: BackboneConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn conv_math_is_a_fast_path_setting_and_absent_when_f32() {
+        let base = "kind = \"conv4\"\ntaps = [3, 4]\npool = 3\nin_channels = 3\n";
+        let plain = backbone(base).unwrap();
+        assert_eq!(plain.conv_math, ConvMath::F32);
+        // f32 is not written, so cells that never named it keep their serialisation (and hash)
+        assert!(!toml::to_string(&plain).unwrap().contains("conv_math"));
+        let tf32 = backbone(&format!("{base}ops = \"fast\"\nconv_math = \"tf32\"\n")).unwrap();
+        assert_eq!(tf32.conv_math, ConvMath::Tf32);
+        assert!(toml::to_string(&tf32)
+            .unwrap()
+            .contains("conv_math = \"tf32\""));
+        let e = backbone(&format!("{base}conv_math = \"tf32\"\n")).unwrap_err();
+        assert!(e.contains("ops = \"fast\""), "{e}");
+        let e = backbone(&format!("{base}ops = \"fast\"\nconv_math = \"bf17\"\n")).unwrap_err();
+        assert!(e.contains("bf17"), "{e}");
     }
 }
