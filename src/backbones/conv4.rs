@@ -4,10 +4,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d};
 
 pub struct Conv4 {
     blocks: Vec<(Conv2d, BatchNorm2d)>,
+    pool: MaxPool2d,
 }
 
 impl Conv4 {
@@ -21,7 +22,10 @@ impl Conv4 {
                 BatchNorm2d::new(vb.pp("bn"), 64, ops)?,
             ));
         }
-        Ok(Self { blocks })
+        Ok(Self {
+            blocks,
+            pool: MaxPool2d::new(2, 2, 0, ops),
+        })
     }
 
     /// `[x, block1(x), …, block_last(…)]`
@@ -31,7 +35,7 @@ impl Conv4 {
             let h = bn
                 .forward(&conv.forward(outputs.last().unwrap())?, train)?
                 .relu()?;
-            outputs.push(max_pool2d(&h, 2, 2, 0)?);
+            outputs.push(self.pool.forward(&h)?);
         }
         Ok(outputs)
     }

@@ -6,7 +6,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps, OpsPath};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d, OpsPath};
 
 struct Block {
     convs: Vec<(Conv2d, BatchNorm2d)>,
@@ -16,6 +16,7 @@ struct Block {
 pub struct ResNet12 {
     blocks: Vec<Block>,
     ops: LayerOps,
+    pool: MaxPool2d,
 }
 
 impl ResNet12 {
@@ -40,7 +41,11 @@ impl ResNet12 {
             blocks.push(Block { convs, shortcut });
             input = w;
         }
-        Ok(Self { blocks, ops })
+        Ok(Self {
+            blocks,
+            ops,
+            pool: MaxPool2d::new(2, 2, 0, ops),
+        })
     }
 
     /// LeakyReLU(0.1): one custom op on the fast path, candle-nn's composite on the stock one.
@@ -68,7 +73,7 @@ impl ResNet12 {
                 .1
                 .forward(&block.shortcut.0.forward(input)?, train)?;
             let h = self.leaky_relu(&(h + skip)?)?;
-            outputs.push(max_pool2d(&h, 2, 2, 0)?);
+            outputs.push(self.pool.forward(&h)?);
         }
         Ok(outputs)
     }

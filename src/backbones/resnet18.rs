@@ -7,7 +7,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool2d, BatchNorm2d, Conv2d, LayerOps};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d};
 
 struct BasicBlock {
     conv1: Conv2d,
@@ -32,6 +32,7 @@ impl BasicBlock {
 pub struct ResNet18 {
     conv1: Conv2d,
     bn1: BatchNorm2d,
+    pool: MaxPool2d,
     blocks: Vec<BasicBlock>,
 }
 
@@ -64,13 +65,18 @@ impl ResNet18 {
                 input = width;
             }
         }
-        Ok(Self { conv1, bn1, blocks })
+        Ok(Self {
+            conv1,
+            bn1,
+            pool: MaxPool2d::new(3, 2, 1, ops),
+            blocks,
+        })
     }
 
     /// `[stem(x), block1, …, block_last]`
     pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
         let stem = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
-        let mut outputs = vec![max_pool2d(&stem, 3, 2, 1)?];
+        let mut outputs = vec![self.pool.forward(&stem)?];
         for block in self.blocks.iter().take(last) {
             let next = block.forward(outputs.last().unwrap(), train)?;
             outputs.push(next);

@@ -1,5 +1,5 @@
 //! The cuDNN descriptors the fast path's CUDA side uses (NCHW f32 tensors, batch-norm parameters,
-//! filters, 2-D convolutions), each freed when dropped, and the α = 1, β = 0 scaling factors every
+//! filters, 2-D convolutions, max pooling), each freed when dropped, and the α = 1, β = 0 scaling factors every
 //! call here passes (result = 1·op(…) + 0·prior content). They are made per call: creating one is a
 //! host-side allocation of a few hundred bytes, no device work (cuDNN API reference,
 //! "cudnnCreateTensorDescriptor").
@@ -9,6 +9,7 @@ use std::ffi::c_void;
 use cudarc::cudnn::sys;
 
 use super::im2col::ConvGeometry;
+use super::max_pool_ops::PoolGeometry;
 use super::ConvMath;
 
 static ONE: f32 = 1.0;
@@ -188,5 +189,47 @@ impl ConvolutionDescriptor {
 impl Drop for ConvolutionDescriptor {
     fn drop(&mut self) {
         unsafe { sys::cudnnDestroyConvolutionDescriptor(self.0) };
+    }
+}
+
+/// A 2-D max pooling whose padding never wins a window; deterministic backward.
+pub(super) struct PoolingDescriptor(pub(super) sys::cudnnPoolingDescriptor_t);
+
+impl PoolingDescriptor {
+    pub(super) fn max(g: &PoolGeometry) -> candle_core::Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        check(
+            unsafe { sys::cudnnCreatePoolingDescriptor(&mut raw) },
+            "create pooling descriptor",
+        )?;
+        let desc = Self(raw);
+        let (k, pad, stride) = (
+            c_int(g.k, "window")?,
+            c_int(g.padding, "padding")?,
+            c_int(g.stride, "stride")?,
+        );
+        check(
+            unsafe {
+                sys::cudnnSetPooling2dDescriptor(
+                    desc.0,
+                    sys::cudnnPoolingMode_t::CUDNN_POOLING_MAX_DETERMINISTIC,
+                    sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN,
+                    k,
+                    k,
+                    pad,
+                    pad,
+                    stride,
+                    stride,
+                )
+            },
+            "set pooling descriptor",
+        )?;
+        Ok(desc)
+    }
+}
+
+impl Drop for PoolingDescriptor {
+    fn drop(&mut self) {
+        unsafe { sys::cudnnDestroyPoolingDescriptor(self.0) };
     }
 }

@@ -1,7 +1,7 @@
 //! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
 //! every fast op's output and every gradient it passes back (convolutions of the backbones' four
-//! kinds and one at an episode's scale, training-mode batch norm with its running statistics, leaky
-//! ReLU). The issue's bound is a relative error ≤ 1e-4 in f32 math (max |fast − stock| /
+//! kinds and one at an episode's scale, training-mode batch norm with its running statistics, max
+//! pooling, leaky ReLU). The issue's bound is a relative error ≤ 1e-4 in f32 math (max |fast − stock| /
 //! max |stock|); the convolutions are also run in TF32 and compared with the stock f32 ones within
 //! 5e-3.
 //!
@@ -192,12 +192,40 @@ fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     Ok(())
 }
 
+fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    // Conv-4's and ResNet-12's 2×2 pool on an odd side (21 → 10: the last row and column fall out of
+    // every window), ResNet-18's overlapping 3×3 stem pool; positive inputs (no ties, and the stock
+    // path's zero padding is exact)
+    for (k, stride, padding, size) in [(2, 2, 0, 21), (3, 2, 1, 20)] {
+        let op = format!("max pool {k}x{k} s{stride} p{padding} (4,8,{size},{size})");
+        let x = Var::from_tensor(&seeded(&[4, 8, size, size], "check-pool", 2.0, device)?)?;
+        let stock = super::pooling::max_pool2d(&x, k, stride, padding)?;
+        let fast = super::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
+        let ds = gradients(&stock, "check-pool-r", &[&x])?;
+        let df = gradients(&fast, "check-pool-r", &[&x])?;
+        out.push(Comparison {
+            op: op.clone(),
+            quantity: "forward",
+            max_relative: max_relative(&fast, &stock)?,
+            bound: TOLERANCE,
+        });
+        out.push(Comparison {
+            op,
+            quantity: "dx",
+            max_relative: max_relative(&df[0], &ds[0])?,
+            bound: TOLERANCE,
+        });
+    }
+    Ok(())
+}
+
 /// Every comparison on `device`.
 pub fn compare_with_stock(device: &Device) -> Result<Vec<Comparison>> {
     let mut out = Vec::new();
     convolutions(device, ConvMath::F32, &mut out)?;
     convolutions(device, ConvMath::Tf32, &mut out)?;
     batch_norm(device, &mut out)?;
+    max_pooling(device, &mut out)?;
     leaky_relu(device, &mut out)?;
     Ok(out)
 }
@@ -253,7 +281,7 @@ mod tests {
     #[test]
     fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
-        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2);
+        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 * 2 + 2);
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");
             assert!(c.max_relative.is_finite());

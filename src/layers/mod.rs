@@ -21,12 +21,17 @@ mod layer_ops;
 #[cfg(feature = "cuda")]
 mod leaky_relu_cuda;
 pub mod leaky_relu_ops;
+mod max_pool;
+#[cfg(feature = "cuda")]
+mod max_pool_cudnn;
+pub mod max_pool_ops;
 mod op_operands;
 mod pooling;
 pub mod tf32_rounding;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
+pub use max_pool::MaxPool2d;
 pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 
 pub use crate::manifest::model::{ConvMath, OpsPath};

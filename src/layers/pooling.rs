@@ -4,12 +4,15 @@
 
 use candle_core::{Result, Tensor};
 
-/// x: (b, c, h, w) → max over `k`×`k` windows with `stride`, after zero-padding by `padding`.
-/// Zero padding equals PyTorch's −∞ padding only for non-negative inputs (post-ReLU); callers
-/// guarantee that.
-/// candle's own max-pool has a backward only for `k == stride`; overlapping windows (ResNet-18's
-/// 3×3 stride-2 stem pool) are pooled one axis at a time as a maximum over strided views, which is
-/// differentiable with stock ops.
+/// x: (b, c, h, w) → max over `k`×`k` windows with `stride`, after zero-padding by `padding`: the
+/// stock path's max pooling. Zero padding equals PyTorch's −∞ padding only for non-negative inputs
+/// (post-ReLU); callers guarantee that.
+/// Pooled one axis at a time as a maximum over strided views, differentiable with stock ops, for
+/// every window: candle 0.11.1's own `max_pool2d` has a wrong gradient (its backward multiplies the
+/// upstream gradient by the window's share of maxima, 1/k² for a unique maximum, where it should
+/// divide, and maps it back by nearest-neighbour upsampling, which misplaces windows when a side is
+/// not a multiple of the stride; measured against finite differences, `tests` below), so it is not
+/// used. Ties share the gradient equally (candle's `maximum`).
 pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let x = if padding > 0 {
         x.pad_with_zeros(2, padding, padding)?
@@ -17,9 +20,6 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result
     } else {
         x.clone()
     };
-    if k == stride {
-        return x.max_pool2d_with_stride(k, stride);
-    }
     let x = max_pool1d_over(&x, 3, k, stride)?;
     max_pool1d_over(&x, 2, k, stride)
 }
@@ -87,6 +87,77 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out: usize) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The gradient of Σ r·pool(x) against central differences of the forward, for non-overlapping
+    /// windows on sides that are and are not multiples of the stride, and the overlapping stem pool;
+    /// and candle's own `max_pool2d` failing the same check (why it is not used).
+    #[test]
+    fn max_pool_gradients_match_finite_differences_where_candles_own_do_not() {
+        use crate::layers::op_operands::test_tensors::seeded;
+        let worst_error = |pool: &dyn Fn(&Tensor) -> Tensor, x: &Tensor| -> f64 {
+            let r = seeded(pool(x).dims(), "pool-fd-r", 0.0)
+                .to_dtype(candle_core::DType::F64)
+                .unwrap();
+            let var = candle_core::Var::from_tensor(x).unwrap();
+            let grads = (pool(&var) * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g: Vec<f64> = grads
+                .get(&var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let xv: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let loss = |v: Vec<f64>| -> f64 {
+                let t = Tensor::from_vec(v, x.dims(), x.device()).unwrap();
+                (pool(&t) * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let h = 1e-3f64;
+            (0..xv.len())
+                .map(|i| {
+                    let (mut p, mut m) = (xv.clone(), xv.clone());
+                    p[i] += h;
+                    m[i] -= h;
+                    let numeric = (loss(p) - loss(m)) / (2.0 * h);
+                    (numeric - g[i]).abs()
+                })
+                .fold(0.0, f64::max)
+        };
+        // in f64, positive values at least 1 apart within any window: no ties, even under the ±h
+        // steps, and zero padding exact
+        let distinct = |h: usize, w: usize| {
+            let v: Vec<f64> = (0..2 * h * w)
+                .map(|i| ((i * 37) % 101) as f64 + 1.0)
+                .collect();
+            Tensor::from_vec(v, (1, 2, h, w), &Device::Cpu).unwrap()
+        };
+        for (k, stride, padding, h, w) in [
+            (2, 2, 0, 10, 10),
+            (2, 2, 0, 10, 11),
+            (2, 2, 0, 7, 7),
+            (3, 2, 1, 9, 8),
+        ] {
+            let x = distinct(h, w);
+            let ours = worst_error(&|t| max_pool2d(t, k, stride, padding).unwrap(), &x);
+            assert!(ours < 1e-9, "k{k} s{stride} p{padding} {h}x{w}: {ours}");
+        }
+        let x = distinct(10, 10);
+        let candles = worst_error(&|t| t.max_pool2d_with_stride(2, 2).unwrap(), &x);
+        assert!(
+            candles > 0.1,
+            "candle's max_pool2d gradient now agrees ({candles}): use it again?"
+        );
+    }
 
     #[test]
     fn overlapping_max_pool_matches_candles_forward_and_has_a_gradient() {

@@ -1,0 +1,309 @@
+//! The fast path's max pooling as candle custom ops, PyTorch's `max_pool2d` semantics: each output is
+//! the maximum of its k×k window, padding positions never win (−∞ padding), and the backward op
+//! routes each output's gradient to the first maximum of its window in row-major order (recomputed
+//! from x and the pooled output, so nothing is kept between the passes). One op per pass instead of
+//! the stock path's strided views and pairwise maxima (`pooling::max_pool2d`, whose zero padding is
+//! exact only after a ReLU). On CUDA each pass is one cuDNN call (`max_pool_cudnn`, with the `cuda`
+//! feature). The backward op has no gradient of its own (no second-order derivatives).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::op_operands::contiguous_f32;
+
+/// The shapes of one max pooling: input (batch, channels, h, w), square window `k`, equal stride and
+/// padding on both axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl PoolGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding - self.k) / self.stride + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding - self.k) / self.stride + 1
+    }
+
+    /// The input rows (or columns) of output row `o`'s window that lie inside an axis of `len`.
+    fn window(&self, o: usize, len: usize) -> std::ops::Range<usize> {
+        let start = (o * self.stride) as isize - self.padding as isize;
+        let end = (start + self.k as isize).min(len as isize);
+        start.max(0) as usize..end.max(0) as usize
+    }
+
+    /// The flat index (within its plane) of the first maximum of output (oy, ox)'s window, and the
+    /// maximum.
+    fn first_max(&self, plane: &[f32], oy: usize, ox: usize) -> (usize, f32) {
+        let mut best = (usize::MAX, f32::NEG_INFINITY);
+        for y in self.window(oy, self.h) {
+            for x in self.window(ox, self.w) {
+                let v = plane[y * self.w + x];
+                // the first strict maximum; a NaN wins, as in PyTorch
+                if v > best.1 || best.0 == usize::MAX || v.is_nan() && !best.1.is_nan() {
+                    best = (y * self.w + x, v);
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Max pooling of x (batch, c, h, w) over `k`×`k` windows with `stride` and `padding`.
+pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (batch, channels, h, w) = x.dims4()?;
+    if k == 0 || stride == 0 {
+        candle_core::bail!("max_pool2d: window {k} and stride {stride} must be at least 1");
+    }
+    if 2 * padding > k {
+        candle_core::bail!("max_pool2d: padding {padding} must be at most half the window {k}");
+    }
+    if h + 2 * padding < k || w + 2 * padding < k {
+        candle_core::bail!(
+            "max_pool2d: a {h}×{w} input with padding {padding} is smaller than the {k}×{k} window"
+        );
+    }
+    let g = PoolGeometry {
+        batch,
+        channels,
+        h,
+        w,
+        k,
+        stride,
+        padding,
+    };
+    x.contiguous()?.apply_op1(MaxPool(g))
+}
+
+/// Forward: x → y.
+struct MaxPool(PoolGeometry);
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let x = contiguous_f32(self.name(), storage, layout)?;
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut y = vec![0f32; g.batch * g.channels * oh * ow];
+        y.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(g.h * g.w))
+            .for_each(|(y, plane)| {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        y[oy * ow + ox] = g.first_max(plane, oy, ox).1;
+                    }
+                }
+            });
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((g.batch, g.channels, oh, ow)),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = &self.0;
+        let y = super::max_pool_cudnn::forward(g, self.name(), (storage, layout))?;
+        Ok((y, Shape::from((g.batch, g.channels, g.out_h(), g.out_w()))))
+    }
+
+    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = x.apply_op3_no_bwd(y, &grad.contiguous()?, &MaxPoolBackward(self.0))?;
+        Ok(Some(dx))
+    }
+}
+
+/// Backward: (x, y, dy) → dx.
+struct MaxPoolBackward(PoolGeometry);
+
+impl CustomOp3 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let dy = contiguous_f32(self.name(), s3, l3)?;
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(g.h * g.w)
+            .zip(x.par_chunks(g.h * g.w).zip(dy.par_chunks(oh * ow)))
+            .for_each(|(dx, (plane, dy))| {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (at, _) = g.first_max(plane, oy, ox);
+                        dx[at] += dy[oy * ow + ox];
+                    }
+                }
+            });
+        Ok((
+            CpuStorage::F32(dx),
+            Shape::from((g.batch, g.channels, g.h, g.w)),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = &self.0;
+        let dx = super::max_pool_cudnn::backward(g, self.name(), [(s1, l1), (s2, l2), (s3, l3)])?;
+        Ok((dx, Shape::from((g.batch, g.channels, g.h, g.w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
+    use candle_core::Var;
+
+    /// The definition, element by element, with −∞ padding: negative inputs at the border.
+    #[test]
+    fn forward_is_the_window_maximum_and_padding_never_wins() {
+        for (k, stride, padding) in [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)] {
+            let x = seeded(&[2, 3, 7, 9], "pool-x", -0.5);
+            let y = max_pool2d(&x, k, stride, padding).unwrap();
+            let (oh, ow) = (
+                (7 + 2 * padding - k) / stride + 1,
+                (9 + 2 * padding - k) / stride + 1,
+            );
+            assert_eq!(y.dims(), &[2, 3, oh, ow]);
+            let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let yv: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            for p in 0..6 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut m = f32::NEG_INFINITY;
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                let (r, c) = (
+                                    (oy * stride + dy) as isize - padding as isize,
+                                    (ox * stride + dx) as isize - padding as isize,
+                                );
+                                if (0..7).contains(&r) && (0..9).contains(&c) {
+                                    m = m.max(xv[p * 63 + r as usize * 9 + c as usize]);
+                                }
+                            }
+                        }
+                        assert_eq!(yv[(p * oh + oy) * ow + ox], m, "k{k} s{stride} p{padding}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Against the stock path on positive inputs (no ties, zero padding exact): output and gradient.
+    #[test]
+    fn matches_the_stock_pooling_in_output_and_gradient() {
+        for (k, stride, padding) in [(2, 2, 0), (3, 2, 1)] {
+            let x = Var::from_tensor(&seeded(&[2, 4, 10, 11], "pool-stock", 2.0)).unwrap();
+            let stock = super::super::pooling::max_pool2d(&x, k, stride, padding).unwrap();
+            let fast = max_pool2d(&x, k, stride, padding).unwrap();
+            assert_eq!(max_relative(&fast, &stock), 0.0);
+            let r = seeded(stock.dims(), "pool-r", 0.0);
+            let gs = (stock * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gf = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let (gs, gf) = (gs.get(&x).unwrap(), gf.get(&x).unwrap());
+            assert!(max_relative(gf, gs) < 1e-6, "k{k} s{stride} p{padding}");
+        }
+    }
+
+    /// The backward formula against central differences of the forward (no ties within h of each
+    /// other in a window, so the maximum does not switch under the perturbation).
+    #[test]
+    fn the_gradient_is_the_central_difference_of_the_forward() {
+        let x = seeded(&[1, 2, 6, 6], "pool-fd", 0.0);
+        let r = seeded(&[1, 2, 3, 3], "pool-fd-r", 0.0);
+        let loss = |t: &Tensor| -> f64 {
+            (max_pool2d(t, 3, 2, 1).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let var = Var::from_tensor(&x).unwrap();
+        let grads = (max_pool2d(&var, 3, 2, 1).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let analytic: Vec<f32> = grads
+            .get(&var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let h = 1e-3f32;
+        for i in 0..xv.len() {
+            let shifted = |d: f32| {
+                let mut v = xv.clone();
+                v[i] += d;
+                Tensor::from_vec(v, x.dims(), x.device()).unwrap()
+            };
+            let numeric = (loss(&shifted(h)) - loss(&shifted(-h))) / (2.0 * h as f64);
+            assert!(
+                (numeric - analytic[i] as f64).abs() < 1e-3,
+                "dx[{i}]: {numeric} vs {}",
+                analytic[i]
+            );
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_first_maximum_and_bad_windows_are_refused() {
+        let x = Var::from_tensor(
+            &Tensor::new(&[[[[1f32, 1.0], [1.0, 0.0]]]], &candle_core::Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let y = max_pool2d(&x, 2, 2, 0).unwrap();
+        let dx = y.sum_all().unwrap().backward().unwrap();
+        let dx: Vec<f32> = dx
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(dx, [1.0, 0.0, 0.0, 0.0]);
+        let x = seeded(&[1, 1, 4, 4], "bad", 0.0);
+        let e = max_pool2d(&x, 2, 2, 2).unwrap_err().to_string();
+        assert!(e.contains("at most half"), "{e}");
+        let e = max_pool2d(&x, 5, 1, 0).unwrap_err().to_string();
+        assert!(e.contains("smaller than"), "{e}");
+    }
+}
