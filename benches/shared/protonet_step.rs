@@ -50,6 +50,7 @@ pub struct ProtonetStep {
 }
 
 impl ProtonetStep {
+    #[allow(dead_code)] // gradient_accuracy uses only the helpers
     /// The CI Conv-4 ProtoNet cell with `kind` as its backbone (ProtoNet on the global average of the
     /// last block), `ops`, and `shots` + `queries` images per class, on `device`.
     pub fn new(
