@@ -1,7 +1,8 @@
 //! How close each path's backbone gradients are to exact arithmetic:
-//! `gradient_accuracy <conv4|resnet12> <images> <size>` builds the backbone three times with the
+//! `gradient_accuracy <conv4|resnet12> <images> <size> [image-stream]` builds the backbone three times with the
 //! suite's seeded parameters (seed 11) — candle's stock ops in f32, the fast path in f32, the stock
-//! ops in f64 as the reference — runs the same seeded images through each in training mode, and
+//! ops in f64 as the reference — runs the same seeded images (the benches' stream, 21 unless given)
+//! through each in training mode, and
 //! back-propagates Σ r·features for a seeded r. Prints, per parameter, ‖g − g₆₄‖₂ / ‖g₆₄‖₂ for both
 //! f32 paths (the measurement behind `benches/RESULTS.md`'s gradient-accuracy table; the
 //! integration test `backbones.rs` checks the same at a small size).
@@ -37,14 +38,19 @@ fn l2_relative(a: &Tensor, b: &Tensor) -> f64 {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: gradient_accuracy <conv4|resnet12> <images> <size>";
+    let usage = "usage: gradient_accuracy <conv4|resnet12> <images> <size> [image-stream]";
     let parsed = (|| {
         let kind = parse_backbone(args.get(1)?).ok()?;
         let images: usize = args.get(2)?.parse().ok().filter(|&n| n > 1)?;
         let size: usize = args.get(3)?.parse().ok().filter(|&n| n >= 16)?;
-        Some((kind, images, size))
+        let stream: u64 = match args.get(4) {
+            Some(s) => s.parse().ok()?,
+            None => 21,
+        };
+        Some((kind, images, size, stream))
     })();
-    let Some((kind, images, size)) = parsed.filter(|_| args.len() == 4) else {
+    let Some((kind, images, size, stream)) = parsed.filter(|_| (4..=5).contains(&args.len()))
+    else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
@@ -67,7 +73,7 @@ fn main() {
     fast_config.ops = OpsPath::Fast;
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let fast = Backbone::new(&fast_config, vb).unwrap();
-    let x = seeded(&[images, 3, size, size], 21);
+    let x = seeded(&[images, 3, size, size], stream);
     let x64 = x.to_dtype(DType::F64).unwrap();
     let out_stock = stock.features(&config, &x, true).unwrap().maps;
     let out_fast = fast.features(&fast_config, &x, true).unwrap().maps;
@@ -99,7 +105,7 @@ fn main() {
         worst_stock = worst_stock.max(s);
     }
     println!(
-        "RESULT gradient_accuracy backbone={} images={images} size={size} worst_fast={worst_fast:.3e} worst_stock={worst_stock:.3e}",
+        "RESULT gradient_accuracy backbone={} images={images} size={size} stream={stream} worst_fast={worst_fast:.3e} worst_stock={worst_stock:.3e}",
         args[1]
     );
 }
