@@ -35,8 +35,17 @@ impl BatchNorm2d {
                     self.inner.eps(),
                 )
             }
-            // evaluation is an affine map per channel: the stock ops are fine
-            OpsPath::Stock | OpsPath::Fast => self.inner.forward_t(x, train),
+            OpsPath::Fast => {
+                let (weight, bias) = self.inner.weight_and_bias().expect("affine batch norm");
+                super::batch_norm_eval_ops::batch_norm_eval(
+                    x,
+                    weight,
+                    bias,
+                    (self.inner.running_mean(), self.inner.running_var()),
+                    self.inner.eps(),
+                )
+            }
+            OpsPath::Stock => self.inner.forward_t(x, train),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
 //! every fast op's output and every gradient it passes back (convolutions of the backbones' four
-//! kinds and one at an episode's scale, training-mode batch norm with its running statistics, max
-//! pooling, leaky ReLU). The issue's bound is a relative error ≤ 1e-4 in f32 math (max |fast − stock| /
+//! kinds and one at an episode's scale, batch norm in training (with its running statistics) and in
+//! evaluation, max pooling, leaky ReLU). The issue's bound is a relative error ≤ 1e-4 in f32 math (max |fast − stock| /
 //! max |stock|); the convolutions are also run in TF32 and compared with the stock f32 ones within
 //! 5e-3.
 //!
@@ -166,6 +166,27 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
             bound: TOLERANCE,
         });
     }
+    // evaluation mode, on the running statistics the training step left
+    let op = format!("batch norm eval {shape:?}");
+    let x = Var::from_tensor(&seeded(&shape, "check-bn-eval-x", 0.3, device)?)?;
+    let y_stock = stock.forward_t(&x, false)?;
+    let y_fast = super::batch_norm_eval_ops::batch_norm_eval(
+        &x,
+        g,
+        b,
+        (fast.running_mean(), fast.running_var()),
+        fast.eps(),
+    )?;
+    let ds = gradients(&y_stock, "check-bn-eval-r", &[&x])?;
+    let df = gradients(&y_fast, "check-bn-eval-r", &[&x])?;
+    for (quantity, f, s) in [("forward", &y_fast, &y_stock), ("dx", &df[0], &ds[0])] {
+        out.push(Comparison {
+            op: op.clone(),
+            quantity,
+            max_relative: max_relative(f, s)?,
+            bound: TOLERANCE,
+        });
+    }
     Ok(())
 }
 
@@ -281,7 +302,7 @@ mod tests {
     #[test]
     fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
-        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 * 2 + 2);
+        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 + 2 * 2 + 2);
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");
             assert!(c.max_relative.is_finite());

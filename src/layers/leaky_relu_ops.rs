@@ -7,7 +7,7 @@
 //! The two paths differ only at exactly x = 0: candle-nn's maximum/minimum gradients split there, giving
 //! (1 + slope)/2·dy, this op gives slope·dy as PyTorch does. The backward op has no gradient of its own
 //! (no second-order derivatives), like the fast path's convolution and batch-norm ops. On CUDA each
-//! pass is one kernel (`leaky_relu_cuda`, with the `cuda` feature).
+//! pass is one kernel (`nvrtc_kernels`, with the `cuda` feature).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -53,7 +53,8 @@ impl CustomOp1 for LeakyRelu {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y = super::leaky_relu_cuda::forward(self.name(), (storage, layout), self.slope)?;
+        let y =
+            super::nvrtc_kernels::leaky_relu_forward(self.name(), (storage, layout), self.slope)?;
         Ok((y, layout.shape().clone()))
     }
 
@@ -108,7 +109,8 @@ impl CustomOp2 for LeakyReluBackward {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let dx = super::leaky_relu_cuda::backward(self.name(), (s1, l1), (s2, l2), self.slope)?;
+        let dx =
+            super::nvrtc_kernels::leaky_relu_backward(self.name(), (s1, l1), (s2, l2), self.slope)?;
         Ok((dx, l1.shape().clone()))
     }
 }

@@ -6,6 +6,7 @@
 mod batch_norm;
 #[cfg(feature = "cuda")]
 mod batch_norm_cudnn;
+pub mod batch_norm_eval_ops;
 pub mod batch_norm_ops;
 mod conv2d;
 #[cfg(feature = "cuda")]
@@ -18,13 +19,13 @@ mod cudnn_handle;
 pub mod fast_ops_check;
 pub mod im2col;
 mod layer_ops;
-#[cfg(feature = "cuda")]
-mod leaky_relu_cuda;
 pub mod leaky_relu_ops;
 mod max_pool;
 #[cfg(feature = "cuda")]
 mod max_pool_cudnn;
 pub mod max_pool_ops;
+#[cfg(feature = "cuda")]
+mod nvrtc_kernels;
 mod op_operands;
 mod pooling;
 pub mod tf32_rounding;

@@ -1,7 +1,8 @@
-//! The CUDA side of the fast path's leaky ReLU: the forward and backward formulas of
-//! `leaky_relu_ops` as two elementwise kernels, compiled once per process with NVRTC (cudarc's
-//! `compile_ptx`; the GPU machine's CUDA 13 `libnvrtc`) and loaded into candle's device as a custom
-//! module. One kernel per pass instead of candle-nn's five tensors forward and more backward.
+//! The fast path's own CUDA kernels, for the ops cuDNN has no call for: the leaky ReLU's forward and
+//! backward (`leaky_relu_ops`) and the evaluation-mode batch norm's per-channel normalisation
+//! (`batch_norm_eval_ops`), each the same formula as the op's CPU side. One module compiled once per
+//! process with NVRTC (cudarc's `compile_ptx`; the GPU machine's CUDA 13 `libnvrtc`) and loaded into
+//! candle's device as a custom module.
 
 use std::sync::OnceLock;
 
@@ -10,7 +11,7 @@ use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::op_operands::contiguous_view;
 
-const MODULE: &str = "fewshot_leaky_relu";
+const MODULE: &str = "fewshot_fast_path";
 
 const SOURCE: &str = r#"
 extern "C" __global__ void leaky_relu_forward(
@@ -27,6 +28,17 @@ extern "C" __global__ void leaky_relu_backward(
         dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
     }
 }
+
+// p = [mean (c), deviation (c), gamma (c), beta (c)]; NCHW with `planes` = h·w
+extern "C" __global__ void channel_normalise(
+    const float* x, const float* p, float* y, const unsigned int channels,
+    const unsigned int planes, const unsigned int n) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        const unsigned int c = (i / planes) % channels;
+        y[i] = __fadd_rn(__fmul_rn(__fdiv_rn(__fsub_rn(x[i], p[c]), p[channels + c]),
+                                   p[2 * channels + c]), p[3 * channels + c]);
+    }
+}
 "#;
 
 /// The module's PTX, compiled on first use (or why it could not be).
@@ -35,7 +47,7 @@ fn ptx() -> Result<&'static str> {
     PTX.get_or_init(|| {
         cudarc::nvrtc::compile_ptx(SOURCE)
             .map(|ptx| ptx.to_src())
-            .map_err(|e| format!("compiling the leaky ReLU kernels with NVRTC: {e:?}"))
+            .map_err(|e| format!("compiling the fast path's kernels with NVRTC: {e:?}"))
     })
     .as_deref()
     .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
@@ -43,12 +55,12 @@ fn ptx() -> Result<&'static str> {
 
 fn element_count(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| {
-        candle_core::Error::Cuda(format!("fast leaky ReLU: {n} elements exceed u32").into())
+        candle_core::Error::Cuda(format!("fast path kernel: {n} elements exceed u32").into())
     })
 }
 
 /// y = leaky_relu(x).
-pub(super) fn forward(
+pub(super) fn leaky_relu_forward(
     op: &str,
     (x, lx): (&CudaStorage, &Layout),
     slope: f32,
@@ -66,8 +78,8 @@ pub(super) fn forward(
     Ok(CudaStorage::wrap_cuda_slice(y, device.clone()))
 }
 
-/// dx from (x, dy).
-pub(super) fn backward(
+/// The leaky ReLU's dx from (x, dy).
+pub(super) fn leaky_relu_backward(
     op: &str,
     (x, lx): (&CudaStorage, &Layout),
     (dy, ld): (&CudaStorage, &Layout),
@@ -87,4 +99,35 @@ pub(super) fn backward(
     unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(CudaStorage::wrap_cuda_slice(dx, device.clone()))
+}
+
+/// y = ((x − r_μ) / d)·γ + β per channel, from x and [r_μ, d, γ, β]; each operation rounded on its
+/// own (no fused multiply-add), as on the CPU.
+pub(super) fn channel_normalise(
+    op: &str,
+    (_, channels, planes): (usize, usize, usize),
+    (x, lx): (&CudaStorage, &Layout),
+    (p, lp): (&CudaStorage, &Layout),
+) -> Result<CudaStorage> {
+    let device: &CudaDevice = &x.device;
+    let (x, p) = (contiguous_view(op, x, lx)?, contiguous_view(op, p, lp)?);
+    if p.len() != 4 * channels {
+        candle_core::bail!("{op}: expected 4 × {channels} parameters");
+    }
+    let n = x.len();
+    let count = element_count(n)?;
+    let (channels, planes) = (element_count(channels)?, element_count(planes)?);
+    let mut y = unsafe { device.alloc::<f32>(n) }?;
+    let func = device.get_or_load_custom_func("channel_normalise", MODULE, ptx()?)?;
+    let mut launch = func.builder();
+    launch
+        .arg(&x)
+        .arg(&p)
+        .arg(&mut y)
+        .arg(&channels)
+        .arg(&planes)
+        .arg(&count);
+    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+        .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
+    Ok(CudaStorage::wrap_cuda_slice(y, device.clone()))
 }
