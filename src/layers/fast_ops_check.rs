@@ -54,11 +54,15 @@ fn seeded(shape: &[usize], key: &str, offset: f32, device: &Device) -> Result<Te
     Tensor::from_vec(v, shape, device)
 }
 
-/// max |a − b| / max |b|, on the host.
+/// max |a − b| / max |b|, on the host; NaN when either holds a NaN anywhere (candle's maximum
+/// reductions skip NaN on both devices, its sums do not).
 fn max_relative(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let diff = (a - b)?.abs()?;
+    if !diff.sum_all()?.to_scalar::<f32>()?.is_finite() {
+        return Ok(f32::NAN);
+    }
     let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-    let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-    Ok(diff / scale.max(1e-12))
+    Ok(diff.max_all()?.to_scalar::<f32>()? / scale.max(1e-12))
 }
 
 /// The gradients of Σ out·r for a seeded r, for each of `vars` (variables).
@@ -325,6 +329,12 @@ mod tests {
         let measured = max_relative(&shifted, &x).unwrap();
         assert!(measured > TOLERANCE, "{measured}");
         assert_eq!(max_relative(&x, &x).unwrap(), 0.0);
+        // one NaN among finite values is not lost in the maximum
+        let mut with_nan: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        with_nan[17] = f32::NAN;
+        let with_nan = Tensor::from_vec(with_nan, x.dims(), &Device::Cpu).unwrap();
+        assert!(max_relative(&with_nan, &x).unwrap().is_nan());
+        assert!(!at(max_relative(&with_nan, &x).unwrap()).passes());
         let failed = failures(&[at(measured), at(1e-5), at(f32::NAN), at(TOLERANCE)]);
         assert_eq!(failed.len(), 2, "{failed:?}");
         assert!(failed[0].starts_with("conv dw: "), "{failed:?}");

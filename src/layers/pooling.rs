@@ -9,10 +9,11 @@ use candle_core::{Result, Tensor};
 /// (post-ReLU); callers guarantee that.
 /// Pooled one axis at a time as a maximum over strided views, differentiable with stock ops, for
 /// every window: candle 0.11.1's own `max_pool2d` has a wrong gradient (its backward multiplies the
-/// upstream gradient by the window's share of maxima, 1/k² for a unique maximum, where it should
-/// divide, and maps it back by nearest-neighbour upsampling, which misplaces windows when a side is
-/// not a multiple of the stride; measured against finite differences, `tests` below), so it is not
-/// used. Ties share the gradient equally (candle's `maximum`).
+/// upstream gradient by the window's share of maxima, m/k² for m tied maxima, so 1/k² for a unique
+/// one, where a unique maximum should receive it whole, and maps it back by nearest-neighbour
+/// upsampling, which misplaces windows when a side is not a multiple of the stride; measured against
+/// finite differences, `tests` below), so it is not used. Tied maxima split the gradient as candle's
+/// pairwise `maximum` does (½ each for two; chained over a window, three ties get ½, ¼, ¼).
 pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let x = if padding > 0 {
         x.pad_with_zeros(2, padding, padding)?
