@@ -47,7 +47,8 @@ impl PoolGeometry {
         for y in self.window(oy, self.h) {
             for x in self.window(ox, self.w) {
                 let v = plane[y * self.w + x];
-                // the first strict maximum; a NaN wins, as in PyTorch
+                // the first strict maximum; the first NaN wins (PyTorch's CPU kernel also lets a
+                // NaN win, the last one)
                 if v > best.1 || best.0 == usize::MAX || v.is_nan() && !best.1.is_nan() {
                     best = (y * self.w + x, v);
                 }
