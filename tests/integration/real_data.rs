@@ -64,7 +64,7 @@ fn mirror() -> PathBuf {
 }
 
 struct Prepared {
-    _dir: tempfile::TempDir,
+    dir: PathBuf,
     mini: DatasetReady,
     omniglot: DatasetReady,
 }
@@ -74,9 +74,16 @@ fn prepared() -> &'static Prepared {
     static ONCE: OnceLock<Prepared> = OnceLock::new();
     ONCE.get_or_init(|| {
         fewshot::threads::pin_thread_count();
-        let dir = tempfile::tempdir().unwrap();
+        // A static is never dropped, so a `TempDir` held here stayed on disk after every run (1.5 GB
+        // each in /tmp, which filled the disk across runs): one fixed folder under cargo's target
+        // directory instead, emptied at the start of every run so each run prepares afresh.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("real-data");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         let options = FetchOptions {
-            data_dir: dir.path().join("datasets"),
+            data_dir: dir.join("datasets"),
             manifests: repo().join("manifests"),
             mirrors: vec![Mirror::Dir(mirror())],
             verify_only: false,
@@ -89,7 +96,7 @@ fn prepared() -> &'static Prepared {
         let omniglot = set_up("omniglot");
         let mini = set_up("mini-imagenet");
         Prepared {
-            _dir: dir,
+            dir,
             mini,
             omniglot,
         }
@@ -98,7 +105,7 @@ fn prepared() -> &'static Prepared {
 
 /// The data folder the real-data tests prepared (Omniglot and miniImageNet stores).
 pub fn prepared_data_dir() -> PathBuf {
-    prepared()._dir.path().join("datasets")
+    prepared().dir.join("datasets")
 }
 
 fn fingerprints(ready: &DatasetReady, size: u32) -> Vec<(String, String)> {
