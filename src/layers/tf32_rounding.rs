@@ -1,6 +1,7 @@
 //! TF32 on the CPU: an f32 rounded to TF32's 10 explicit mantissa bits (8-bit exponent as f32's),
 //! round to nearest with ties away from zero, as the `cvt.rna.tf32.f32` conversion of NVIDIA's PTX ISA
-//! rounds before a tensor-core product. The fast path's CPU convolutions apply it to both operands of
+//! rounds (a tensor-core kernel may instead let the hardware drop the low bits; cuDNN does not say
+//! which its kernels do). The fast path's CPU convolutions apply it to both operands of
 //! every product when a cell asks for `conv_math = "tf32"`, so the accuracy effect of TF32 can be
 //! measured without a GPU (the sums stay f32, as on the tensor cores).
 
