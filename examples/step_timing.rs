@@ -4,7 +4,8 @@
 //!   84×84, `benches/shared/protonet_step.rs`), as `../shared/bench/torch_reference.py` times PyTorch.
 //! - `conv4-eval`, `resnet12-eval`: the same ProtoNet episode evaluated (evaluation mode, no
 //!   backward): `backbone_ms`/`head_ms`/`step_ms` are per test episode (issue #6's target: 2,000
-//!   ResNet-12 episodes in under a minute, i.e. 30 ms each).
+//!   ResNet-12 episodes in under a minute, i.e. 30 ms each). The parameters are variables, so candle
+//!   records the graph as it does when the suite evaluates (it has no no-gradient mode).
 //! - `lwfm-r18-1s`, `lwfm-r18-5s`: the paper protocol's LWFM-SPM step on ResNet-18 (5-way 1- or
 //!   5-shot, 15 queries per class, auxiliary batch of 128, the authors' three losses;
 //!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured.
