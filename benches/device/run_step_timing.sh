@@ -13,9 +13,11 @@
 #
 # Time: at most 100 s for the check, 45 s per timed run, 90 s for PyTorch. The device tool stops a
 # command at 600 s, so on the GPU run it in two calls, the second within the machine's 30 s idle
-# window: BACKBONES="conv4 resnet12 resnet12-eval" SKIP_TORCH=1 …, then
-# BACKBONES="lwfm-r18-1s lwfm-r18-5s" SKIP_CHECK=1 …. Every result line is printed (and its files
-# copied to $OUT) as soon as its run ends, so a stopped command keeps what finished.
+# window (at most 460 s and 180 s):
+#   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
+#   BACKBONES="lwfm-r18-1s lwfm-r18-5s" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
+# Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
+# command keeps what finished.
 #
 # Each run has its own timeout, so a failing or slow configuration cannot eat the others' time; a
 # configuration that cannot run (e.g. a fast op without a CUDA kernel yet) shows as FAILED with its
