@@ -24,20 +24,13 @@ use fewshot::manifest::model::BackboneKind;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::{parse_backbone, ProtonetStep};
+use protonet_step::{l2_relative, parse_backbone, ProtonetStep};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
 
 /// The bound on the worst parameter gradient's l2-relative difference over a whole step.
 const STEP_TOLERANCE: f64 = 5e-2;
-
-/// ‖a − b‖₂ / ‖b‖₂.
-fn l2_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f64> {
-    let diff = (a - b)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-    let norm = b.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-    Ok((diff / norm.max(1e-30)).sqrt())
-}
 
 /// The loss of each path, and the worst parameter gradient's l2-relative difference with its name.
 fn whole_step(
@@ -67,7 +60,7 @@ fn whole_step(
             (None, None) => continue,
             _ => return Err(format!("{name}: one path has a gradient, the other none")),
         };
-        let r = l2_relative(gf, gs).map_err(|e| e.to_string())?;
+        let r = l2_relative(gf, gs);
         if r > worst.0 || r.is_nan() {
             worst = (r, name.clone());
         }

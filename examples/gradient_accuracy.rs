@@ -14,26 +14,10 @@ use fewshot::layers::OpsPath;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::{parse_backbone, seeded};
+use protonet_step::{l2_relative, parse_backbone, seeded};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
-
-/// ‖a − b‖₂ / ‖b‖₂ in f64.
-fn l2_relative(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap();
-    let b = b.to_dtype(DType::F64).unwrap();
-    let norm = |t: &Tensor| {
-        t.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt()
-    };
-    norm(&(a - &b).unwrap()) / norm(&b).max(1e-300)
-}
 
 fn main() {
     fewshot::allocator::keep_freed_pages();

@@ -11,9 +11,12 @@
 
 use std::ffi::c_void;
 
-use candle_core::{CudaStorage, Layout, Result};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use cudarc::cudnn::sys;
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use super::cudnn_descriptors::{check, one, zero, TensorDescriptor};
 use super::cudnn_handle::CudnnHandle;
@@ -23,11 +26,39 @@ use super::op_operands::contiguous_view;
 /// refused here with the layer's value rather than as a bare status code.
 const MIN_EPSILON: f64 = 1e-5;
 
-fn refuse_small_epsilon(op: &str, eps: f64) -> Result<()> {
-    if eps < MIN_EPSILON {
-        candle_core::bail!("{op}: cuDNN needs ε ≥ {MIN_EPSILON}, the layer has {eps}");
+/// What both passes set up: the handle and its stream, the data's (batch, c, h·w, 1) descriptor and
+/// the per-channel parameters' one, and the packed output (batch·c·planes + 2c, uninitialised).
+struct Call {
+    handle: Rc<CudnnHandle>,
+    stream: Arc<CudaStream>,
+    data: TensorDescriptor,
+    parameters: TensorDescriptor,
+    packed: CudaSlice<f32>,
+}
+
+impl Call {
+    fn new(
+        op: &str,
+        (batch, channels, planes): (usize, usize, usize),
+        eps: f64,
+        device: &CudaDevice,
+    ) -> Result<Self> {
+        if eps < MIN_EPSILON {
+            candle_core::bail!("{op}: cuDNN needs ε ≥ {MIN_EPSILON}, the layer has {eps}");
+        }
+        let handle = CudnnHandle::for_device(device)?;
+        let stream = handle.stream().clone();
+        let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
+        let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
+        let packed = unsafe { device.alloc::<f32>(batch * channels * planes + 2 * channels) }?;
+        Ok(Self {
+            handle,
+            stream,
+            data,
+            parameters,
+            packed,
+        })
     }
-    Ok(())
 }
 
 /// (x, γ, β) → [y (batch·c·planes), μ (c), unbiased σ² (c)].
@@ -37,19 +68,20 @@ pub(super) fn train_forward(
     eps: f64,
     [(x, lx), (gamma, lg), (beta, lb)]: [(&CudaStorage, &Layout); 3],
 ) -> Result<CudaStorage> {
-    refuse_small_epsilon(op, eps)?;
+    let Call {
+        handle,
+        stream,
+        data,
+        parameters,
+        mut packed,
+    } = Call::new(op, (batch, channels, planes), eps, &x.device)?;
     let device = &x.device;
-    let handle = CudnnHandle::for_device(device)?;
-    let stream = handle.stream().clone();
     let n = batch * channels * planes;
     let (x, gamma, beta) = (
         contiguous_view(op, x, lx)?,
         contiguous_view(op, gamma, lg)?,
         contiguous_view(op, beta, lb)?,
     );
-    let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
-    let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
-    let mut packed = unsafe { device.alloc::<f32>(n + 2 * channels) }?;
     // the running buffers are read (times 1 − 1 = 0) before cuDNN writes them: no NaN may be there
     stream
         .memset_zeros(&mut packed.slice_mut(n..))
@@ -95,19 +127,20 @@ pub(super) fn backward(
     eps: f64,
     [(x, lx), (gamma, lg), (dy, ld)]: [(&CudaStorage, &Layout); 3],
 ) -> Result<CudaStorage> {
-    refuse_small_epsilon(op, eps)?;
+    let Call {
+        handle,
+        stream,
+        data,
+        parameters,
+        mut packed,
+    } = Call::new(op, (batch, channels, planes), eps, &x.device)?;
     let device = &x.device;
-    let handle = CudnnHandle::for_device(device)?;
-    let stream = handle.stream().clone();
     let n = batch * channels * planes;
     let (x, gamma, dy) = (
         contiguous_view(op, x, lx)?,
         contiguous_view(op, gamma, lg)?,
         contiguous_view(op, dy, ld)?,
     );
-    let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
-    let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
-    let mut packed = unsafe { device.alloc::<f32>(n + 2 * channels) }?;
     {
         let (x_ptr, _x_order) = x.device_ptr(&stream);
         let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 
+use super::op_operands::{max_relative, seeded};
 use super::ConvMath;
-use crate::data::philox::CounterRng;
 
 /// The bound on max |fast − stock| / max |stock|, f32 math.
 pub const TOLERANCE: f32 = 1e-4;
@@ -42,27 +42,6 @@ impl Comparison {
     pub fn passes(&self) -> bool {
         self.max_relative <= self.bound
     }
-}
-
-/// Uniform in [offset − 1, offset + 1) on `device`, seeded by `key`.
-fn seeded(shape: &[usize], key: &str, offset: f32, device: &Device) -> Result<Tensor> {
-    let mut rng = CounterRng::new(CounterRng::key_from(key), 0);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
-        .collect();
-    Tensor::from_vec(v, shape, device)
-}
-
-/// max |a − b| / max |b|, on the host; NaN when either holds a NaN anywhere (candle's maximum
-/// reductions skip NaN on both devices, its sums do not).
-fn max_relative(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let diff = (a - b)?.abs()?;
-    if !diff.sum_all()?.to_scalar::<f32>()?.is_finite() {
-        return Ok(f32::NAN);
-    }
-    let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-    Ok(diff.max_all()?.to_scalar::<f32>()? / scale.max(1e-12))
 }
 
 /// The gradients of Σ out·r for a seeded r, for each of `vars` (variables).

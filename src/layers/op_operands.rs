@@ -1,5 +1,5 @@
-//! What the fast path's custom ops share: reading a CPU or CUDA operand as contiguous f32, and (in
-//! tests) seeded tensors and the relative error the ops are checked with.
+//! What the fast path's custom ops share: reading a CPU or CUDA operand as contiguous f32, and the
+//! seeded tensors and relative error the ops are checked with (by their tests and `fast_ops_check`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
@@ -38,31 +38,44 @@ pub(super) fn contiguous_view<'a>(
     Ok(slice.slice(start..end))
 }
 
+/// Uniform in [offset − 1, offset + 1) on `device`, seeded by `key`: the fast path's checks' inputs.
+pub(super) fn seeded(
+    shape: &[usize],
+    key: &str,
+    offset: f32,
+    device: &candle_core::Device,
+) -> Result<candle_core::Tensor> {
+    use crate::data::philox::CounterRng;
+    let mut rng = CounterRng::new(CounterRng::key_from(key), 0);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
+        .collect();
+    candle_core::Tensor::from_vec(v, shape, device)
+}
+
+/// max |a − b| / max |b|, on the host; NaN when either holds a NaN anywhere (candle's maximum
+/// reductions skip NaN on both devices, its sums do not).
+pub(super) fn max_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f32> {
+    let diff = (a - b)?.abs()?;
+    if !diff.sum_all()?.to_scalar::<f32>()?.is_finite() {
+        return Ok(f32::NAN);
+    }
+    let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
+    Ok(diff.max_all()?.to_scalar::<f32>()? / scale.max(1e-12))
+}
+
 #[cfg(test)]
 pub(super) mod test_tensors {
     use candle_core::{Device, Tensor};
 
-    /// Uniform in [offset − 1, offset + 1), seeded by `key`.
+    /// [`super::seeded`] on the CPU.
     pub fn seeded(shape: &[usize], key: &str, offset: f32) -> Tensor {
-        let mut rng =
-            crate::data::philox::CounterRng::new(crate::data::philox::CounterRng::key_from(key), 0);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| rng.unit_f32() * 2.0 - 1.0 + offset)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        super::seeded(shape, key, offset, &Device::Cpu).unwrap()
     }
 
-    /// max |a − b| / max |b|.
+    /// [`super::max_relative`], unwrapped.
     pub fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        diff.to_scalar::<f32>().unwrap() / scale.max(1e-12)
+        super::max_relative(a, b).unwrap()
     }
 }
