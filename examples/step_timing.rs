@@ -9,6 +9,11 @@
 //! - `lwfm-r18-1s`, `lwfm-r18-5s`: the paper protocol's LWFM-SPM step on ResNet-18 (5-way 1- or
 //!   5-shot, 15 queries per class, auxiliary batch of 128, the authors' three losses;
 //!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured.
+//! - `layers-conv4`, `layers-resnet12`: not a step but its backbone's layers one by one
+//!   (`benches/shared/layer_timing.rs`): a line `layer <kind> <label> count=… forward_ms=…
+//!   backward_ms=… step_ms=…` per distinct layer (`steps` timings after `warm-up`, medians), then
+//!   `RESULT step_timing … conv_ms=… batch_norm_ms=… max_pool_ms=… activation_ms=… layers_ms=…`:
+//!   per step, count × (forward + backward), summed by kind, to set beside the step's phases.
 //!
 //! Phases, each followed by a device synchronisation (medians): the backbone, the head and losses
 //! (for LWFM-SPM this holds its host-side semantic-pixel matching), backward, then SGD with Nesterov
@@ -31,6 +36,8 @@ use fewshot::train::optimizer::Sgd;
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
 use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
+#[path = "../benches/shared/layer_timing.rs"]
+mod layer_timing;
 #[path = "../benches/shared/lwfm_spm_step.rs"]
 mod lwfm_spm_step;
 use lwfm_spm_step::LwfmSpmStep;
@@ -47,6 +54,8 @@ fn median_ms(mut seconds: Vec<f64>) -> f64 {
 /// Which step to time.
 #[derive(Clone, Copy)]
 enum StepKind {
+    /// the backbone's layers one by one (not a step)
+    Layers(BackboneKind),
     Protonet(BackboneKind),
     /// a ProtoNet test episode: forward only, evaluation mode
     Evaluation(BackboneKind),
@@ -58,6 +67,9 @@ fn parse_step(name: &str) -> Result<StepKind, String> {
     match name {
         "lwfm-r18-1s" => Ok(StepKind::LwfmSpm(1)),
         "lwfm-r18-5s" => Ok(StepKind::LwfmSpm(5)),
+        other if other.starts_with("layers-") => {
+            parse_backbone(&other["layers-".len()..]).map(StepKind::Layers)
+        }
         other => match other.strip_suffix("-eval") {
             Some(backbone) => parse_backbone(backbone).map(StepKind::Evaluation),
             None => parse_backbone(other).map(StepKind::Protonet),
@@ -97,7 +109,7 @@ impl Built {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s> <fast|stock> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <fast|stock> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -119,6 +131,16 @@ fn main() {
     };
     let (steps, warm_up) = (count(4, 20), count(5, 5));
     let label = format!("device={spec} backbone={} ops={}", args[2], args[3]);
+    if let StepKind::Layers(backbone) = kind {
+        match time_layers(spec, backbone, ops, steps, warm_up) {
+            Ok(sums) => println!("RESULT step_timing {label} {sums} repeats={steps}"),
+            Err(e) => {
+                println!("FAILED step_timing {label} error={e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     match time_steps(spec, kind, ops, steps, warm_up) {
         Ok([backbone, head, backward, optimiser, step]) => println!(
             "RESULT step_timing {label} backbone_ms={backbone:.2} head_ms={head:.2} \
@@ -131,6 +153,48 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Times each distinct layer of `backbone` (printing a line each) and returns the per-kind sums per
+/// step as `key=value` fields.
+fn time_layers(
+    spec: DeviceSpec,
+    backbone: BackboneKind,
+    ops: OpsPath,
+    repeats: usize,
+    warm_up: usize,
+) -> Result<String, String> {
+    let device = spec.open().map_err(|e| e.to_string())?;
+    let ops = fewshot::layers::LayerOps::f32(ops);
+    let mut sums = [0f64; 4];
+    for layer in layer_timing::backbone_layers(backbone, 100, 84) {
+        let t = catch_unwind(AssertUnwindSafe(|| {
+            layer_timing::time_layer(&layer, ops, &device, repeats, warm_up)
+        }))
+        .map_err(|_| format!("{} failed (see above)", layer.label))?
+        .map_err(|e| format!("{}: {e}", layer.label))?;
+        println!(
+            "layer {:<10} {:<38} count={} forward_ms={:.3} backward_ms={:.3} step_ms={:.3}",
+            layer.kind.name(),
+            layer.label,
+            layer.count,
+            t.forward_ms,
+            t.backward_ms,
+            t.step_ms()
+        );
+        let k = layer_timing::OpKind::ALL
+            .iter()
+            .position(|&k| k == layer.kind)
+            .expect("a listed kind");
+        sums[k] += t.step_ms();
+    }
+    let mut fields: Vec<String> = layer_timing::OpKind::ALL
+        .iter()
+        .zip(sums)
+        .map(|(k, ms)| format!("{}_ms={ms:.2}", k.name()))
+        .collect();
+    fields.push(format!("layers_ms={:.2}", sums.iter().sum::<f64>()));
+    Ok(fields.join(" "))
 }
 
 /// Records one step's four phases (between consecutive instants) when `timed`.
@@ -162,6 +226,7 @@ fn time_steps(
             Built::Evaluation(ProtonetStep::new(backbone, ops, 5, 15, &device))
         }
         StepKind::LwfmSpm(shots) => Built::LwfmSpm(LwfmSpmStep::new(shots, ops, &device)),
+        StepKind::Layers(_) => unreachable!("layers are timed by time_layers"),
     })
     .map_err(|_| "building the model or the episode failed (see above)".to_string())?;
     let params = step.parameters();

@@ -4,8 +4,10 @@
 # gradients; examples/fast_ops_check.rs), then times the training steps of examples/step_timing.rs
 # (ProtoNet 5w5s15q on Conv-4 and ResNet-12, and a ResNet-12 test episode; LWFM-SPM on ResNet-18,
 # 1- and 5-shot with the auxiliary batch of 128; all at 84×84) on candle's stock ops and on the fast path, with the peak device memory
-# nvidia-smi saw during each run (sampled every 100 ms, CUDA context included), then eager PyTorch's
-# reference ProtoNet step on the same card, and prints a table last.
+# nvidia-smi saw during each run (sampled every 100 ms, CUDA context included), then the ProtoNet
+# backbones' layers one by one (`layers-conv4`, `layers-resnet12`: forward and backward per distinct
+# layer, summed by kind per step), then eager PyTorch's reference ProtoNet step on the same card,
+# and prints the tables last.
 #
 #   bash device-run/run_step_timing.sh [cuda|cpu] [steps] [warm-up]     (default: cuda 10 3)
 #   BACKBONES="conv4" bash device-run/run_step_timing.sh cpu 2 1         (a subset of the steps)
@@ -13,9 +15,9 @@
 #
 # Time: at most 100 s for the check, 45 s per timed run, 90 s for PyTorch. The device tool stops a
 # command at 600 s, so on the GPU run it in two calls, the second within the machine's 30 s idle
-# window (at most 460 s and 180 s):
+# window (at most 460 s and 360 s):
 #   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
-#   BACKBONES="lwfm-r18-1s lwfm-r18-5s" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
+#   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 # Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
 # command keeps what finished.
 #
@@ -27,7 +29,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 device="${1:-cuda}"
 steps="${2:-10}"
 warm="${3:-3}"
-all_steps="conv4 resnet12 resnet12-eval lwfm-r18-1s lwfm-r18-5s"
+all_steps="conv4 resnet12 resnet12-eval lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12"
 if [ "$device" != cpu ]; then
   # shellcheck disable=SC1091
   source "$here/gpu-env.sh"
@@ -97,9 +99,10 @@ printf '%s\n' "$check" "${lines[@]}" ${torch:+"$torch"}
 echo
 echo "== training steps at 84x84, median ms per phase, whole step mean ms, peak MiB ($device) =="
 printf '%-12s %-6s %9s %9s %9s %9s %9s %9s\n' step path backbone head backward optimiser step peak_MiB
+field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 for line in "${lines[@]}"; do
-  field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
   key="$(field backbone)-$(field ops)"
+  case "$key" in layers-*) continue;; esac
   if [[ "$line" == RESULT* ]]; then
     printf '%-12s %-6s %9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field backbone_ms)" \
       "$(field head_ms)" "$(field backward_ms)" "$(field optimiser_ms)" "$(field step_ms)" "${peaks[$key]:--}"
@@ -113,4 +116,27 @@ for line in "${lines[@]}"; do
     echo "$line" | tr ' ' '\n' | awk -F= '/^ops=/{o=$2} /^step_ms=/{printf "2,000 ResNet-12 test episodes (%s path): %.1f s (target: under 60 s)\n", o, $2 * 2}';;
   esac
 done
+layer_lines=()
+for line in "${lines[@]}"; do case "$line" in *backbone=layers-*) layer_lines+=("$line");; esac; done
+if [ "${#layer_lines[@]}" -gt 0 ]; then
+  echo
+  echo "== backbone layers one by one, ms per step: count x (forward + backward), by kind ($device) =="
+  printf '%-16s %-6s %9s %9s %9s %9s %9s\n' layers path conv batch_norm max_pool activation total
+  for line in "${layer_lines[@]}"; do
+    if [[ "$line" == RESULT* ]]; then
+      printf '%-16s %-6s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field conv_ms)" \
+        "$(field batch_norm_ms)" "$(field max_pool_ms)" "$(field activation_ms)" "$(field layers_ms)"
+    else
+      printf '%-16s %-6s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
+    fi
+  done
+  echo "slowest layers on the fast path (ms per step):"
+  for backbone in ${BACKBONES:-$all_steps}; do
+    case "$backbone" in layers-*)
+      grep '^layer ' "$here/$backbone-fast.out" 2>/dev/null \
+        | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^step_ms=/) { split($i, v, "="); print v[2] "\t" $0 } }' \
+        | sort -g -r | head -5 | cut -f2- | sed "s/^/  $backbone: /";;
+    esac
+  done
+fi
 echo "authors' LWFM-SPM code on an H200 (quoted from issue #6, a separate run): 46.9 ms per 1-shot step, 53.9 ms per 5-shot step"

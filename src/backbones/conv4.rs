@@ -4,10 +4,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, LeakyRelu, MaxPool2d};
 
 pub struct Conv4 {
     blocks: Vec<(Conv2d, BatchNorm2d)>,
+    relu: LeakyRelu,
     pool: MaxPool2d,
 }
 
@@ -24,6 +25,7 @@ impl Conv4 {
         }
         Ok(Self {
             blocks,
+            relu: LeakyRelu::relu(ops),
             pool: MaxPool2d::new(2, 2, 0, ops),
         })
     }
@@ -32,9 +34,9 @@ impl Conv4 {
     pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
         let mut outputs = vec![x.clone()];
         for (conv, bn) in self.blocks.iter().take(last) {
-            let h = bn
-                .forward(&conv.forward(outputs.last().unwrap())?, train)?
-                .relu()?;
+            let h = self
+                .relu
+                .forward(&bn.forward(&conv.forward(outputs.last().unwrap())?, train)?)?;
             outputs.push(self.pool.forward(&h)?);
         }
         Ok(outputs)

@@ -6,7 +6,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d, OpsPath};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, LeakyRelu, MaxPool2d};
 
 struct Block {
     convs: Vec<(Conv2d, BatchNorm2d)>,
@@ -15,7 +15,8 @@ struct Block {
 
 pub struct ResNet12 {
     blocks: Vec<Block>,
-    ops: LayerOps,
+    /// LeakyReLU(0.1)
+    activation: LeakyRelu,
     pool: MaxPool2d,
 }
 
@@ -43,17 +44,9 @@ impl ResNet12 {
         }
         Ok(Self {
             blocks,
-            ops,
+            activation: LeakyRelu::new(0.1, ops),
             pool: MaxPool2d::new(2, 2, 0, ops),
         })
-    }
-
-    /// LeakyReLU(0.1): one custom op on the fast path, candle-nn's composite on the stock one.
-    fn leaky_relu(&self, x: &Tensor) -> Result<Tensor> {
-        match self.ops.path {
-            OpsPath::Fast => crate::layers::leaky_relu_ops::leaky_relu(x, 0.1),
-            OpsPath::Stock => candle_nn::ops::leaky_relu(x, 0.1),
-        }
     }
 
     /// `[x, block1(x), …, block_last(…)]`
@@ -65,14 +58,14 @@ impl ResNet12 {
             for (i, (conv, bn)) in block.convs.iter().enumerate() {
                 h = bn.forward(&conv.forward(&h)?, train)?;
                 if i < 2 {
-                    h = self.leaky_relu(&h)?;
+                    h = self.activation.forward(&h)?;
                 }
             }
             let skip = block
                 .shortcut
                 .1
                 .forward(&block.shortcut.0.forward(input)?, train)?;
-            let h = self.leaky_relu(&(h + skip)?)?;
+            let h = self.activation.forward(&(h + skip)?)?;
             outputs.push(self.pool.forward(&h)?);
         }
         Ok(outputs)

@@ -7,7 +7,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{BatchNorm2d, Conv2d, LayerOps, MaxPool2d};
+use crate::layers::{BatchNorm2d, Conv2d, LayerOps, LeakyRelu, MaxPool2d};
 
 struct BasicBlock {
     conv1: Conv2d,
@@ -15,23 +15,27 @@ struct BasicBlock {
     conv2: Conv2d,
     bn2: BatchNorm2d,
     downsample: Option<(Conv2d, BatchNorm2d)>,
+    relu: LeakyRelu,
 }
 
 impl BasicBlock {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self
+            .relu
+            .forward(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
         let h = self.bn2.forward(&self.conv2.forward(&h)?, train)?;
         let skip = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (h + skip)?.relu()
+        self.relu.forward(&(h + skip)?)
     }
 }
 
 pub struct ResNet18 {
     conv1: Conv2d,
     bn1: BatchNorm2d,
+    relu: LeakyRelu,
     pool: MaxPool2d,
     blocks: Vec<BasicBlock>,
 }
@@ -61,6 +65,7 @@ impl ResNet18 {
                     conv2: Conv2d::new(vb.pp("conv2"), width, width, 3, 1, 1, ops)?,
                     bn2: BatchNorm2d::new(vb.pp("bn2"), width, ops)?,
                     downsample,
+                    relu: LeakyRelu::relu(ops),
                 });
                 input = width;
             }
@@ -68,6 +73,7 @@ impl ResNet18 {
         Ok(Self {
             conv1,
             bn1,
+            relu: LeakyRelu::relu(ops),
             pool: MaxPool2d::new(3, 2, 1, ops),
             blocks,
         })
@@ -75,7 +81,9 @@ impl ResNet18 {
 
     /// `[stem(x), block1, …, block_last]`
     pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
-        let stem = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let stem = self
+            .relu
+            .forward(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
         let mut outputs = vec![self.pool.forward(&stem)?];
         for block in self.blocks.iter().take(last) {
             let next = block.forward(outputs.last().unwrap(), train)?;

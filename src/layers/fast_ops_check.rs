@@ -1,9 +1,10 @@
 //! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
 //! every fast op's output and every gradient it passes back (convolutions of the backbones' four
 //! kinds and one at an episode's scale, batch norm in training (with its running statistics) and in
-//! evaluation, max pooling, leaky ReLU). The issue's bound is a relative error ≤ 1e-4 in f32 math (max |fast − stock| /
-//! max |stock|); the convolutions are also run in TF32 and compared with the stock f32 ones within
-//! 5e-3.
+//! evaluation, max pooling, leaky ReLU and ReLU), and the padded max pool on negative inputs against its own
+//! CPU formulas (where the stock path's zero padding is not exact). The issue's bound is a relative
+//! error ≤ 1e-4 in f32 math (max |fast − stock| / max |stock|); the convolutions are also run in
+//! TF32 and compared with the stock f32 ones within 5e-3.
 //!
 //! A model on the fast path runs this once per process and device before it trains on anything but
 //! the CPU (`FewShotModel::new`), and refuses to run if an op disagrees: the CUDA side (cuDNN and
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 
 use super::op_operands::{max_relative, seeded};
-use super::ConvMath;
+use super::{ConvMath, LayerOps};
 
 /// The bound on max |fast − stock| / max |stock|, f32 math.
 pub const TOLERANCE: f32 = 1e-4;
@@ -174,25 +175,29 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
 }
 
 fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
-    let op = "leaky relu 0.1 (3,5,20,30)".to_string();
-    // offset 0.1: no value is exactly 0, where candle-nn's gradient differs by design
-    let x = Var::from_tensor(&seeded(&[3, 5, 20, 30], "check-lrelu", 0.1, device)?)?;
-    let stock = candle_nn::ops::leaky_relu(&x, 0.1)?;
-    let fast = super::leaky_relu_ops::leaky_relu(&x, 0.1)?;
-    let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
-    let df = gradients(&fast, "check-lrelu-r", &[&x])?;
-    out.push(Comparison {
-        op: op.clone(),
-        quantity: "forward",
-        max_relative: max_relative(&fast, &stock)?,
-        bound: TOLERANCE,
-    });
-    out.push(Comparison {
-        op,
-        quantity: "dx",
-        max_relative: max_relative(&df[0], &ds[0])?,
-        bound: TOLERANCE,
-    });
+    // ResNet-12's slope, and 0 (ReLU: Conv-4, ResNet-18)
+    for slope in [0.1, 0.0] {
+        let op = format!("leaky relu {slope} (3,5,20,30)");
+        // offset 0.1: no value is exactly 0, where the paths' gradients differ by design
+        let x = Var::from_tensor(&seeded(&[3, 5, 20, 30], "check-lrelu", 0.1, device)?)?;
+        let stock =
+            super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock)).forward(&x)?;
+        let fast = super::leaky_relu_ops::leaky_relu(&x, slope)?;
+        let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
+        let df = gradients(&fast, "check-lrelu-r", &[&x])?;
+        out.push(Comparison {
+            op: op.clone(),
+            quantity: "forward",
+            max_relative: max_relative(&fast, &stock)?,
+            bound: TOLERANCE,
+        });
+        out.push(Comparison {
+            op,
+            quantity: "dx",
+            max_relative: max_relative(&df[0], &ds[0])?,
+            bound: TOLERANCE,
+        });
+    }
     Ok(())
 }
 
@@ -220,6 +225,29 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
             bound: TOLERANCE,
         });
     }
+    // ResNet-18's padded stem pool on negative inputs, where a padding position would win a window
+    // if it counted as 0 (the stock path's zero padding is wrong there, so the reference is the fast
+    // op's own CPU formulas, which are tested against the definition): cuDNN's −∞ padding checked
+    let op = "max pool 3x3 s2 p1 negative (4,8,20,20) vs cpu".to_string();
+    let x = seeded(&[4, 8, 20, 20], "check-pool-negative", -2.0, device)?;
+    let on_device = Var::from_tensor(&x)?;
+    let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
+    let fast = super::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
+    let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
+    let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
+    let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
+    out.push(Comparison {
+        op: op.clone(),
+        quantity: "forward",
+        max_relative: max_relative(&fast.to_device(&Device::Cpu)?, &cpu)?,
+        bound: TOLERANCE,
+    });
+    out.push(Comparison {
+        op,
+        quantity: "dx",
+        max_relative: max_relative(&df[0].to_device(&Device::Cpu)?, &dc[0])?,
+        bound: TOLERANCE,
+    });
     Ok(())
 }
 
@@ -285,7 +313,7 @@ mod tests {
     #[test]
     fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
-        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 + 2 * 2 + 2);
+        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 + 3 * 2 + 2 * 2);
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");
             assert!(c.max_relative.is_finite());

@@ -16,4 +16,12 @@ impl LayerOps {
             conv_math: config.conv_math,
         }
     }
+
+    /// A path in f32 arithmetic.
+    pub fn f32(path: OpsPath) -> Self {
+        Self {
+            path,
+            conv_math: ConvMath::F32,
+        }
+    }
 }

@@ -67,7 +67,9 @@ pub(super) fn backward(
     let x_desc = TensorDescriptor::nchw([g.batch, g.channels, g.h, g.w])?;
     let y_desc = TensorDescriptor::nchw([g.batch, g.channels, g.out_h(), g.out_w()])?;
     let pool = PoolingDescriptor::max(g)?;
-    let mut dx = unsafe { device.alloc::<f32>(g.batch * g.channels * g.h * g.w) }?;
+    // zeroed: inputs in no window (the last row and column of an odd side under a 2×2 pool) get no
+    // gradient, and the API reference does not say that a β of 0 writes them
+    let mut dx = device.alloc_zeros::<f32>(g.batch * g.channels * g.h * g.w)?;
     {
         let (x_ptr, _x_order) = x.device_ptr(&stream);
         let (y_ptr, _y_order) = y.device_ptr(&stream);

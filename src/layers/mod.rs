@@ -19,6 +19,7 @@ mod cudnn_handle;
 pub mod fast_ops_check;
 pub mod im2col;
 mod layer_ops;
+mod leaky_relu;
 pub mod leaky_relu_ops;
 mod max_pool;
 #[cfg(feature = "cuda")]
@@ -32,6 +33,7 @@ pub mod tf32_rounding;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
+pub use leaky_relu::LeakyRelu;
 pub use max_pool::MaxPool2d;
 pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 

@@ -98,11 +98,13 @@ pub struct EvalConfig {
 /// Bumped when a method's computation changes, so finished cells are recomputed.
 /// 2 (2026-11-29): max pooling's gradient fixed on both paths (candle's own was wrong), which changes
 /// every Conv-4 and ResNet-12 training run of every head.
+/// 3 (2026-11-29): the fast path's ReLU (Conv-4, ResNet-18) is one op whose gradient at exactly 0 is 0,
+/// as PyTorch's (candle's `relu` passes it whole), which moves fast-path training runs slightly.
 pub fn numerics_version(head: &HeadConfig) -> u32 {
     match head {
-        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 2,
-        HeadConfig::Deepemd { .. } => 2,
-        HeadConfig::LwfmSpm { .. } => 2,
+        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 3,
+        HeadConfig::Deepemd { .. } => 3,
+        HeadConfig::LwfmSpm { .. } => 3,
     }
 }
 
