@@ -109,7 +109,13 @@ fn train_step(c: &mut Criterion) {
     }
     for (name, kind, ops) in steps {
         // 5-way 5-shot 15-query: 100 images
-        let step = ProtonetStep::new(kind, ops, 5, 15, &candle_core::Device::Cpu);
+        let step = ProtonetStep::new(
+            kind,
+            fewshot::layers::LayerOps::f32(ops),
+            5,
+            15,
+            &candle_core::Device::Cpu,
+        );
         let params = step.parameters();
         let mut sgd = Sgd::new(0.9, true, 5e-4);
         group.bench_function(name, |b| {

@@ -1,7 +1,8 @@
 //! Checks the fast path against candle's stock ops on a device, for issue #6's GPU check:
-//! `fast_ops_check <cpu|cuda[:N]> [backbone … | none]` (default backbones: conv4 and resnet12 on
-//! CUDA, conv4 on the CPU, where ResNet-12's stock step alone needs more than 24 GB; `none`: the op
-//! comparisons only).
+//! `fast_ops_check <cpu|cuda[:N]> [backbone[:shots:queries] … | none]` (default backbones: conv4 and
+//! resnet12 on CUDA, conv4 on the CPU, where ResNet-12's stock step alone needs more than 24 GB at the
+//! default 5 shots and 15 queries per class, e.g. `resnet12:1:3` fits; `none`: the op comparisons
+//! only).
 //! 1. Every fast op on seeded random inputs (`fewshot::layers::fast_ops_check`: outputs and
 //!    gradients, relative error bound 1e-4; TF32 convolutions 5e-3).
 //! 2. A whole training step per backbone: the ProtoNet step of `benches/shared/protonet_step.rs`
@@ -34,12 +35,18 @@ const STEP_TOLERANCE: f64 = 5e-2;
 
 /// The loss of each path, and the worst parameter gradient's l2-relative difference with its name.
 fn whole_step(
-    kind: BackboneKind,
+    (kind, shots, queries): (BackboneKind, usize, usize),
     device: &candle_core::Device,
 ) -> Result<(f32, f32, f64, String), String> {
     let build = |ops| {
         catch_unwind(AssertUnwindSafe(|| {
-            ProtonetStep::new(kind, ops, 5, 15, device)
+            ProtonetStep::new(
+                kind,
+                fewshot::layers::LayerOps::f32(ops),
+                shots,
+                queries,
+                device,
+            )
         }))
         .map_err(|_| format!("building the {ops:?} step failed (see above)"))
     };
@@ -68,10 +75,25 @@ fn whole_step(
     Ok((stock_loss, fast_loss, worst.0, worst.1))
 }
 
+/// `conv4`, `resnet12` (5 shots, 15 queries per class) or `<backbone>:<shots>:<queries>`.
+fn parse_episode_step(name: &str) -> Result<(BackboneKind, usize, usize), String> {
+    let mut parts = name.split(':');
+    let kind = parse_backbone(parts.next().unwrap_or_default())?;
+    let counts: Vec<usize> = parts
+        .map(|p| p.parse().ok().filter(|&n| n > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("{name:?}: shots and queries are positive counts"))?;
+    match counts[..] {
+        [] => Ok((kind, 5, 15)),
+        [shots, queries] => Ok((kind, shots, queries)),
+        _ => Err(format!("{name:?}: expected <backbone>:<shots>:<queries>")),
+    }
+}
+
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: fast_ops_check <cpu|cuda[:N]> [conv4|resnet12 … | none]";
+    let usage = "usage: fast_ops_check <cpu|cuda[:N]> [conv4|resnet12[:shots:queries] … | none]";
     let Some(spec) = args.get(1) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -88,10 +110,10 @@ fn main() {
     } else {
         vec!["conv4".into(), "resnet12".into()]
     };
-    let kinds: Vec<BackboneKind> = names
+    let kinds: Vec<(BackboneKind, usize, usize)> = names
         .iter()
         .map(|n| {
-            parse_backbone(n).unwrap_or_else(|e| {
+            parse_episode_step(n).unwrap_or_else(|e| {
                 eprintln!("{e}\n{usage}");
                 std::process::exit(2)
             })

@@ -1,7 +1,7 @@
 //! Peak resident memory of one CPU training step's forward and backward pass (ProtoNet, 5-way, seeded
 //! images at 84×84; the optimiser's update, which allocates little, is left out), on the `fewshot`
 //! binary's allocator settings (mimalloc keeping freed pages):
-//! `cargo run --release --example step_memory -- <conv4|resnet12> <fast|stock> <shots> <queries>`.
+//! `cargo run --release --example step_memory -- <conv4|resnet12> <stock|fast|fast-tf32> <shots> <queries>`.
 //! Prints the peak resident set (VmHWM) before, after the forward pass and after the backward pass,
 //! and the wall time of that one cold pass (criterion's `train_step/*` benches time warm steps).
 
@@ -26,7 +26,7 @@ fn peak_mib() -> u64 {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_memory <conv4|resnet12> <fast|stock> <shots> <queries>";
+    let usage = "usage: step_memory <conv4|resnet12> <stock|fast|fast-tf32> <shots> <queries>";
     if args.len() != 5 {
         eprintln!("{usage}");
         std::process::exit(2);

@@ -1,5 +1,5 @@
 //! Times one training step by phase on a device, for the GPU comparison of issue #6 and for the same
-//! measurement on CPU: `step_timing <cpu|cuda[:N]> <step> <fast|stock> [steps] [warm-up]` (defaults 20 timed steps after 5 warm-up steps).
+//! measurement on CPU: `step_timing <cpu|cuda[:N]> <step> <stock|fast|fast-tf32> [steps] [warm-up]` (defaults 20 timed steps after 5 warm-up steps).
 //! - `conv4`, `resnet12`: the benches' ProtoNet step (5-way 5-shot 15-query, 100 seeded images at
 //!   84×84, `benches/shared/protonet_step.rs`), as `../shared/bench/torch_reference.py` times PyTorch.
 //! - `conv4-eval`, `resnet12-eval`: the same ProtoNet episode evaluated (evaluation mode, no
@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use fewshot::device::DeviceSpec;
-use fewshot::layers::OpsPath;
+use fewshot::layers::LayerOps;
 use fewshot::manifest::model::BackboneKind;
 use fewshot::train::optimizer::Sgd;
 
@@ -109,7 +109,7 @@ impl Built {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <fast|stock> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -160,12 +160,11 @@ fn main() {
 fn time_layers(
     spec: DeviceSpec,
     backbone: BackboneKind,
-    ops: OpsPath,
+    ops: LayerOps,
     repeats: usize,
     warm_up: usize,
 ) -> Result<String, String> {
     let device = spec.open().map_err(|e| e.to_string())?;
-    let ops = fewshot::layers::LayerOps::f32(ops);
     let mut sums = [0f64; 4];
     for layer in layer_timing::backbone_layers(backbone, 100, 84) {
         let t = catch_unwind(AssertUnwindSafe(|| {
@@ -212,7 +211,7 @@ fn phases_after(phases: &mut [Vec<f64>; 4], timed: bool, at: [Instant; 5]) {
 fn time_steps(
     spec: DeviceSpec,
     kind: StepKind,
-    ops: OpsPath,
+    ops: LayerOps,
     steps: usize,
     warm_up: usize,
 ) -> Result<[f64; 5], String> {

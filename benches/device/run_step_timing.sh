@@ -11,11 +11,14 @@
 #
 #   bash device-run/run_step_timing.sh [cuda|cpu] [steps] [warm-up]     (default: cuda 10 3)
 #   BACKBONES="conv4" bash device-run/run_step_timing.sh cpu 2 1         (a subset of the steps)
+#   PATHS="fast fast-tf32"                                               (default: stock fast fast-tf32)
 #   SKIP_CHECK=1 / SKIP_TORCH=1                                          (leave those parts out)
 #
-# Time: at most 100 s for the check, 45 s per timed run, 90 s for PyTorch. The device tool stops a
-# command at 600 s, so on the GPU run it in two calls, the second within the machine's 30 s idle
-# window (at most 460 s and 360 s):
+# Paths: candle's stock ops, the fast path in f32, and the fast path with TF32 convolutions (eager
+# PyTorch convolves in TF32 by default on a GPU: torch.backends.cudnn.allow_tf32).
+# Time: at most 100 s for the check, 45 s per stock run and 30 s per fast run, 90 s for PyTorch. The
+# device tool stops a command at 600 s, so on the GPU run it in two calls, the second within the
+# machine's 30 s idle window (at most 505 s and 420 s):
 #   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
 #   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 # Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
@@ -61,19 +64,21 @@ lines=()
 declare -A peaks
 peak_of() { sort -n "$1" 2>/dev/null | tail -1; }
 for backbone in ${BACKBONES:-$all_steps}; do
-  for ops in stock fast; do
+  for ops in ${PATHS:-stock fast fast-tf32}; do
+    limit=30
+    [ "$ops" = stock ] && limit=45
     sampler=""
     if [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$here/$backbone-$ops.mem" 2>/dev/null &
       sampler=$!
     fi
-    timeout 45 "$here/step_timing" "$device" "$backbone" "$ops" "$steps" "$warm" \
+    timeout "$limit" "$here/step_timing" "$device" "$backbone" "$ops" "$steps" "$warm" \
       >"$here/$backbone-$ops.out" 2>"$here/$backbone-$ops.err"
     rc=$?
     if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi
     peaks["$backbone-$ops"]="$(peak_of "$here/$backbone-$ops.mem")"
     line="$(grep -E '^(RESULT|FAILED) ' "$here/$backbone-$ops.out")"
-    case "$rc" in 124) why="timed out after 45 s";; 137) why="killed (out of memory?)";; *) why="exit status $rc";; esac
+    case "$rc" in 124) why="timed out after $limit s";; 137) why="killed (out of memory?)";; *) why="exit status $rc";; esac
     [ -n "$line" ] || line="FAILED step_timing device=$device backbone=$backbone ops=$ops error=no result: $why (see $backbone-$ops.err)"
     lines+=("$line")
     echo "$line peak_mib=${peaks[$backbone-$ops]:--}"
@@ -85,6 +90,8 @@ if [ -z "${SKIP_TORCH:-}" ]; then
   torch="$(timeout 90 python3 "$here/torch_reference.py" "$device" 2>"$here/torch.err" | grep '^RESULT ')"
   [ -n "$torch" ] || torch="FAILED torch reference (see torch.err)"
   echo "$torch"
+  # the reference runs on PyTorch's defaults: say which arithmetic they chose
+  timeout 30 python3 -c 'import torch; b = torch.backends; print("torch defaults: cudnn.allow_tf32=%s matmul.allow_tf32=%s cudnn.benchmark=%s" % (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.benchmark))' 2>>"$here/torch.err"
   keep "$here/torch.err"
 fi
 echo
@@ -98,19 +105,19 @@ echo "== raw =="
 printf '%s\n' "$check" "${lines[@]}" ${torch:+"$torch"}
 echo
 echo "== training steps at 84x84, median ms per phase, whole step mean ms, peak MiB ($device) =="
-printf '%-12s %-6s %9s %9s %9s %9s %9s %9s\n' step path backbone head backward optimiser step peak_MiB
+printf '%-12s %-9s %9s %9s %9s %9s %9s %9s\n' step path backbone head backward optimiser step peak_MiB
 field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 for line in "${lines[@]}"; do
   key="$(field backbone)-$(field ops)"
   case "$key" in layers-*) continue;; esac
   if [[ "$line" == RESULT* ]]; then
-    printf '%-12s %-6s %9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field backbone_ms)" \
+    printf '%-12s %-9s %9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field backbone_ms)" \
       "$(field head_ms)" "$(field backward_ms)" "$(field optimiser_ms)" "$(field step_ms)" "${peaks[$key]:--}"
   else
-    printf '%-12s %-6s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
+    printf '%-12s %-9s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
   fi
 done
-echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-12s %-6s %9s %9s %9s %9s %9s %9s\n", m, "torch", "-", "-", "-", "-", $2, "-"}'
+echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-12s %-9s %9s %9s %9s %9s %9s %9s\n", m, "torch", "-", "-", "-", "-", $2, "-"}'
 for line in "${lines[@]}"; do
   case "$line" in RESULT*backbone=resnet12-eval*)
     echo "$line" | tr ' ' '\n' | awk -F= '/^ops=/{o=$2} /^step_ms=/{printf "2,000 ResNet-12 test episodes (%s path): %.1f s (target: under 60 s)\n", o, $2 * 2}';;
@@ -121,13 +128,13 @@ for line in "${lines[@]}"; do case "$line" in *backbone=layers-*) layer_lines+=(
 if [ "${#layer_lines[@]}" -gt 0 ]; then
   echo
   echo "== backbone layers one by one, ms per step: count x (forward + backward), by kind ($device) =="
-  printf '%-16s %-6s %9s %9s %9s %9s %9s\n' layers path conv batch_norm max_pool activation total
+  printf '%-16s %-9s %9s %9s %9s %9s %9s\n' layers path conv batch_norm max_pool activation total
   for line in "${layer_lines[@]}"; do
     if [[ "$line" == RESULT* ]]; then
-      printf '%-16s %-6s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field conv_ms)" \
+      printf '%-16s %-9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field conv_ms)" \
         "$(field batch_norm_ms)" "$(field max_pool_ms)" "$(field activation_ms)" "$(field layers_ms)"
     else
-      printf '%-16s %-6s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
+      printf '%-16s %-9s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
     fi
   done
   echo "slowest layers on the fast path (ms per step):"

@@ -7,7 +7,7 @@
 //! scaffolding, not part of the library.
 
 use candle_core::{Device, Tensor, Var, D};
-use fewshot::layers::OpsPath;
+use fewshot::layers::LayerOps;
 use fewshot::manifest::cell::CellConfig;
 use fewshot::train::model::FewShotModel;
 
@@ -31,14 +31,15 @@ pub struct LwfmSpmStep {
 
 impl LwfmSpmStep {
     /// The paper cell with `shots` per class and `ops`, on `device`.
-    pub fn new(shots: usize, ops: OpsPath, device: &Device) -> Self {
+    pub fn new(shots: usize, ops: LayerOps, device: &Device) -> Self {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/manifests/experiments/table1/paper-resnet18.toml"
         ))
         .unwrap();
         let mut cell = CellConfig::from_toml(&text).unwrap();
-        cell.backbone.ops = ops;
+        cell.backbone.ops = ops.path;
+        cell.backbone.conv_math = ops.conv_math;
         cell.episode.n_shot = shots;
         cell.episode.n_query = 15;
         cell.train.aux_batch = 128;

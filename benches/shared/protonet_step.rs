@@ -5,7 +5,7 @@
 //! (`#[path]`): it is measuring scaffolding, not part of the library.
 
 use candle_core::{Device, Tensor, Var};
-use fewshot::layers::OpsPath;
+use fewshot::layers::{ConvMath, LayerOps, OpsPath};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
 use fewshot::train::model::FewShotModel;
@@ -40,13 +40,18 @@ pub fn parse_backbone(name: &str) -> Result<BackboneKind, String> {
     }
 }
 
-/// The ops path from its command-line name.
+/// The layers' ops from their command-line name: `stock`, `fast` (f32) or `fast-tf32` (the fast
+/// path with TF32 convolutions, as eager PyTorch convolves by default on a GPU).
 #[allow(dead_code)] // the bench takes its paths from a list
-pub fn parse_ops(name: &str) -> Result<OpsPath, String> {
+pub fn parse_ops(name: &str) -> Result<LayerOps, String> {
     match name {
-        "fast" => Ok(OpsPath::Fast),
-        "stock" => Ok(OpsPath::Stock),
-        other => Err(format!("unknown ops path {other:?}")),
+        "fast" => Ok(LayerOps::f32(OpsPath::Fast)),
+        "stock" => Ok(LayerOps::f32(OpsPath::Stock)),
+        "fast-tf32" => Ok(LayerOps {
+            path: OpsPath::Fast,
+            conv_math: ConvMath::Tf32,
+        }),
+        other => Err(format!("unknown ops {other:?} (stock, fast or fast-tf32)")),
     }
 }
 
@@ -75,7 +80,7 @@ impl ProtonetStep {
     /// last block), `ops`, and `shots` + `queries` images per class, on `device`.
     pub fn new(
         kind: BackboneKind,
-        ops: OpsPath,
+        ops: LayerOps,
         shots: usize,
         queries: usize,
         device: &Device,
@@ -95,7 +100,8 @@ impl ProtonetStep {
                 ..BackboneConfig::default_for(kind, 3)
             };
         }
-        cell.backbone.ops = ops;
+        cell.backbone.ops = ops.path;
+        cell.backbone.conv_math = ops.conv_math;
         cell.episode.n_shot = shots;
         cell.episode.n_query = queries;
         let ways = cell.episode.n_way;
