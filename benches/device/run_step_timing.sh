@@ -3,8 +3,8 @@
 # fast path against candle's stock ops there (every fast op on random inputs, then a whole step's
 # gradients; examples/fast_ops_check.rs), then times the training steps of examples/step_timing.rs
 # (ProtoNet 5w5s15q on Conv-4 and ResNet-12, and a ResNet-12 test episode; LWFM-SPM on ResNet-18,
-# 1- and 5-shot with the auxiliary batch of 128; all at 84×84) on candle's stock ops and on the fast path, with the peak device memory
-# nvidia-smi saw during each run (sampled every 100 ms, CUDA context included), then the ProtoNet
+# 1- and 5-shot with the auxiliary batch of 128; all at 84×84) on each path (below), with the peak
+# device memory nvidia-smi saw during each run (sampled every 100 ms, CUDA context included), then the ProtoNet
 # backbones' layers one by one (`layers-conv4`, `layers-resnet12`: forward and backward per distinct
 # layer, summed by kind per step), then eager PyTorch's reference ProtoNet step on the same card,
 # and prints the tables last.
@@ -16,9 +16,11 @@
 #
 # Paths: candle's stock ops, the fast path in f32, and the fast path with TF32 convolutions (eager
 # PyTorch convolves in TF32 by default on a GPU: torch.backends.cudnn.allow_tf32).
-# Time: at most 100 s for the check, 45 s per stock run and 30 s per fast run, 90 s for PyTorch. The
-# device tool stops a command at 600 s, so on the GPU run it in two calls, the second within the
-# machine's 30 s idle window (at most 505 s and 420 s):
+# Time limits: 60 s for the check, 40 s per stock run and 25 s per fast run, 90 s for PyTorch and 20 s
+# for its settings. The device tool stops a command at 600 s, so on the GPU run it in two calls, the
+# second within the machine's 30 s idle window: at most 440 s and 360 s, though a run should take
+# seconds there (model build, the op check, 23 steps of milliseconds); the session's 900 s of device
+# time also pays the machine's start.
 #   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
 #   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 # Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
@@ -53,7 +55,7 @@ if [ -z "${SKIP_CHECK:-}" ]; then
   # the op check's whole-step comparison knows the ProtoNet backbones (`none`: ops only)
   check_backbones="$(for b in ${BACKBONES:-conv4 resnet12}; do case "$b" in conv4|resnet12) echo "$b";; esac; done)"
   # shellcheck disable=SC2086
-  timeout 100 "$here/fast_ops_check" "$device" ${check_backbones:-none} >"$here/check.out" 2>"$here/check.err"
+  timeout 60 "$here/fast_ops_check" "$device" ${check_backbones:-none} >"$here/check.out" 2>"$here/check.err"
   rc=$?
   check="$(grep -E '^(RESULT|FAILED) ' "$here/check.out")"
   [ -n "$check" ] || check="FAILED fast_ops_check device=$device error=no result: exit status $rc (see check.err)"
@@ -65,8 +67,8 @@ declare -A peaks
 peak_of() { sort -n "$1" 2>/dev/null | tail -1; }
 for backbone in ${BACKBONES:-$all_steps}; do
   for ops in ${PATHS:-stock fast fast-tf32}; do
-    limit=30
-    [ "$ops" = stock ] && limit=45
+    limit=25
+    [ "$ops" = stock ] && limit=40
     sampler=""
     if [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$here/$backbone-$ops.mem" 2>/dev/null &
@@ -91,7 +93,7 @@ if [ -z "${SKIP_TORCH:-}" ]; then
   [ -n "$torch" ] || torch="FAILED torch reference (see torch.err)"
   echo "$torch"
   # the reference runs on PyTorch's defaults: say which arithmetic they chose
-  timeout 30 python3 -c 'import torch; b = torch.backends; print("torch defaults: cudnn.allow_tf32=%s matmul.allow_tf32=%s cudnn.benchmark=%s" % (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.benchmark))' 2>>"$here/torch.err"
+  timeout 20 python3 -c 'import torch; b = torch.backends; print("torch defaults: cudnn.allow_tf32=%s matmul.allow_tf32=%s cudnn.benchmark=%s" % (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.benchmark))' 2>>"$here/torch.err"
   keep "$here/torch.err"
 fi
 echo
@@ -137,12 +139,15 @@ if [ "${#layer_lines[@]}" -gt 0 ]; then
       printf '%-16s %-9s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
     fi
   done
-  echo "slowest layers on the fast path (ms per step):"
+  echo "slowest layers on each fast path (ms per step; this run's outputs only):"
   for backbone in ${BACKBONES:-$all_steps}; do
     case "$backbone" in layers-*)
-      grep '^layer ' "$here/$backbone-fast.out" 2>/dev/null \
-        | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^step_ms=/) { split($i, v, "="); print v[2] "\t" $0 } }' \
-        | sort -g -r | head -5 | cut -f2- | sed "s/^/  $backbone: /";;
+      for ops in ${PATHS:-stock fast fast-tf32}; do
+        [ "$ops" = stock ] && continue
+        grep '^layer ' "$here/$backbone-$ops.out" 2>/dev/null \
+          | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^step_ms=/) { split($i, v, "="); print v[2] "\t" $0 } }' \
+          | sort -g -r | head -5 | cut -f2- | sed "s/^/  $backbone $ops: /"
+      done;;
     esac
   done
 fi

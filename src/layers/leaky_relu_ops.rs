@@ -1,11 +1,13 @@
 //! The fast path's leaky ReLU (and, at slope 0, its ReLU) as one candle custom op: y = x for x > 0,
 //! slope·x otherwise, and a backward op dx = dy·(1 for x > 0, slope otherwise), PyTorch's convention
-//! at 0 (its `leaky_relu_backward` and `threshold_backward`). candle-nn's `leaky_relu` builds the same function from five tensors (zeros,
+//! at 0 (its `leaky_relu_backward`). At slope 0 it is PyTorch's ReLU exactly: y = 0 and dx = 0 for
+//! x ≤ 0 (−∞ and infinite dy included), NaN passed on (`threshold_backward`). candle-nn's `leaky_relu` builds the same function from five tensors (zeros,
 //! a maximum, a minimum, a scale and a sum), every one kept alive for the backward pass, whose
 //! maximum/minimum gradients add masks and divisions of their own; ResNet-12 applies it three times
 //! per block, so at 84×84 it held most of the step's memory (measured in `benches/RESULTS.md`).
-//! The two paths differ only at exactly x = 0: candle-nn's maximum/minimum gradients split there, giving
-//! (1 + slope)/2·dy, this op gives slope·dy as PyTorch does. The backward op has no gradient of its own
+//! The two paths differ only at exactly x = 0 (for finite values): candle-nn's maximum/minimum
+//! gradients split there, giving (1 + slope)/2·dy, and at slope 0 the stock path's `relu` passes dy
+//! whole; this op gives slope·dy, as PyTorch does. The backward op has no gradient of its own
 //! (no second-order derivatives), like the fast path's convolution and batch-norm ops. On CUDA each
 //! pass is one kernel (`nvrtc_kernels`, with the `cuda` feature).
 
@@ -40,10 +42,17 @@ impl CustomOp1 for LeakyRelu {
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(move |(y, x)| {
-                // a select on a copied slope, which the compiler vectorises: a branch on the
-                // sign is mispredicted half the time (10× slower on signed data)
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * if x > 0.0 { 1.0 } else { slope };
+                // selects on a copied slope, which the compiler vectorises: a branch on the sign
+                // is mispredicted half the time (10× slower on signed data)
+                if slope == 0.0 {
+                    // ReLU: 0 for x ≤ 0 (also −∞, where x·0 would be NaN), NaN kept
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = if x <= 0.0 { 0.0 } else { x };
+                    }
+                } else {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x * if x > 0.0 { 1.0 } else { slope };
+                    }
                 }
             });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
@@ -96,8 +105,15 @@ impl CustomOp2 for LeakyReluBackward {
         dx.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(move |(dx, (x, dy))| {
-                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    *dx = dy * if x > 0.0 { 1.0 } else { slope };
+                if slope == 0.0 {
+                    // PyTorch's threshold_backward: 0 where x ≤ 0, even for an infinite dy
+                    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                        *dx = if x <= 0.0 { 0.0 } else { dy };
+                    }
+                } else {
+                    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                        *dx = dy * if x > 0.0 { 1.0 } else { slope };
+                    }
                 }
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
@@ -181,6 +197,40 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(dx, [0.1, 0.1, 1.0, 0.1]);
+    }
+
+    /// Non-finite values as PyTorch treats them: `relu` and `threshold_backward` at slope 0,
+    /// `leaky_relu` and `leaky_relu_backward` at 0.1 (x = [−∞, −2, NaN, +∞, −0], dy = [+∞, −∞, 1, 2, 3]).
+    #[test]
+    fn infinities_and_nan_as_in_pytorch() {
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let x = Tensor::new(&[-inf, -2.0, nan, inf, -0.0], &candle_core::Device::Cpu).unwrap();
+        let dy = Tensor::new(&[inf, -inf, 1.0, 2.0, 3.0], &candle_core::Device::Cpu).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                .collect()
+        };
+        let pass = |slope: f32| -> (Vec<u32>, Vec<u32>) {
+            let y = leaky_relu(&x, slope as f64).unwrap();
+            let dx = x
+                .apply_op2_no_bwd(&dy, &LeakyReluBackward { slope })
+                .unwrap();
+            (bits(&y), bits(&dx))
+        };
+        let f = |v: &[f32]| -> Vec<u32> {
+            v.iter()
+                .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                .collect()
+        };
+        // ReLU: +0 for every x ≤ 0 (−∞ too), NaN kept; no gradient where x ≤ 0 even from an infinite dy
+        assert_eq!(pass(0.0).0, f(&[0.0, 0.0, nan, inf, 0.0]));
+        assert_eq!(pass(0.0).1, f(&[0.0, 0.0, 1.0, 2.0, 0.0]));
+        // leaky: slope·x below 0 (NaN at x = NaN, as x·slope), slope·dy where x ≤ 0 or NaN
+        assert_eq!(pass(0.1).0, f(&[-inf, -0.2, nan, inf, -0.0]));
+        assert_eq!(pass(0.1).1, f(&[inf, -inf, 0.1, 2.0, 0.3]));
     }
 
     #[test]

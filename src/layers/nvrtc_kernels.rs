@@ -18,14 +18,16 @@ extern "C" __global__ void leaky_relu_forward(
     const float* x, float* y, const float slope, const unsigned int n) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
         const float v = x[i];
-        y[i] = v > 0.0f ? v : v * slope;
+        // slope 0 is ReLU: 0 for x <= 0 (also for -inf, where v * 0 would be NaN), NaN kept
+        y[i] = slope == 0.0f ? (v <= 0.0f ? 0.0f : v) : (v > 0.0f ? v : v * slope);
     }
 }
 
 extern "C" __global__ void leaky_relu_backward(
     const float* x, const float* dy, float* dx, const float slope, const unsigned int n) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
+        const float v = x[i];
+        dx[i] = slope == 0.0f ? (v <= 0.0f ? 0.0f : dy[i]) : (v > 0.0f ? dy[i] : dy[i] * slope);
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::model::{BackboneConfig, HeadConfig};
+use super::model::{BackboneConfig, BackboneKind, HeadConfig, OpsPath};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,12 +99,19 @@ pub struct EvalConfig {
 /// 2 (2026-11-29): max pooling's gradient fixed on both paths (candle's own was wrong), which changes
 /// every Conv-4 and ResNet-12 training run of every head.
 /// 3 (2026-11-29): the fast path's ReLU (Conv-4, ResNet-18) is one op whose gradient at exactly 0 is 0,
-/// as PyTorch's (candle's `relu` passes it whole), which moves fast-path training runs slightly.
-pub fn numerics_version(head: &HeadConfig) -> u32 {
-    match head {
-        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 3,
-        HeadConfig::Deepemd { .. } => 3,
-        HeadConfig::LwfmSpm { .. } => 3,
+/// as PyTorch's (candle's `relu` passes it whole), which moves their fast-path training runs slightly;
+/// stock-path cells and ResNet-12 (whose leaky ReLU was already that op) stay at 2.
+pub fn numerics_version(head: &HeadConfig, backbone: &BackboneConfig) -> u32 {
+    let base = match head {
+        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 2,
+        HeadConfig::Deepemd { .. } => 2,
+        HeadConfig::LwfmSpm { .. } => 2,
+    };
+    let fast_relu = backbone.ops == OpsPath::Fast && backbone.kind != BackboneKind::Resnet12;
+    if fast_relu {
+        3
+    } else {
+        base
     }
 }
 
@@ -152,11 +159,40 @@ impl CellConfig {
         Ok(())
     }
 
-    /// 16 hex digits of SHA-256 over the canonical JSON and the head's numerics version.
+    /// 16 hex digits of SHA-256 over the canonical JSON and the numerics version.
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).expect("plain struct");
-        let digest =
-            Sha256::digest(format!("{json}|numerics-v{}", numerics_version(&self.head)).as_bytes());
+        let version = numerics_version(&self.head, &self.backbone);
+        let digest = Sha256::digest(format!("{json}|numerics-v{version}").as_bytes());
         hex::encode(&digest[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Version 3 (the fast path's one-op ReLU) for fast-path Conv-4 and ResNet-18 only: the other
+    /// cells keep their hashes.
+    #[test]
+    fn the_numerics_version_follows_the_layers_that_changed() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/cells/ci/omniglot-conv4-protonet-5w1s.toml"
+        ))
+        .unwrap();
+        let fast = CellConfig::from_toml(&text).unwrap();
+        assert_eq!(fast.backbone.ops, OpsPath::Fast);
+        assert_eq!(numerics_version(&fast.head, &fast.backbone), 3);
+        let mut stock = fast.clone();
+        stock.backbone.ops = OpsPath::Stock;
+        assert_eq!(numerics_version(&stock.head, &stock.backbone), 2);
+        let mut resnet12 = fast.clone();
+        resnet12.backbone.kind = BackboneKind::Resnet12;
+        assert_eq!(numerics_version(&resnet12.head, &resnet12.backbone), 2);
+        let mut resnet18 = fast.clone();
+        resnet18.backbone.kind = BackboneKind::Resnet18;
+        assert_eq!(numerics_version(&resnet18.head, &resnet18.backbone), 3);
+        assert_ne!(fast.hash(), stock.hash());
     }
 }
