@@ -59,6 +59,30 @@ fn gradients(out: &Tensor, key: &str, vars: &[&Tensor]) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// The output and input-gradient comparisons of a one-input op, (fast, reference) pairs, each
+/// taken on the host (the reference may live on another device).
+fn output_and_dx(
+    out: &mut Vec<Comparison>,
+    op: String,
+    output: (&Tensor, &Tensor),
+    dx: (&Tensor, &Tensor),
+) -> Result<()> {
+    let host = |t: &Tensor| t.to_device(&Device::Cpu);
+    out.push(Comparison {
+        op: op.clone(),
+        quantity: "forward",
+        max_relative: max_relative(&host(output.0)?, &host(output.1)?)?,
+        bound: TOLERANCE,
+    });
+    out.push(Comparison {
+        op,
+        quantity: "dx",
+        max_relative: max_relative(&host(dx.0)?, &host(dx.1)?)?,
+        bound: TOLERANCE,
+    });
+    Ok(())
+}
+
 fn convolutions(device: &Device, math: ConvMath, out: &mut Vec<Comparison>) -> Result<()> {
     let bound = match math {
         ConvMath::F32 => TOLERANCE,
@@ -163,15 +187,7 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     )?;
     let ds = gradients(&y_stock, "check-bn-eval-r", &[&x])?;
     let df = gradients(&y_fast, "check-bn-eval-r", &[&x])?;
-    for (quantity, f, s) in [("forward", &y_fast, &y_stock), ("dx", &df[0], &ds[0])] {
-        out.push(Comparison {
-            op: op.clone(),
-            quantity,
-            max_relative: max_relative(f, s)?,
-            bound: TOLERANCE,
-        });
-    }
-    Ok(())
+    output_and_dx(out, op, (&y_fast, &y_stock), (&df[0], &ds[0]))
 }
 
 fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
@@ -185,18 +201,7 @@ fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let fast = super::leaky_relu_ops::leaky_relu(&x, slope)?;
         let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
         let df = gradients(&fast, "check-lrelu-r", &[&x])?;
-        out.push(Comparison {
-            op: op.clone(),
-            quantity: "forward",
-            max_relative: max_relative(&fast, &stock)?,
-            bound: TOLERANCE,
-        });
-        out.push(Comparison {
-            op,
-            quantity: "dx",
-            max_relative: max_relative(&df[0], &ds[0])?,
-            bound: TOLERANCE,
-        });
+        output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
     }
     Ok(())
 }
@@ -212,18 +217,7 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let fast = super::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
         let ds = gradients(&stock, "check-pool-r", &[&x])?;
         let df = gradients(&fast, "check-pool-r", &[&x])?;
-        out.push(Comparison {
-            op: op.clone(),
-            quantity: "forward",
-            max_relative: max_relative(&fast, &stock)?,
-            bound: TOLERANCE,
-        });
-        out.push(Comparison {
-            op,
-            quantity: "dx",
-            max_relative: max_relative(&df[0], &ds[0])?,
-            bound: TOLERANCE,
-        });
+        output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
     }
     // ResNet-18's padded stem pool on negative inputs, where a padding position would win a window
     // if it counted as 0 (the stock path's zero padding is wrong there, so the reference is the fast
@@ -237,19 +231,7 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
     let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
-    out.push(Comparison {
-        op: op.clone(),
-        quantity: "forward",
-        max_relative: max_relative(&fast.to_device(&Device::Cpu)?, &cpu)?,
-        bound: TOLERANCE,
-    });
-    out.push(Comparison {
-        op,
-        quantity: "dx",
-        max_relative: max_relative(&df[0].to_device(&Device::Cpu)?, &dc[0])?,
-        bound: TOLERANCE,
-    });
-    Ok(())
+    output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))
 }
 
 /// Every comparison on `device`.

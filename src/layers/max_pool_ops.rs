@@ -289,6 +289,18 @@ mod tests {
         }
     }
 
+    /// The gradient of Σ out with respect to x, flattened.
+    fn flat_gradient(out: &Tensor, x: &Var) -> Vec<f32> {
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        grads
+            .get(x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
     #[test]
     fn ties_go_to_the_first_maximum_and_bad_windows_are_refused() {
         let x = Var::from_tensor(
@@ -296,15 +308,7 @@ mod tests {
         )
         .unwrap();
         let y = max_pool2d(&x, 2, 2, 0).unwrap();
-        let dx = y.sum_all().unwrap().backward().unwrap();
-        let dx: Vec<f32> = dx
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(dx, [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(flat_gradient(&y, &x), [1.0, 0.0, 0.0, 0.0]);
         // NaN wins its window, the first NaN takes the gradient; an all −∞ window gives −∞ and
         // its first element the gradient (rows: windows [1, NaN, 3, NaN], [NaN, 5, 0, 0], [−∞ ×4])
         let (nan, inf) = (f32::NAN, f32::NEG_INFINITY);
@@ -333,21 +337,9 @@ mod tests {
             .unwrap()
             .reshape((3, 1, 1, 1))
             .unwrap();
-        let dx = (max_pool2d(&x, 2, 2, 0).unwrap() * upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let dx: Vec<f32> = dx
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let weighted = (max_pool2d(&x, 2, 2, 0).unwrap() * upstream).unwrap();
         assert_eq!(
-            dx,
+            flat_gradient(&weighted, &x),
             [0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0]
         );
         let x = seeded(&[1, 1, 4, 4], "bad", 0.0);
