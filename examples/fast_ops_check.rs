@@ -19,13 +19,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use fewshot::device::DeviceSpec;
-use fewshot::layers::fast_ops_check::{compare_with_stock, TOLERANCE};
+use fewshot::layers::fast_ops_check::{compare_with_stock, l2_relative, TOLERANCE};
 use fewshot::layers::OpsPath;
 use fewshot::manifest::model::BackboneKind;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::{l2_relative, parse_backbone, ProtonetStep};
+use protonet_step::{parse_backbone, ProtonetStep};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
@@ -67,7 +67,7 @@ fn whole_step(
             (None, None) => continue,
             _ => return Err(format!("{name}: one path has a gradient, the other none")),
         };
-        let r = l2_relative(gf, gs);
+        let r = l2_relative(gf, gs).map_err(|e| format!("{name}: {e}"))?;
         if r > worst.0 || r.is_nan() {
             worst = (r, name.clone());
         }

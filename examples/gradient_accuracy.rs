@@ -10,11 +10,12 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use fewshot::backbones::{Backbone, BackboneConfig};
+use fewshot::layers::fast_ops_check::l2_relative;
 use fewshot::layers::OpsPath;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
-use protonet_step::{l2_relative, parse_backbone, seeded};
+use protonet_step::{parse_backbone, seeded};
 
 #[global_allocator]
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
@@ -83,7 +84,7 @@ fn main() {
         ) else {
             continue;
         };
-        let (f, s) = (l2_relative(f, want), l2_relative(s, want));
+        let (f, s) = (l2_relative(f, want).unwrap(), l2_relative(s, want).unwrap());
         println!("{name:<32} {f:>12.3e} {s:>12.3e}");
         worst_fast = worst_fast.max(f);
         worst_stock = worst_stock.max(s);

@@ -148,11 +148,6 @@ fn seeded_on(shape: &[usize], seed: u64, device: &Device) -> candle_core::Result
     super::protonet_step::seeded(shape, seed).to_device(device)
 }
 
-fn median_ms(mut seconds: Vec<f64>) -> f64 {
-    seconds.sort_by(f64::total_cmp);
-    seconds[seconds.len() / 2] * 1e3
-}
-
 /// A built layer's forward pass.
 type Forward = dyn Fn(&Tensor) -> candle_core::Result<Tensor>;
 
@@ -202,7 +197,7 @@ pub fn time_layer(
                 seconds.push(t0.elapsed().as_secs_f64());
             }
         }
-        Ok(median_ms(seconds))
+        Ok(super::median_ms(seconds))
     };
     let forward_ms = timed(&|| forward(&x).map(drop))?;
     let both_ms = timed(&|| (forward(&x)? * &r)?.sum_all()?.backward().map(drop))?;

@@ -10,26 +10,6 @@ use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
 use fewshot::train::model::FewShotModel;
 
-/// ‖a − b‖₂ / ‖b‖₂, computed in f64.
-#[allow(dead_code)] // the examples that compare gradients
-pub fn l2_relative(a: &Tensor, b: &Tensor) -> f64 {
-    let norm = |t: &Tensor| {
-        t.to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt()
-    };
-    let difference = (a.to_dtype(candle_core::DType::F64).unwrap()
-        - b.to_dtype(candle_core::DType::F64).unwrap())
-    .unwrap();
-    norm(&difference) / norm(b).max(1e-300)
-}
-
 /// The step's backbone from its command-line name.
 #[allow(dead_code)] // the bench takes its backbones from a list
 pub fn parse_backbone(name: &str) -> Result<BackboneKind, String> {

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 
+pub use super::op_operands::l2_relative;
 use super::op_operands::{max_relative, seeded};
 use super::{ConvMath, LayerOps};
 

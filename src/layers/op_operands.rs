@@ -54,8 +54,8 @@ pub(super) fn seeded(
     candle_core::Tensor::from_vec(v, shape, device)
 }
 
-/// max |a − b| / max |b|, on the host; NaN when either holds a NaN anywhere (candle's maximum
-/// reductions skip NaN on both devices, its sums do not).
+/// max |a − b| / max |b|, reduced on the tensors' device and read back as one number; NaN when
+/// either holds a NaN anywhere (candle's maximum reductions skip NaN on both devices, its sums do not).
 pub(super) fn max_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f32> {
     let diff = (a - b)?.abs()?;
     if !diff.sum_all()?.to_scalar::<f32>()?.is_finite() {
@@ -63,6 +63,19 @@ pub(super) fn max_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> 
     }
     let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
     Ok(diff.max_all()?.to_scalar::<f32>()? / scale.max(1e-12))
+}
+
+/// ‖a − b‖₂ / ‖b‖₂, in f64 on the tensors' device: how far a whole gradient is from a reference
+/// (`fast_ops_check` re-exports it for the examples and tests that compare paths).
+pub fn l2_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f64> {
+    let (a, b) = (
+        a.to_dtype(candle_core::DType::F64)?,
+        b.to_dtype(candle_core::DType::F64)?,
+    );
+    let norm = |t: &candle_core::Tensor| -> Result<f64> {
+        Ok(t.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt())
+    };
+    Ok(norm(&(a - &b)?)? / norm(&b)?.max(1e-300))
 }
 
 #[cfg(test)]

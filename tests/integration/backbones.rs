@@ -164,20 +164,8 @@ fn the_fast_path_matches_the_stock_ops_in_both_modes_and_in_every_gradient() {
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         diff.to_scalar::<f64>().unwrap() / scale.max(1e-12)
     };
-    let l2_relative = |a: &Tensor, b: &Tensor| -> f64 {
-        let a = a.to_dtype(DType::F64).unwrap();
-        let b = b.to_dtype(DType::F64).unwrap();
-        let norm = |t: &Tensor| {
-            t.sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-                .sqrt()
-        };
-        norm(&(a - &b).unwrap()) / norm(&b).max(1e-12)
-    };
+    let l2_relative =
+        |a: &Tensor, b: &Tensor| fewshot::layers::fast_ops_check::l2_relative(a, b).unwrap();
     for kind in [
         BackboneKind::Conv4,
         BackboneKind::Resnet12,
