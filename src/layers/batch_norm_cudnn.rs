@@ -1,7 +1,7 @@
 //! The CUDA side of the fast path's training-mode batch norm: the forward and the backward as one
 //! cuDNN call each (`cudnnBatchNormalizationForwardTraining`, `cudnnBatchNormalizationBackward`,
 //! spatial mode: statistics per channel over batch, height and width; cuDNN API reference), laid
-//! out as the CPU ops lay theirs: forward → [y, μ, σ²], backward → [dx, dγ, dβ].
+//! out as the CPU ops lay theirs: forward → y and [μ, σ²] apart, backward → [dx, dγ, dβ].
 //!
 //! The forward hands cuDNN zeroed running-statistics buffers with an averaging factor of 1, so they
 //! come back holding this batch's mean and unbiased variance (r ← (1 − 1)·r + 1·batch), which the
@@ -27,13 +27,15 @@ use super::op_operands::contiguous_view;
 const MIN_EPSILON: f64 = 1e-5;
 
 /// What both passes set up: the handle and its stream, the data's (batch, c, h·w, 1) descriptor and
-/// the per-channel parameters' one, and the packed output (batch·c·planes + 2c, uninitialised).
+/// the per-channel parameters' one, and the outputs, uninitialised: one the data's size (y or dx)
+/// and one of 2c (μ and σ², or dγ and dβ).
 struct Call {
     handle: Rc<CudnnHandle>,
     stream: Arc<CudaStream>,
     data: TensorDescriptor,
     parameters: TensorDescriptor,
-    packed: CudaSlice<f32>,
+    data_out: CudaSlice<f32>,
+    channel_out: CudaSlice<f32>,
 }
 
 impl Call {
@@ -50,33 +52,35 @@ impl Call {
         let stream = handle.stream().clone();
         let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;
         let parameters = TensorDescriptor::batch_norm_parameters(&data)?;
-        let packed = unsafe { device.alloc::<f32>(batch * channels * planes + 2 * channels) }?;
+        let data_out = unsafe { device.alloc::<f32>(batch * channels * planes) }?;
+        let channel_out = unsafe { device.alloc::<f32>(2 * channels) }?;
         Ok(Self {
             handle,
             stream,
             data,
             parameters,
-            packed,
+            data_out,
+            channel_out,
         })
     }
 }
 
-/// (x, γ, β) → [y (batch·c·planes), μ (c), unbiased σ² (c)].
+/// (x, γ, β) → (y (batch·c·planes), [μ (c), unbiased σ² (c)]).
 pub(super) fn train_forward(
     op: &str,
     (batch, channels, planes): (usize, usize, usize),
     eps: f64,
     [(x, lx), (gamma, lg), (beta, lb)]: [(&CudaStorage, &Layout); 3],
-) -> Result<CudaStorage> {
+) -> Result<(CudaStorage, CudaStorage)> {
     let Call {
         handle,
         stream,
         data,
         parameters,
-        mut packed,
+        data_out: mut y,
+        channel_out: mut statistics,
     } = Call::new(op, (batch, channels, planes), eps, &x.device)?;
     let device = &x.device;
-    let n = batch * channels * planes;
     let (x, gamma, beta) = (
         contiguous_view(op, x, lx)?,
         contiguous_view(op, gamma, lg)?,
@@ -84,14 +88,15 @@ pub(super) fn train_forward(
     );
     // the running buffers are read (times 1 − 1 = 0) before cuDNN writes them: no NaN may be there
     stream
-        .memset_zeros(&mut packed.slice_mut(n..))
+        .memset_zeros(&mut statistics)
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     {
         let (x_ptr, _x_order) = x.device_ptr(&stream);
         let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);
         let (beta_ptr, _b_order) = beta.device_ptr(&stream);
-        let (out, _out_order) = packed.device_ptr_mut(&stream);
-        let (mean, var) = (out + 4 * n as u64, out + 4 * (n + channels) as u64);
+        let (out, _out_order) = y.device_ptr_mut(&stream);
+        let (mean, _stats_order) = statistics.device_ptr_mut(&stream);
+        let var = mean + 4 * channels as u64;
         check(
             unsafe {
                 sys::cudnnBatchNormalizationForwardTraining(
@@ -117,25 +122,28 @@ pub(super) fn train_forward(
             "batch-norm forward (training)",
         )?;
     }
-    Ok(CudaStorage::wrap_cuda_slice(packed, device.clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, device.clone()),
+        CudaStorage::wrap_cuda_slice(statistics, device.clone()),
+    ))
 }
 
-/// (x, γ, dy) → [dx (batch·c·planes), dγ (c), dβ (c)].
+/// (x, γ, dy) → (dx (batch·c·planes), [dγ (c), dβ (c)]).
 pub(super) fn backward(
     op: &str,
     (batch, channels, planes): (usize, usize, usize),
     eps: f64,
     [(x, lx), (gamma, lg), (dy, ld)]: [(&CudaStorage, &Layout); 3],
-) -> Result<CudaStorage> {
+) -> Result<(CudaStorage, CudaStorage)> {
     let Call {
         handle,
         stream,
         data,
         parameters,
-        mut packed,
+        data_out: mut dx,
+        channel_out: mut parameter_gradients,
     } = Call::new(op, (batch, channels, planes), eps, &x.device)?;
     let device = &x.device;
-    let n = batch * channels * planes;
     let (x, gamma, dy) = (
         contiguous_view(op, x, lx)?,
         contiguous_view(op, gamma, lg)?,
@@ -145,8 +153,9 @@ pub(super) fn backward(
         let (x_ptr, _x_order) = x.device_ptr(&stream);
         let (gamma_ptr, _g_order) = gamma.device_ptr(&stream);
         let (dy_ptr, _dy_order) = dy.device_ptr(&stream);
-        let (out, _out_order) = packed.device_ptr_mut(&stream);
-        let (dgamma, dbeta) = (out + 4 * n as u64, out + 4 * (n + channels) as u64);
+        let (out, _out_order) = dx.device_ptr_mut(&stream);
+        let (dgamma, _pg_order) = parameter_gradients.device_ptr_mut(&stream);
+        let dbeta = dgamma + 4 * channels as u64;
         check(
             unsafe {
                 sys::cudnnBatchNormalizationBackward(
@@ -174,5 +183,8 @@ pub(super) fn backward(
             "batch-norm backward",
         )?;
     }
-    Ok(CudaStorage::wrap_cuda_slice(packed, device.clone()))
+    Ok((
+        CudaStorage::wrap_cuda_slice(dx, device.clone()),
+        CudaStorage::wrap_cuda_slice(parameter_gradients, device.clone()),
+    ))
 }

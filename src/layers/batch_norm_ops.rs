@@ -11,7 +11,10 @@
 //! variance: r_μ ← (1 − m)·r_μ + m·μ, r_σ² ← (1 − m)·r_σ² + m·σ²·N/(N − 1). Evaluation mode stays on
 //! the stock ops (an affine map per channel).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
+use std::sync::{Arc, Mutex};
+
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 use super::op_operands::contiguous_f32;
@@ -31,24 +34,21 @@ pub fn batch_norm_train(
     if n < 2 {
         candle_core::bail!("batch norm in training needs more than one value per channel, got {n}");
     }
+    let statistics = ChannelPair::default();
     let op = BatchNormTrain {
         shape: (batch, channels, h * w),
         eps,
+        statistics: statistics.clone(),
     };
-    let packed = x
+    let y = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    let total = batch * channels * h * w;
-    let y = packed
-        .narrow(0, 0, total)?
-        .reshape((batch, channels, h, w))?;
-    let mean = packed
-        .narrow(0, total, channels)?
-        .detach()
+    let statistics = statistics.take("fast-batch-norm", channels)?;
+    let mean = statistics
+        .narrow(0, 0, channels)?
         .to_dtype(running.0.dtype())?;
-    let var = packed
-        .narrow(0, total + channels, channels)?
-        .detach()
+    let var = statistics
+        .narrow(0, channels, channels)?
         .to_dtype(running.1.dtype())?;
     // the CPU formulas leave the biased variance, cuDNN the unbiased one
     let var = if x.device().is_cpu() {
@@ -60,6 +60,38 @@ pub fn batch_norm_train(
     running_mean.set(&((running.0 * (1.0 - momentum))? + (mean * momentum)?)?)?;
     running_var.set(&((running.1 * (1.0 - momentum))? + (var * momentum)?)?)?;
     Ok(y)
+}
+
+/// A per-channel pair of vectors, [μ, σ²] from the forward or [dγ, dβ] from the backward, handed out
+/// beside the op's data-sized output (candle's custom ops return one tensor). A packed output
+/// sliced by the caller would put a narrow and a reshape into the graph, and candle's backward of
+/// those pads, concatenates and adds data-sized tensors: more memory traffic per layer than the
+/// batch norm's own. Outside the graph (no gradient flows through it).
+#[derive(Clone, Default)]
+struct ChannelPair(Arc<Mutex<Option<Storage>>>);
+
+impl ChannelPair {
+    fn put(&self, storage: Storage) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(storage);
+    }
+
+    /// The pair (2c) the op put, as a tensor on the op's device.
+    fn take(&self, op: &str, channels: usize) -> Result<Tensor> {
+        let storage = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!("{op}: the op left no per-channel output"))
+            })?;
+        Ok(Tensor::from_storage(
+            storage,
+            2 * channels,
+            BackpropOp::none(),
+            false,
+        ))
+    }
 }
 
 /// Per-channel mean and biased variance of NCHW data (`planes` = h·w), in f64.
@@ -89,13 +121,13 @@ fn channel_statistics(
         .collect()
 }
 
-/// Forward: (x, γ, β) → [y (flattened), μ, σ²] in one vector (candle's custom ops return one
-/// tensor; the caller slices it and keeps μ and σ² out of the graph, for the running statistics).
-/// σ² is the biased variance from the CPU formulas, the unbiased one from cuDNN (which computes it
-/// for its own running average).
+/// Forward: (x, γ, β) → y, with [μ, σ²] put in `statistics` (for the running statistics). σ² is the
+/// biased variance from the CPU formulas, the unbiased one from cuDNN (which computes it for its own
+/// running average).
 struct BatchNormTrain {
     shape: (usize, usize, usize),
     eps: f64,
+    statistics: ChannelPair,
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -126,8 +158,7 @@ impl CustomOp3 for BatchNormTrain {
                 (scale as f32, (beta[c] as f64 - mean * scale) as f32)
             })
             .collect();
-        let mut packed = vec![0f32; x.len() + 2 * channels];
-        let (y, tail) = packed.split_at_mut(x.len());
+        let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(planes)
             .zip(x.par_chunks(planes))
             .enumerate()
@@ -137,13 +168,14 @@ impl CustomOp3 for BatchNormTrain {
                     .zip(x)
                     .for_each(|(y, &x)| *y = x * scale + shift);
             });
+        let mut pair = vec![0f32; 2 * channels];
         for (c, &(mean, var)) in stats.iter().enumerate() {
-            tail[c] = mean as f32;
-            tail[channels + c] = var as f32;
+            pair[c] = mean as f32;
+            pair[channels + c] = var as f32;
         }
+        self.statistics.put(Storage::Cpu(CpuStorage::F32(pair)));
         debug_assert_eq!(x.len(), batch * channels * planes);
-        let len = packed.len();
-        Ok((CpuStorage::F32(packed), Shape::from(len)))
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -156,17 +188,14 @@ impl CustomOp3 for BatchNormTrain {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (batch, channels, planes) = self.shape;
-        let packed = super::batch_norm_cudnn::train_forward(
+        let (y, statistics) = super::batch_norm_cudnn::train_forward(
             self.name(),
             self.shape,
             self.eps,
             [(s1, l1), (s2, l2), (s3, l3)],
         )?;
-        Ok((
-            packed,
-            Shape::from(batch * channels * planes + 2 * channels),
-        ))
+        self.statistics.put(Storage::Cuda(statistics));
+        Ok((y, l1.shape().clone()))
     }
 
     fn bwd(
@@ -174,33 +203,33 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _packed: &Tensor,
+        _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (batch, channels, planes) = self.shape;
-        let n = batch * channels * planes;
-        // the gradient of y; μ and σ² left the graph
-        let grad = grad.narrow(0, 0, n)?.contiguous()?;
-        let packed = x.apply_op3_no_bwd(
+        let channels = self.shape.1;
+        let parameter_gradients = ChannelPair::default();
+        let dx = x.apply_op3_no_bwd(
             gamma,
-            &grad,
+            &grad.contiguous()?,
             &BatchNormBackward {
                 shape: self.shape,
                 eps: self.eps,
+                parameter_gradients: parameter_gradients.clone(),
             },
         )?;
-        let dx = packed.narrow(0, 0, n)?.reshape(x.dims())?;
-        let dgamma = packed.narrow(0, n, channels)?;
-        let dbeta = packed.narrow(0, n + channels, channels)?;
+        let pair = parameter_gradients.take("fast-batch-norm-backward", channels)?;
+        let dgamma = pair.narrow(0, 0, channels)?;
+        let dbeta = pair.narrow(0, channels, channels)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }
 
-/// Backward: (x, γ, dy) → [dx (flattened), dγ, dβ] in one vector (candle's custom ops return one
-/// tensor; the caller slices it). The batch statistics are recomputed from x.
+/// Backward: (x, γ, dy) → dx, with [dγ, dβ] put in `parameter_gradients`. The batch statistics are
+/// recomputed from x.
 struct BatchNormBackward {
     shape: (usize, usize, usize),
     eps: f64,
+    parameter_gradients: ChannelPair,
 }
 
 impl CustomOp3 for BatchNormBackward {
@@ -240,8 +269,7 @@ impl CustomOp3 for BatchNormBackward {
                 (inv_std, dbeta, dgamma)
             })
             .collect();
-        let mut out = vec![0f32; x.len() + 2 * channels];
-        let (dx, tail) = out.split_at_mut(x.len());
+        let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(planes)
             .zip(x.par_chunks(planes).zip(dy.par_chunks(planes)))
             .enumerate()
@@ -256,12 +284,14 @@ impl CustomOp3 for BatchNormBackward {
                     *dx = (scale * (g as f64 - mean_dy - xhat * mean_dy_xhat)) as f32;
                 }
             });
+        let mut pair = vec![0f32; 2 * channels];
         for (c, &(_, dbeta, dgamma)) in sums.iter().enumerate() {
-            tail[c] = dgamma as f32;
-            tail[channels + c] = dbeta as f32;
+            pair[c] = dgamma as f32;
+            pair[channels + c] = dbeta as f32;
         }
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
+        self.parameter_gradients
+            .put(Storage::Cpu(CpuStorage::F32(pair)));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -274,17 +304,15 @@ impl CustomOp3 for BatchNormBackward {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (batch, channels, planes) = self.shape;
-        let packed = super::batch_norm_cudnn::backward(
+        let (dx, parameter_gradients) = super::batch_norm_cudnn::backward(
             self.name(),
             self.shape,
             self.eps,
             [(s1, l1), (s2, l2), (s3, l3)],
         )?;
-        Ok((
-            packed,
-            Shape::from(batch * channels * planes + 2 * channels),
-        ))
+        self.parameter_gradients
+            .put(Storage::Cuda(parameter_gradients));
+        Ok((dx, l1.shape().clone()))
     }
 }
 
@@ -359,7 +387,11 @@ mod tests {
         let r: Vec<f32> = seeded(&[total], "fd-r", 0.0).to_vec1().unwrap();
         let eps = 1e-5;
         let forward = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-            let op = BatchNormTrain { shape, eps };
+            let op = BatchNormTrain {
+                shape,
+                eps,
+                statistics: ChannelPair::default(),
+            };
             let lay = |n: usize| Layout::contiguous(n);
             let (y, _) = op
                 .cpu_fwd(
@@ -376,9 +408,14 @@ mod tests {
             };
             y.iter().zip(&r).map(|(y, r)| *y as f64 * *r as f64).sum()
         };
-        let backward = BatchNormBackward { shape, eps };
+        let parameter_gradients = ChannelPair::default();
+        let backward = BatchNormBackward {
+            shape,
+            eps,
+            parameter_gradients: parameter_gradients.clone(),
+        };
         let lay = |n: usize| Layout::contiguous(n);
-        let (packed, _) = backward
+        let (dx, _) = backward
             .cpu_fwd(
                 &CpuStorage::F32(x.clone()),
                 &lay(total),
@@ -388,9 +425,14 @@ mod tests {
                 &lay(total),
             )
             .unwrap();
-        let CpuStorage::F32(packed) = packed else {
+        let CpuStorage::F32(dx) = dx else {
             unreachable!()
         };
+        let pair: Vec<f32> = parameter_gradients
+            .take("test", channels)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let h = 1e-2f32;
         let central = |plus: f64, minus: f64| (plus - minus) / (2.0 * h as f64);
         for i in 0..total {
@@ -399,9 +441,9 @@ mod tests {
             m[i] -= h;
             let numeric = central(forward(&p, &gamma, &beta), forward(&m, &gamma, &beta));
             assert!(
-                (numeric - packed[i] as f64).abs() < 5e-3,
+                (numeric - dx[i] as f64).abs() < 5e-3,
                 "dx[{i}]: {numeric} vs {}",
-                packed[i]
+                dx[i]
             );
         }
         for c in 0..channels {
@@ -409,13 +451,13 @@ mod tests {
             p[c] += h;
             m[c] -= h;
             let numeric = central(forward(&x, &p, &beta), forward(&x, &m, &beta));
-            assert!((numeric - packed[total + c] as f64).abs() < 5e-3, "dγ[{c}]");
+            assert!((numeric - pair[c] as f64).abs() < 5e-3, "dγ[{c}]");
             let (mut p, mut m) = (beta, beta);
             p[c] += h;
             m[c] -= h;
             let numeric = central(forward(&x, &gamma, &p), forward(&x, &gamma, &m));
             assert!(
-                (numeric - packed[total + channels + c] as f64).abs() < 5e-3,
+                (numeric - pair[channels + c] as f64).abs() < 5e-3,
                 "dβ[{c}]"
             );
         }

@@ -91,9 +91,19 @@ impl CustomOp2 for ConvForward {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0, self.1))?;
-        let dw = x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0, self.1))?;
-        Ok((Some(dx), Some(dw)))
+        // an input outside the graph (the images, at the first layer) needs no gradient: candle
+        // would compute it, store it (zeros plus an add) and never read it
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0, self.1))?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            Some(x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0, self.1))?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
     }
 }
 

@@ -26,19 +26,30 @@ impl Sgd {
     }
 
     /// Clips the gradients of `params` to a global L2 norm of `max_norm` (if > 0), zeroing NaNs;
-    /// returns the norm before clipping.
+    /// returns the norm before clipping. The per-parameter squared norms come to the host in one
+    /// transfer (one device synchronisation per step, not one per parameter).
     pub fn clip(grads: &mut GradStore, params: &[(String, Var)], max_norm: f64) -> Result<f64> {
+        let with_gradient: Vec<(&Var, Tensor)> = params
+            .iter()
+            .filter_map(|(_, var)| grads.get(var.as_tensor()).map(|g| (var, g.clone())))
+            .collect();
+        let squares: Vec<f32> = if with_gradient.is_empty() {
+            Vec::new()
+        } else {
+            let sums = with_gradient
+                .iter()
+                .map(|(_, g)| g.sqr()?.sum_all())
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::stack(&sums, 0)?.to_vec1()?
+        };
         let mut total = 0f64;
-        for (_, var) in params {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let sq = g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                if sq.is_nan() {
-                    let zeros = g.zeros_like()?;
-                    grads.insert(var.as_tensor(), zeros);
-                    continue;
-                }
-                total += sq;
+        for ((var, g), sq) in with_gradient.iter().zip(squares) {
+            let sq = sq as f64;
+            if sq.is_nan() {
+                grads.insert(var.as_tensor(), g.zeros_like()?);
+                continue;
             }
+            total += sq;
         }
         let norm = total.sqrt();
         if max_norm > 0.0 && norm > max_norm {
@@ -130,5 +141,41 @@ mod tests {
             (g[0] - 1.2).abs() < 1e-5 && (g[1] - 1.6).abs() < 1e-5,
             "{g:?}"
         );
+    }
+
+    /// A NaN gradient is zeroed and left out of the norm; a parameter without a gradient is skipped;
+    /// the others are scaled together.
+    #[test]
+    fn clipping_zeroes_nan_gradients_and_skips_parameters_without_one() {
+        let device = Device::Cpu;
+        let (a, b, unused) = (
+            Var::new(&[3f32], &device).unwrap(),
+            Var::new(&[1f32, 2.0], &device).unwrap(),
+            Var::new(&[7f32], &device).unwrap(),
+        );
+        let c = Var::new(&[4f32], &device).unwrap();
+        let params: Vec<(String, Var)> = [("a", &a), ("b", &b), ("c", &c), ("unused", &unused)]
+            .iter()
+            .map(|(n, v)| (n.to_string(), (*v).clone()))
+            .collect();
+        // grad a = 3, grad c = 4 (norm 5); b's gradient is NaN (0 · ∞ via sqrt(-1))
+        let nan = b.as_tensor().affine(0.0, -1.0).unwrap().sqrt().unwrap();
+        let loss = ((a.as_tensor().sqr().unwrap() * 0.5)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            + (c.as_tensor().sqr().unwrap() * 0.5)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+            + (b.as_tensor() * &nan).unwrap().sum_all().unwrap())
+        .unwrap();
+        let mut grads = loss.backward().unwrap();
+        assert!(grads.get(unused.as_tensor()).is_none());
+        let norm = Sgd::clip(&mut grads, &params, 2.5).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6, "{norm}");
+        let get = |v: &Var| grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(get(&b), vec![0.0, 0.0]);
+        assert!((get(&a)[0] - 1.5).abs() < 1e-5 && (get(&c)[0] - 2.0).abs() < 1e-5);
     }
 }
