@@ -117,7 +117,7 @@ fn train_step(c: &mut Criterion) {
             &candle_core::Device::Cpu,
         );
         let params = step.parameters();
-        let mut sgd = Sgd::new(0.9, true, 5e-4);
+        let mut sgd = Sgd::new(0.9, true, 5e-4).on_path(ops);
         group.bench_function(name, |b| {
             b.iter(|| {
                 let grads = step.loss().backward().unwrap();

@@ -229,7 +229,7 @@ fn time_steps(
     })
     .map_err(|_| "building the model or the episode failed (see above)".to_string())?;
     let params = step.parameters();
-    let mut sgd = Sgd::new(0.9, true, 5e-4);
+    let mut sgd = Sgd::new(0.9, true, 5e-4).on_path(ops.path);
     let sync = || device.synchronize().map_err(|e| e.to_string());
     let mut phases = [vec![], vec![], vec![], vec![]];
     for i in 0..warm_up + steps {

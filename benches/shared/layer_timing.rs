@@ -16,6 +16,7 @@ use fewshot::manifest::model::BackboneKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     Conv,
+    /// with the activation a batch norm applies (Conv-4's every ReLU, two of ResNet-12's three)
     BatchNorm,
     MaxPool,
     Activation,
@@ -53,7 +54,9 @@ pub struct LayerUse {
 enum Layer {
     /// (out channels, k, stride, padding)
     Conv(usize, usize, usize, usize),
-    BatchNorm,
+    /// training mode, with the activation it applies (the slope), if any: the backbones' batch norm
+    /// followed by its activation is one layer call (`BatchNorm2d::forward_activated`)
+    BatchNorm(Option<f64>),
     /// (k, stride)
     MaxPool(usize, usize),
     /// slope (0: ReLU)
@@ -80,7 +83,9 @@ fn layer_use(kind: OpKind, layer: Layer, input: [usize; 4], count: usize) -> Lay
     let [n, c, h, w] = input;
     let what = match layer {
         Layer::Conv(out, k, s, p) => format!("conv {k}x{k} s{s} p{p} ->{out}"),
-        Layer::BatchNorm => "batch norm train".to_string(),
+        Layer::BatchNorm(None) => "batch norm train".to_string(),
+        Layer::BatchNorm(Some(0.0)) => "batch norm train + relu".to_string(),
+        Layer::BatchNorm(Some(slope)) => format!("batch norm train + leaky relu {slope}"),
         Layer::MaxPool(k, s) => format!("max pool {k}x{k} s{s}"),
         Layer::LeakyRelu(0.0) => "relu".to_string(),
         Layer::LeakyRelu(slope) => format!("leaky relu {slope}"),
@@ -110,8 +115,8 @@ pub fn backbone_layers(kind: BackboneKind, images: usize, size: usize) -> Vec<La
                     [images, c_in, s, s],
                     1,
                 ));
-                out.push(layer_use(OpKind::BatchNorm, Layer::BatchNorm, at, 1));
-                out.push(layer_use(OpKind::Activation, Layer::LeakyRelu(0.0), at, 1));
+                let bn_relu = Layer::BatchNorm(Some(0.0));
+                out.push(layer_use(OpKind::BatchNorm, bn_relu, at, 1));
                 out.push(layer_use(OpKind::MaxPool, Layer::MaxPool(2, 2), at, 1));
                 s /= 2;
             }
@@ -131,8 +136,12 @@ pub fn backbone_layers(kind: BackboneKind, images: usize, size: usize) -> Vec<La
                 out.push(conv(c_in, 3, 1, 1));
                 out.push(conv(width, 3, 1, 2));
                 out.push(conv(c_in, 1, 0, 1));
-                out.push(layer_use(OpKind::BatchNorm, Layer::BatchNorm, at, 4));
-                out.push(layer_use(OpKind::Activation, Layer::LeakyRelu(0.1), at, 3));
+                // bn1 and bn2 with their activation; bn3 and the shortcut's alone; the activation
+                // after the residual addition alone
+                let bn_leaky = Layer::BatchNorm(Some(0.1));
+                out.push(layer_use(OpKind::BatchNorm, bn_leaky, at, 2));
+                out.push(layer_use(OpKind::BatchNorm, Layer::BatchNorm(None), at, 2));
+                out.push(layer_use(OpKind::Activation, Layer::LeakyRelu(0.1), at, 1));
                 out.push(layer_use(OpKind::MaxPool, Layer::MaxPool(2, 2), at, 1));
                 c_in = width;
                 s /= 2;
@@ -169,9 +178,14 @@ pub fn time_layer(
             let conv = Conv2d::new(vb.pp("conv"), c, out, k, s, p, ops)?;
             Box::new(move |x| conv.forward(x))
         }
-        Layer::BatchNorm => {
+        Layer::BatchNorm(None) => {
             let bn = BatchNorm2d::new(vb.pp("bn"), c, ops)?;
             Box::new(move |x| bn.forward(x, true))
+        }
+        Layer::BatchNorm(Some(slope)) => {
+            let bn = BatchNorm2d::new(vb.pp("bn"), c, ops)?;
+            let activation = LeakyRelu::new(slope, ops);
+            Box::new(move |x| bn.forward_activated(x, true, &activation))
         }
         Layer::MaxPool(k, s) => {
             let pool = MaxPool2d::new(k, s, 0, ops);

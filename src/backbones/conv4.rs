@@ -34,9 +34,8 @@ impl Conv4 {
     pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
         let mut outputs = vec![x.clone()];
         for (conv, bn) in self.blocks.iter().take(last) {
-            let h = self
-                .relu
-                .forward(&bn.forward(&conv.forward(outputs.last().unwrap())?, train)?)?;
+            let h =
+                bn.forward_activated(&conv.forward(outputs.last().unwrap())?, train, &self.relu)?;
             outputs.push(self.pool.forward(&h)?);
         }
         Ok(outputs)

@@ -56,10 +56,11 @@ impl ResNet12 {
             let input = outputs.last().unwrap();
             let mut h = input.clone();
             for (i, (conv, bn)) in block.convs.iter().enumerate() {
-                h = bn.forward(&conv.forward(&h)?, train)?;
-                if i < 2 {
-                    h = self.activation.forward(&h)?;
-                }
+                h = if i < 2 {
+                    bn.forward_activated(&conv.forward(&h)?, train, &self.activation)?
+                } else {
+                    bn.forward(&conv.forward(&h)?, train)?
+                };
             }
             let skip = block
                 .shortcut

@@ -21,8 +21,8 @@ struct BasicBlock {
 impl BasicBlock {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let h = self
-            .relu
-            .forward(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+            .bn1
+            .forward_activated(&self.conv1.forward(x)?, train, &self.relu)?;
         let h = self.bn2.forward(&self.conv2.forward(&h)?, train)?;
         let skip = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
@@ -82,8 +82,8 @@ impl ResNet18 {
     /// `[stem(x), block1, …, block_last]`
     pub fn blocks(&self, x: &Tensor, train: bool, last: usize) -> Result<Vec<Tensor>> {
         let stem = self
-            .relu
-            .forward(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+            .bn1
+            .forward_activated(&self.conv1.forward(x)?, train, &self.relu)?;
         let mut outputs = vec![self.pool.forward(&stem)?];
         for block in self.blocks.iter().take(last) {
             let next = block.forward(outputs.last().unwrap(), train)?;

@@ -7,6 +7,12 @@
 //!   σ⁻¹ = 1/√(σ² + ε); y = γ·x̂ + β;
 //! - backward: dβ = Σ dy; dγ = Σ dy·x̂; dx = γ·σ⁻¹·(dy − dβ/N − x̂·dγ/N), N = batch·h·w.
 //!
+//! An activation that follows the batch norm (a leaky ReLU, ReLU at slope 0) can be applied by the
+//! same op (`activation`): its output is then act(y), and its backward passes dy through the
+//! activation's backward (on act(y), whose sign is y's) before the formulas above. The same values
+//! as the two ops apart, with one graph node fewer, whose backward candle would pay with a zeroed
+//! data-sized gradient and an add.
+//!
 //! The running statistics move as candle-nn's (and PyTorch's) do: momentum m, the unbiased
 //! variance: r_μ ← (1 − m)·r_μ + m·μ, r_σ² ← (1 − m)·r_σ² + m·σ²·N/(N − 1). Evaluation mode stays on
 //! the stock ops (an affine map per channel).
@@ -20,14 +26,14 @@ use rayon::prelude::*;
 use super::op_operands::contiguous_f32;
 
 /// Training-mode batch norm of x (batch, c, h, w) with weight γ and bias β (c), updating the running
-/// statistics (c) in place.
+/// statistics (c) in place, then the leaky ReLU of slope `activation` if one is given.
 pub fn batch_norm_train(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     running: (&Tensor, &Tensor),
-    momentum: f64,
-    eps: f64,
+    (momentum, eps): (f64, f64),
+    activation: Option<f64>,
 ) -> Result<Tensor> {
     let (batch, channels, h, w) = x.dims4()?;
     let n = batch * h * w;
@@ -39,6 +45,7 @@ pub fn batch_norm_train(
         shape: (batch, channels, h * w),
         eps,
         statistics: statistics.clone(),
+        activation: activation.map(|slope| slope as f32),
     };
     let y = x
         .contiguous()?
@@ -121,13 +128,15 @@ fn channel_statistics(
         .collect()
 }
 
-/// Forward: (x, γ, β) → y, with [μ, σ²] put in `statistics` (for the running statistics). σ² is the
-/// biased variance from the CPU formulas, the unbiased one from cuDNN (which computes it for its own
-/// running average).
+/// Forward: (x, γ, β) → y (or act(y)), with [μ, σ²] put in `statistics` (for the running
+/// statistics). σ² is the biased variance from the CPU formulas, the unbiased one from cuDNN (which
+/// computes it for its own running average).
 struct BatchNormTrain {
     shape: (usize, usize, usize),
     eps: f64,
     statistics: ChannelPair,
+    /// The slope of the leaky ReLU applied to y, if any.
+    activation: Option<f32>,
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -167,6 +176,9 @@ impl CustomOp3 for BatchNormTrain {
                 y.iter_mut()
                     .zip(x)
                     .for_each(|(y, &x)| *y = x * scale + shift);
+                if let Some(slope) = self.activation {
+                    super::leaky_relu_ops::activate_in_place(y, slope);
+                }
             });
         let mut pair = vec![0f32; 2 * channels];
         for (c, &(mean, var)) in stats.iter().enumerate() {
@@ -195,6 +207,14 @@ impl CustomOp3 for BatchNormTrain {
             [(s1, l1), (s2, l2), (s3, l3)],
         )?;
         self.statistics.put(Storage::Cuda(statistics));
+        let y = match self.activation {
+            Some(slope) => super::nvrtc_kernels::leaky_relu_forward(
+                self.name(),
+                (&y, &Layout::contiguous(l1.shape())),
+                slope,
+            )?,
+            None => y,
+        };
         Ok((y, l1.shape().clone()))
     }
 
@@ -203,14 +223,19 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _y: &Tensor,
+        out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let channels = self.shape.1;
+        // through the activation first, on its output
+        let grad = match self.activation {
+            Some(slope) => super::leaky_relu_ops::backward(out, grad, slope)?,
+            None => grad.contiguous()?,
+        };
         let parameter_gradients = ChannelPair::default();
         let dx = x.apply_op3_no_bwd(
             gamma,
-            &grad.contiguous()?,
+            &grad,
             &BatchNormBackward {
                 shape: self.shape,
                 eps: self.eps,
@@ -350,8 +375,8 @@ mod tests {
             g,
             b,
             (fast.running_mean(), fast.running_var()),
-            fast.momentum(),
-            fast.eps(),
+            (fast.momentum(), fast.eps()),
+            None,
         )
         .unwrap();
         assert!(max_relative(&y_fast, &y_stock) < 1e-5);
@@ -375,6 +400,43 @@ mod tests {
         assert!(max_relative(fast.running_var(), stock.running_var()) < 1e-6);
     }
 
+    /// The activation applied by the batch-norm op gives the bits of the two fast ops apart: output
+    /// and the gradients of x, γ and β, for ReLU and ResNet-12's slope.
+    #[test]
+    fn the_fused_activation_gives_the_bits_of_the_two_ops_apart() {
+        let (channels, shape) = (3, [4usize, 3, 5, 6]);
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        for slope in [0.0, 0.1] {
+            let x = Var::from_tensor(&seeded(&shape, "x", 0.5)).unwrap();
+            let gamma = Var::from_tensor(&seeded(&[channels], "g", 1.0)).unwrap();
+            let beta = Var::from_tensor(&seeded(&[channels], "b", 0.0)).unwrap();
+            let r = seeded(&shape, "r", 0.0);
+            let run = |fused: bool| {
+                let running = (
+                    Tensor::zeros(channels, DType::F32, &Device::Cpu).unwrap(),
+                    Tensor::ones(channels, DType::F32, &Device::Cpu).unwrap(),
+                );
+                let args = (&running.0, &running.1);
+                let y = if fused {
+                    batch_norm_train(&x, &gamma, &beta, args, (0.1, 1e-5), Some(slope)).unwrap()
+                } else {
+                    let y = batch_norm_train(&x, &gamma, &beta, args, (0.1, 1e-5), None).unwrap();
+                    super::super::leaky_relu_ops::leaky_relu(&y, slope).unwrap()
+                };
+                let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![bits(&y)];
+                for v in [&x, &gamma, &beta] {
+                    out.push(bits(grads.get(v).unwrap()));
+                }
+                out
+            };
+            assert_eq!(run(true), run(false), "slope {slope}");
+        }
+    }
+
     /// The backward formulas against central differences of the forward formula itself.
     #[test]
     fn backward_formulas_match_finite_differences_of_the_forward() {
@@ -391,6 +453,7 @@ mod tests {
                 shape,
                 eps,
                 statistics: ChannelPair::default(),
+                activation: None,
             };
             let lay = |n: usize| Layout::contiguous(n);
             let (y, _) = op

@@ -1,8 +1,8 @@
 //! The fast path checked against candle's stock ops on a given device, on seeded random inputs:
 //! every fast op's output and every gradient it passes back (convolutions of the backbones' four
-//! kinds and one at an episode's scale, batch norm in training (with its running statistics) and in
-//! evaluation, max pooling, leaky ReLU and ReLU), and the padded max pool on negative inputs against its own
-//! CPU formulas (where the stock path's zero padding is not exact). The issue's bound is a relative
+//! kinds and one at an episode's scale, batch norm in training (with its running statistics, and with
+//! the activation it can apply) and in evaluation, max pooling, leaky ReLU and ReLU, the SGD update), and the padded max pool on negative
+//! inputs against its own CPU formulas (where the stock path's zero padding is not exact). The issue's bound is a relative
 //! error ≤ 1e-4 in f32 math (max |fast − stock| / max |stock|); the convolutions are also run in
 //! TF32 and compared with the stock f32 ones within 5e-3.
 //!
@@ -139,12 +139,14 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let bn = candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb)?;
         Ok((varmap, bn))
     };
+    let seed = |map: &mut candle_nn::VarMap| -> Result<()> {
+        map.set_one("weight", seeded(&[channels], "check-g", 1.0, device)?)?;
+        map.set_one("bias", seeded(&[channels], "check-b", 0.0, device)?)
+    };
     let (mut stock_map, stock) = make()?;
     let (mut fast_map, fast) = make()?;
-    for map in [&mut stock_map, &mut fast_map] {
-        map.set_one("weight", seeded(&[channels], "check-g", 1.0, device)?)?;
-        map.set_one("bias", seeded(&[channels], "check-b", 0.0, device)?)?;
-    }
+    seed(&mut stock_map)?;
+    seed(&mut fast_map)?;
     let x = Var::from_tensor(&seeded(&shape, "check-bn-x", 0.5, device)?)?;
     let y_stock = stock.forward_t(&x, true)?;
     let (g, b) = fast.weight_and_bias().expect("affine");
@@ -153,8 +155,8 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         g,
         b,
         (fast.running_mean(), fast.running_var()),
-        fast.momentum(),
-        fast.eps(),
+        (fast.momentum(), fast.eps()),
+        None,
     )?;
     let (sg, sb) = stock.weight_and_bias().expect("affine");
     let stock_grads = gradients(&y_stock, "check-bn-r", &[&x, sg, sb])?;
@@ -174,6 +176,43 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
             max_relative: max_relative(f, s)?,
             bound: TOLERANCE,
         });
+    }
+    // with the activation that follows it in the backbones, as one op: against the stock batch norm
+    // and the stock activation (ResNet-12's slope, and ReLU)
+    for slope in [0.1, 0.0] {
+        let op = format!("batch norm train + leaky relu {slope} {shape:?}");
+        let (mut stock_map, stock_bn) = make()?;
+        let (mut fast_map, fast_bn) = make()?;
+        seed(&mut stock_map)?;
+        seed(&mut fast_map)?;
+        let activation = super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock));
+        let y_stock = activation.forward(&stock_bn.forward_t(&x, true)?)?;
+        let (fg, fb) = fast_bn.weight_and_bias().expect("affine");
+        let y_fast = super::batch_norm_ops::batch_norm_train(
+            &x,
+            fg,
+            fb,
+            (fast_bn.running_mean(), fast_bn.running_var()),
+            (fast_bn.momentum(), fast_bn.eps()),
+            Some(slope),
+        )?;
+        let (sg, sb) = stock_bn.weight_and_bias().expect("affine");
+        let stock_grads = gradients(&y_stock, "check-bn-act-r", &[&x, sg, sb])?;
+        let fast_grads = gradients(&y_fast, "check-bn-act-r", &[&x, fg, fb])?;
+        let pairs: [(&'static str, &Tensor, &Tensor); 4] = [
+            ("forward", &y_fast, &y_stock),
+            ("dx", &fast_grads[0], &stock_grads[0]),
+            ("dgamma", &fast_grads[1], &stock_grads[1]),
+            ("dbeta", &fast_grads[2], &stock_grads[2]),
+        ];
+        for (quantity, f, s) in pairs {
+            out.push(Comparison {
+                op: op.clone(),
+                quantity,
+                max_relative: max_relative(f, s)?,
+                bound: TOLERANCE,
+            });
+        }
     }
     // evaluation mode, on the running statistics the training step left
     let op = format!("batch norm eval {shape:?}");
@@ -235,6 +274,47 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))
 }
 
+/// The SGD update (Nesterov and heavy ball, weight decay): the in-place ops against `Sgd`'s
+/// composition of candle ops, weight and momentum buffer after two steps (the first makes the
+/// buffer). Same bits on the CPU (`train::optimizer`'s tests).
+fn sgd_update(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    use crate::train::optimizer::Sgd;
+    let shape = [16usize, 8, 3, 3];
+    for nesterov in [true, false] {
+        let run = |ops: super::OpsPath| -> Result<(Tensor, Tensor)> {
+            let var = Var::from_tensor(&seeded(&shape, "check-sgd-w", 0.0, device)?)?;
+            let params = vec![("w".to_string(), var.clone())];
+            let mut sgd = Sgd::new(0.9, nesterov, 5e-4).on_path(ops);
+            for step in 0..2 {
+                let r = seeded(&shape, &format!("check-sgd-r{step}"), 0.0, device)?;
+                let grads = (var.as_tensor().sqr()? * r)?.sum_all()?.backward()?;
+                sgd.step(&grads, &params, 0.05)?;
+            }
+            let buffer = sgd.buffers.get("w").cloned().ok_or_else(|| {
+                candle_core::Error::Msg("the SGD update left no momentum buffer".into())
+            })?;
+            Ok((var.as_tensor().clone(), buffer))
+        };
+        let (stock, fast) = (run(super::OpsPath::Stock)?, run(super::OpsPath::Fast)?);
+        let op = format!(
+            "sgd update {} {shape:?}",
+            if nesterov { "nesterov" } else { "heavy ball" }
+        );
+        for (quantity, (f, s)) in [
+            ("weight", (&fast.0, &stock.0)),
+            ("buffer", (&fast.1, &stock.1)),
+        ] {
+            out.push(Comparison {
+                op: op.clone(),
+                quantity,
+                max_relative: max_relative(f, s)?,
+                bound: TOLERANCE,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Every comparison on `device`.
 pub fn compare_with_stock(device: &Device) -> Result<Vec<Comparison>> {
     let mut out = Vec::new();
@@ -243,6 +323,7 @@ pub fn compare_with_stock(device: &Device) -> Result<Vec<Comparison>> {
     batch_norm(device, &mut out)?;
     max_pooling(device, &mut out)?;
     leaky_relu(device, &mut out)?;
+    sgd_update(device, &mut out)?;
     Ok(out)
 }
 
@@ -297,7 +378,10 @@ mod tests {
     #[test]
     fn on_the_cpu_every_fast_op_agrees_with_the_stock_one() {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
-        assert_eq!(comparisons.len(), 2 * 5 * 3 + 6 + 2 + 3 * 2 + 2 * 2);
+        assert_eq!(
+            comparisons.len(),
+            2 * 5 * 3 + 6 + 2 * 4 + 2 + 3 * 2 + 2 * 2 + 2 * 2
+        );
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");
             assert!(c.max_relative.is_finite());

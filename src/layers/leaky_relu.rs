@@ -26,6 +26,10 @@ impl LeakyRelu {
         Self::new(0.0, ops)
     }
 
+    pub fn slope(&self) -> f64 {
+        self.slope
+    }
+
     /// max(x, slope·x), elementwise
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.ops {

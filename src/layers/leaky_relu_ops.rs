@@ -36,25 +36,10 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(self.name(), storage, layout)?;
+        let mut y = contiguous_f32(self.name(), storage, layout)?.to_vec();
         let slope = self.slope;
-        let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(move |(y, x)| {
-                // selects on a copied slope, which the compiler vectorises: a branch on the sign
-                // is mispredicted half the time (10× slower on signed data)
-                if slope == 0.0 {
-                    // ReLU: 0 for x ≤ 0 (also −∞, where x·0 would be NaN), NaN kept
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = if x <= 0.0 { 0.0 } else { x };
-                    }
-                } else {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = x * if x > 0.0 { 1.0 } else { slope };
-                    }
-                }
-            });
+            .for_each(move |y| activate_in_place(y, slope));
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -70,12 +55,32 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dx = x.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &LeakyReluBackward { slope: self.slope },
-        )?;
-        Ok(Some(dx))
+        Ok(Some(backward(x, grad, self.slope)?))
     }
+}
+
+/// y ← leaky_relu(y) with `slope`, in place (the forward formula; `batch_norm_ops` applies it to its
+/// output when an activation follows the batch norm).
+pub(super) fn activate_in_place(y: &mut [f32], slope: f32) {
+    // selects on a copied slope, which the compiler vectorises: a branch on the sign is mispredicted
+    // half the time (10× slower on signed data)
+    if slope == 0.0 {
+        // ReLU: 0 for x ≤ 0 (also −∞, where x·0 would be NaN), NaN kept
+        for y in y.iter_mut() {
+            *y = if *y <= 0.0 { 0.0 } else { *y };
+        }
+    } else {
+        for y in y.iter_mut() {
+            *y = *y * if *y > 0.0 { 1.0 } else { slope };
+        }
+    }
+}
+
+/// dx from (x, dy). x may also be the activation's output: its sign is the input's for every slope
+/// in [0, 1) (0 or a product with the slope ≤ 0 where x ≤ 0, and NaN where x is NaN), so the same
+/// dx comes out; `batch_norm_ops` passes its activated output.
+pub(super) fn backward(x: &Tensor, dy: &Tensor, slope: f32) -> Result<Tensor> {
+    x.apply_op2_no_bwd(&dy.contiguous()?, &LeakyReluBackward { slope })
 }
 
 /// dx from (x, dy).

@@ -27,8 +27,9 @@ mod max_pool_cudnn;
 pub mod max_pool_ops;
 #[cfg(feature = "cuda")]
 mod nvrtc_kernels;
-mod op_operands;
+pub(crate) mod op_operands;
 mod pooling;
+pub mod sgd_update_ops;
 pub mod tf32_rounding;
 
 pub use batch_norm::BatchNorm2d;

@@ -1,6 +1,7 @@
 //! The fast path's own CUDA kernels, for the ops cuDNN has no call for: the leaky ReLU's forward and
-//! backward (`leaky_relu_ops`) and the evaluation-mode batch norm's per-channel normalisation
-//! (`batch_norm_eval_ops`), each the same formula as the op's CPU side. One module compiled once per
+//! backward (`leaky_relu_ops`), the evaluation-mode batch norm's per-channel normalisation
+//! (`batch_norm_eval_ops`) and the SGD update's two in-place passes (`sgd_update_ops`), each the
+//! same formula as the op's CPU side. One module compiled once per
 //! process with NVRTC (cudarc's `compile_ptx`; the GPU machine's CUDA 13 `libnvrtc`) and loaded into
 //! candle's device as a custom module.
 
@@ -9,7 +10,7 @@ use std::sync::OnceLock;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::op_operands::contiguous_view;
+use super::op_operands::{contiguous_view, contiguous_view_mut};
 
 const MODULE: &str = "fewshot_fast_path";
 
@@ -39,6 +40,37 @@ extern "C" __global__ void channel_normalise(
         const unsigned int c = (i / planes) % channels;
         y[i] = __fadd_rn(__fmul_rn(__fdiv_rn(__fsub_rn(x[i], p[c]), p[channels + c]),
                                    p[2 * channels + c]), p[3 * channels + c]);
+    }
+}
+
+// x·s as candle's affine kernel computes it (x·s + 0)
+__device__ float scaled(const float x, const float s) { return __fadd_rn(__fmul_rn(x, s), 0.0f); }
+
+// d = g + w·λ, or g
+__device__ float decayed(const float g, const float w, const float wd, const unsigned int decays) {
+    return decays ? __fadd_rn(g, scaled(w, wd)) : g;
+}
+
+// b ← d (first step) or b·μ + d, in place
+extern "C" __global__ void sgd_momentum_buffer(
+    float* b, const float* g, const float* w, const float momentum, const float wd,
+    const unsigned int decays, const unsigned int first, const unsigned int n) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        const float d = decayed(g[i], w[i], wd, decays);
+        b[i] = first ? d : __fadd_rn(scaled(b[i], momentum), d);
+    }
+}
+
+// w ← w − η·s; step 0: s = d, 1: s = b (heavy ball), 2: s = d + b·μ (Nesterov)
+extern "C" __global__ void sgd_weight(
+    float* w, const float* g, const float* b, const float lr, const float momentum, const float wd,
+    const unsigned int decays, const unsigned int step, const unsigned int n) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        const float v = w[i];
+        const float s = step == 1 ? b[i]
+            : (step == 2 ? __fadd_rn(decayed(g[i], v, wd, decays), scaled(b[i], momentum))
+                         : decayed(g[i], v, wd, decays));
+        w[i] = __fsub_rn(v, scaled(s, lr));
     }
 }
 "#;
@@ -132,4 +164,69 @@ pub(super) fn channel_normalise(
     unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(CudaStorage::wrap_cuda_slice(y, device.clone()))
+}
+
+/// Checks that an in-place op's operands are the size of the tensor it writes.
+fn same_length(op: &str, n: usize, others: [usize; 2]) -> Result<u32> {
+    if others.iter().any(|&m| m != n) {
+        candle_core::bail!("{op}: operands differ in size ({n} and {others:?})");
+    }
+    element_count(n)
+}
+
+/// b ← d or b·μ + d in place, from [g, w]; `[μ, λ]`, `[λ ≠ 0, first step]`.
+pub(super) fn sgd_momentum_buffer(
+    op: &str,
+    (b, lb): (&mut CudaStorage, &Layout),
+    [(g, lg), (w, lw)]: [(&CudaStorage, &Layout); 2],
+    [momentum, wd]: [f32; 2],
+    [decays, first]: [u32; 2],
+) -> Result<()> {
+    let device: CudaDevice = b.device.clone();
+    let (g, w) = (contiguous_view(op, g, lg)?, contiguous_view(op, w, lw)?);
+    let mut b = contiguous_view_mut(op, b, lb)?;
+    let count = same_length(op, b.len(), [g.len(), w.len()])?;
+    let func = device.get_or_load_custom_func("sgd_momentum_buffer", MODULE, ptx()?)?;
+    let mut launch = func.builder();
+    launch
+        .arg(&mut b)
+        .arg(&g)
+        .arg(&w)
+        .arg(&momentum)
+        .arg(&wd)
+        .arg(&decays)
+        .arg(&first)
+        .arg(&count);
+    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+        .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
+    Ok(())
+}
+
+/// w ← w − η·s in place, from [g, b]; `[η, μ, λ]`, `[λ ≠ 0, step kind]`.
+pub(super) fn sgd_weight(
+    op: &str,
+    (w, lw): (&mut CudaStorage, &Layout),
+    [(g, lg), (b, lb)]: [(&CudaStorage, &Layout); 2],
+    [lr, momentum, wd]: [f32; 3],
+    [decays, step]: [u32; 2],
+) -> Result<()> {
+    let device: CudaDevice = w.device.clone();
+    let (g, b) = (contiguous_view(op, g, lg)?, contiguous_view(op, b, lb)?);
+    let mut w = contiguous_view_mut(op, w, lw)?;
+    let count = same_length(op, w.len(), [g.len(), b.len()])?;
+    let func = device.get_or_load_custom_func("sgd_weight", MODULE, ptx()?)?;
+    let mut launch = func.builder();
+    launch
+        .arg(&mut w)
+        .arg(&g)
+        .arg(&b)
+        .arg(&lr)
+        .arg(&momentum)
+        .arg(&wd)
+        .arg(&decays)
+        .arg(&step)
+        .arg(&count);
+    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+        .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
+    Ok(())
 }

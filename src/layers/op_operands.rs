@@ -22,6 +22,22 @@ pub(super) fn contiguous_f32<'a>(
     Ok(&data[start..end])
 }
 
+/// The f32 data of a contiguous CPU operand an in-place op of the name `op` writes.
+pub(super) fn contiguous_f32_mut<'a>(
+    op: &str,
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> Result<&'a mut [f32]> {
+    let dtype = storage.dtype();
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: the fast path computes in f32, got {dtype:?}");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous");
+    };
+    Ok(&mut data[start..end])
+}
+
 /// The f32 data of a contiguous CUDA operand of the op named `op`.
 #[cfg(feature = "cuda")]
 pub(super) fn contiguous_view<'a>(
@@ -36,6 +52,22 @@ pub(super) fn contiguous_view<'a>(
         candle_core::bail!("{op}: operands must be contiguous");
     };
     Ok(slice.slice(start..end))
+}
+
+/// The f32 data of a contiguous CUDA operand an in-place op of the name `op` writes.
+#[cfg(feature = "cuda")]
+pub(super) fn contiguous_view_mut<'a>(
+    op: &str,
+    storage: &'a mut candle_core::CudaStorage,
+    layout: &Layout,
+) -> Result<cudarc::driver::CudaViewMut<'a, f32>> {
+    let slice = storage.as_cuda_slice_mut::<f32>().map_err(|_| {
+        candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
+    })?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous");
+    };
+    Ok(slice.slice_mut(start..end))
 }
 
 /// Uniform in [offset − 1, offset + 1) on `device`, seeded by `key`: the fast path's checks' inputs.
@@ -79,7 +111,7 @@ pub fn l2_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f
 }
 
 #[cfg(test)]
-pub(super) mod test_tensors {
+pub(crate) mod test_tensors {
     use candle_core::{Device, Tensor};
 
     /// [`super::seeded`] on the CPU.

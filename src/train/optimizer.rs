@@ -1,11 +1,16 @@
 //! SGD as PyTorch's `torch.optim.SGD` computes it (momentum, Nesterov, weight decay added to the
 //! gradient), plus global gradient-norm clipping and the zeroing of NaN gradients the authors apply.
-//! Momentum buffers are named like the parameters so checkpoints can hold them.
+//! Momentum buffers are named like the parameters so checkpoints can hold them. On the fast path the
+//! update is two in-place ops per parameter (`layers::sgd_update_ops`, the same bits) instead of the
+//! composition of candle ops below.
 
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+
+use crate::layers::sgd_update_ops::{update_momentum_buffer, update_weight, SgdScalars};
+use crate::layers::OpsPath;
 
 pub struct Sgd {
     pub momentum: f64,
@@ -13,6 +18,8 @@ pub struct Sgd {
     pub weight_decay: f64,
     /// name → momentum buffer
     pub buffers: HashMap<String, Tensor>,
+    /// Stock: candle ops; fast: the in-place update ops.
+    pub ops: OpsPath,
 }
 
 impl Sgd {
@@ -22,7 +29,13 @@ impl Sgd {
             nesterov,
             weight_decay,
             buffers: HashMap::new(),
+            ops: OpsPath::Stock,
         }
+    }
+
+    /// The same optimiser, updating through `ops` (the model's path).
+    pub fn on_path(self, ops: OpsPath) -> Self {
+        Self { ops, ..self }
     }
 
     /// Clips the gradients of `params` to a global L2 norm of `max_norm` (if > 0), zeroing NaNs;
@@ -66,6 +79,9 @@ impl Sgd {
 
     /// One update with learning rate `lr` of every parameter that has a gradient.
     pub fn step(&mut self, grads: &GradStore, params: &[(String, Var)], lr: f64) -> Result<()> {
+        if self.ops == OpsPath::Fast {
+            return self.step_in_place(grads, params, lr);
+        }
         for (name, var) in params {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
@@ -95,6 +111,42 @@ impl Sgd {
         }
         Ok(())
     }
+
+    /// [`Sgd::step`] through the in-place ops: the buffer, then the weight, per parameter.
+    fn step_in_place(
+        &mut self,
+        grads: &GradStore,
+        params: &[(String, Var)],
+        lr: f64,
+    ) -> Result<()> {
+        let scalars = SgdScalars {
+            lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+        };
+        for (name, var) in params {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            // the ops read contiguous data; candle sums every gradient by an add, so this is no copy
+            // (a strided one would be copied: the same bits)
+            let g = g.detach().contiguous()?;
+            let buffer = if self.momentum != 0.0 {
+                let (buffer, first) = match self.buffers.get(name) {
+                    Some(b) => (b.clone(), false),
+                    None => (g.zeros_like()?, true),
+                };
+                update_momentum_buffer(&buffer, &g, var.as_tensor(), scalars, first)?;
+                self.buffers.insert(name.clone(), buffer.clone());
+                Some(buffer)
+            } else {
+                None
+            };
+            update_weight(var.as_tensor(), &g, buffer.as_ref(), scalars)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -104,23 +156,95 @@ mod tests {
 
     #[test]
     fn matches_pytorch_nesterov_by_hand() {
-        // p = 1, loss = p² (grad 2p), lr 0.1, momentum 0.9, nesterov, wd 0.1
-        // step 1: d = 2 + 0.1 = 2.1, buf = 2.1, d = 2.1 + 0.9*2.1 = 3.99, p = 1 - 0.399 = 0.601
-        let var = Var::new(&[1f32], &Device::Cpu).unwrap();
-        let params = vec![("p".to_string(), var.clone())];
-        let mut sgd = Sgd::new(0.9, true, 0.1);
-        let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
-        let grads = loss.backward().unwrap();
-        sgd.step(&grads, &params, 0.1).unwrap();
-        let p = var.as_tensor().to_vec1::<f32>().unwrap()[0];
-        assert!((p - 0.601).abs() < 1e-6, "{p}");
-        // step 2: g = 1.202, d = 1.202 + 0.0601 = 1.2621, buf = 0.9*2.1 + 1.2621 = 3.1521,
-        // d = 1.2621 + 0.9*3.1521 = 4.09899, p = 0.601 - 0.409899 = 0.191101
-        let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
-        let grads = loss.backward().unwrap();
-        sgd.step(&grads, &params, 0.1).unwrap();
-        let p = var.as_tensor().to_vec1::<f32>().unwrap()[0];
-        assert!((p - 0.191101).abs() < 1e-5, "{p}");
+        for ops in [OpsPath::Stock, OpsPath::Fast] {
+            // p = 1, loss = p² (grad 2p), lr 0.1, momentum 0.9, nesterov, wd 0.1
+            // step 1: d = 2 + 0.1 = 2.1, buf = 2.1, d = 2.1 + 0.9*2.1 = 3.99, p = 1 - 0.399 = 0.601
+            let var = Var::new(&[1f32], &Device::Cpu).unwrap();
+            let params = vec![("p".to_string(), var.clone())];
+            let mut sgd = Sgd::new(0.9, true, 0.1).on_path(ops);
+            let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            sgd.step(&grads, &params, 0.1).unwrap();
+            let p = var.as_tensor().to_vec1::<f32>().unwrap()[0];
+            assert!((p - 0.601).abs() < 1e-6, "{ops:?}: {p}");
+            // step 2: g = 1.202, d = 1.202 + 0.0601 = 1.2621, buf = 0.9*2.1 + 1.2621 = 3.1521,
+            // d = 1.2621 + 0.9*3.1521 = 4.09899, p = 0.601 - 0.409899 = 0.191101
+            let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            sgd.step(&grads, &params, 0.1).unwrap();
+            let p = var.as_tensor().to_vec1::<f32>().unwrap()[0];
+            assert!((p - 0.191101).abs() < 1e-5, "{ops:?}: {p}");
+        }
+    }
+
+    /// The parameters and momentum buffers, bit for bit, after three steps of each path from the same
+    /// start, for every case `step` has, with parameters used plainly, transposed (as a linear layer's
+    /// weight) and through a view.
+    #[test]
+    fn the_fast_path_update_gives_the_stock_bits() {
+        use crate::layers::op_operands::test_tensors::seeded;
+        let run = |ops: OpsPath, (momentum, nesterov, decay): (f64, bool, f64)| {
+            let vars = [
+                Var::from_tensor(&seeded(&[4, 3, 3, 3], "sgd-conv", 0.0)).unwrap(),
+                Var::from_tensor(&seeded(&[5, 6], "sgd-linear", 0.0)).unwrap(),
+                Var::from_tensor(&seeded(&[6], "sgd-gamma", 1.0)).unwrap(),
+            ];
+            let params: Vec<(String, Var)> = ["conv", "linear", "gamma"]
+                .iter()
+                .zip(&vars)
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect();
+            let mut sgd = Sgd::new(momentum, nesterov, decay).on_path(ops);
+            for step in 0..3 {
+                let r = |key: &str, shape: &[usize]| seeded(shape, &format!("{key}-{step}"), 0.0);
+                let conv = vars[0]
+                    .as_tensor()
+                    .mul(&r("r-conv", &[4, 3, 3, 3]))
+                    .unwrap();
+                let linear = r("r-x", &[2, 6])
+                    .matmul(&vars[1].as_tensor().t().unwrap())
+                    .unwrap();
+                let gamma_view = Tensor::cat(&[vars[2].as_tensor(), vars[2].as_tensor()], 0)
+                    .unwrap()
+                    .narrow(0, 3, 6)
+                    .unwrap();
+                let loss = (conv.sum_all().unwrap()
+                    + (linear * r("r-l", &[2, 5])).unwrap().sum_all().unwrap()
+                    + gamma_view
+                        .sqr()
+                        .unwrap()
+                        .mul(&r("r-g", &[6]))
+                        .unwrap()
+                        .sum_all()
+                        .unwrap())
+                .unwrap();
+                let grads = loss.backward().unwrap();
+                sgd.step(&grads, &params, 0.05).unwrap();
+            }
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                v.iter().map(|x| x.to_bits()).collect()
+            };
+            let weights: Vec<Vec<u32>> = vars.iter().map(|v| bits(v.as_tensor())).collect();
+            let mut buffers: Vec<(String, Vec<u32>)> = sgd
+                .buffers
+                .iter()
+                .map(|(n, b)| (n.clone(), bits(b)))
+                .collect();
+            buffers.sort();
+            (weights, buffers)
+        };
+        for case in [
+            (0.9, true, 5e-4),
+            (0.9, false, 5e-4),
+            (0.9, true, 0.0),
+            (0.0, false, 5e-4),
+            (0.0, false, 0.0),
+        ] {
+            let (stock, fast) = (run(OpsPath::Stock, case), run(OpsPath::Fast, case));
+            assert_eq!(fast, stock, "momentum, nesterov, weight decay {case:?}");
+            assert_eq!(stock.1.len(), if case.0 != 0.0 { 3 } else { 0 });
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn train_cell(
         .collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let t = &cell.train;
-    let mut sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay);
+    let mut sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay).on_path(cell.backbone.ops);
     let state_path = dir.join("state.json");
     let last_path = dir.join("checkpoint-last.safetensors");
     let mut state = match std::fs::read(&state_path) {

@@ -1,0 +1,258 @@
+//! The fast path's SGD update as two in-place custom ops per parameter (momentum buffer, then weight)
+//! in place of the seven to nine candle ops `Sgd::step` composes (each a kernel launch and a fresh
+//! tensor on a GPU). The arithmetic is the composition's, operation by operation in f32: a product
+//! with a scalar x·s is candle's affine map x·s + 0 (the scalar rounded to f32), then the same adds,
+//! so both paths give the same bits (tested in `train::optimizer`; `fast_ops_check` compares them on
+//! a device). On
+//! CUDA each op is one NVRTC kernel (`nvrtc_kernels`), with every operation rounded on its own.
+//!
+//! With d = g + w·λ (d = g when λ = 0), momentum μ, learning rate η (PyTorch's `torch.optim.SGD`):
+//! - momentum buffer: b ← d on the first step, else b ← b·μ + d;
+//! - weight: w ← w − η·s with s = d (no momentum), b (heavy ball) or d + b·μ (Nesterov).
+
+use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
+
+use super::op_operands::{contiguous_f32, contiguous_f32_mut};
+
+/// An SGD step's scalars, as `Sgd` holds them (f64) and as the kernels use them (f32).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdScalars {
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+}
+
+/// What the weight update subtracts, η times this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum WeightStep {
+    /// d
+    Decayed = 0,
+    /// b
+    HeavyBall = 1,
+    /// d + b·μ
+    Nesterov = 2,
+}
+
+/// The scalars of both ops in f32, as candle's affine map rounds them.
+#[derive(Debug, Clone, Copy)]
+struct Scalars32 {
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    /// λ ≠ 0 (decided in f64, as `Sgd::step` decides it)
+    decays: bool,
+}
+
+impl From<SgdScalars> for Scalars32 {
+    fn from(s: SgdScalars) -> Self {
+        Self {
+            lr: s.lr as f32,
+            momentum: s.momentum as f32,
+            weight_decay: s.weight_decay as f32,
+            decays: s.weight_decay != 0.0,
+        }
+    }
+}
+
+/// x·s as candle's affine map computes it (x·s + 0: a product of −0 comes out +0).
+fn scaled(x: f32, s: f32) -> f32 {
+    x * s + 0.0
+}
+
+/// d = g + w·λ, or g.
+fn decayed(g: f32, w: f32, s: &Scalars32) -> f32 {
+    if s.decays {
+        g + scaled(w, s.weight_decay)
+    } else {
+        g
+    }
+}
+
+/// b ← d (first step) or b·μ + d, in place, from the gradient and the weight before its update.
+pub fn update_momentum_buffer(
+    buffer: &Tensor,
+    gradient: &Tensor,
+    weight: &Tensor,
+    scalars: SgdScalars,
+    first: bool,
+) -> Result<()> {
+    buffer.inplace_op3(
+        gradient,
+        weight,
+        &MomentumBuffer {
+            scalars: scalars.into(),
+            first,
+        },
+    )
+}
+
+/// w ← w − η·s, in place, from the gradient and (with momentum) the buffer already updated.
+pub fn update_weight(
+    weight: &Tensor,
+    gradient: &Tensor,
+    buffer: Option<&Tensor>,
+    scalars: SgdScalars,
+) -> Result<()> {
+    let step = match (buffer.is_some(), scalars.nesterov) {
+        (false, _) => WeightStep::Decayed,
+        (true, false) => WeightStep::HeavyBall,
+        (true, true) => WeightStep::Nesterov,
+    };
+    // without a buffer the gradient stands in for it (never read)
+    weight.inplace_op3(
+        gradient,
+        buffer.unwrap_or(gradient),
+        &Weight {
+            scalars: scalars.into(),
+            step,
+        },
+    )
+}
+
+/// (b in place; g, w).
+struct MomentumBuffer {
+    scalars: Scalars32,
+    first: bool,
+}
+
+impl InplaceOp3 for MomentumBuffer {
+    fn name(&self) -> &'static str {
+        "fast-sgd-momentum-buffer"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let g = contiguous_f32(self.name(), s2, l2)?;
+        let w = contiguous_f32(self.name(), s3, l3)?;
+        let b = contiguous_f32_mut(self.name(), s1, l1)?;
+        same_sizes(self.name(), [b.len(), g.len(), w.len()])?;
+        let s = &self.scalars;
+        for ((b, &g), &w) in b.iter_mut().zip(g).zip(w) {
+            let d = decayed(g, w, s);
+            *b = if self.first {
+                d
+            } else {
+                scaled(*b, s.momentum) + d
+            };
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let s = &self.scalars;
+        super::nvrtc_kernels::sgd_momentum_buffer(
+            self.name(),
+            (s1, l1),
+            [(s2, l2), (s3, l3)],
+            [s.momentum, s.weight_decay],
+            [s.decays as u32, self.first as u32],
+        )
+    }
+}
+
+/// (w in place; g, b).
+struct Weight {
+    scalars: Scalars32,
+    step: WeightStep,
+}
+
+impl InplaceOp3 for Weight {
+    fn name(&self) -> &'static str {
+        "fast-sgd-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let g = contiguous_f32(self.name(), s2, l2)?;
+        let b = contiguous_f32(self.name(), s3, l3)?;
+        let w = contiguous_f32_mut(self.name(), s1, l1)?;
+        same_sizes(self.name(), [w.len(), g.len(), b.len()])?;
+        let s = &self.scalars;
+        for ((w, &g), &b) in w.iter_mut().zip(g).zip(b) {
+            let step = match self.step {
+                WeightStep::Decayed => decayed(g, *w, s),
+                WeightStep::HeavyBall => b,
+                WeightStep::Nesterov => decayed(g, *w, s) + scaled(b, s.momentum),
+            };
+            *w -= scaled(step, s.lr);
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let s = &self.scalars;
+        super::nvrtc_kernels::sgd_weight(
+            self.name(),
+            (s1, l1),
+            [(s2, l2), (s3, l3)],
+            [s.lr, s.momentum, s.weight_decay],
+            [s.decays as u32, self.step as u32],
+        )
+    }
+}
+
+fn same_sizes(op: &str, sizes: [usize; 3]) -> Result<()> {
+    if sizes[1..].iter().any(|&n| n != sizes[0]) {
+        candle_core::bail!("{op}: operands differ in size: {sizes:?}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::op_operands::test_tensors::seeded;
+
+    // the bits against `Sgd::step`'s composition of candle ops: `train::optimizer`'s tests
+
+    #[test]
+    fn operands_of_different_sizes_are_refused() {
+        let w = seeded(&[4], "sgd-w", 0.0);
+        let g = seeded(&[5], "sgd-g", 0.0);
+        let s = SgdScalars {
+            lr: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let e = update_weight(&w, &g, None, s).unwrap_err().to_string();
+        assert!(
+            e.contains("fast-sgd-weight") && e.contains("differ in size"),
+            "{e}"
+        );
+    }
+}
