@@ -1,7 +1,9 @@
 //! The layer types backbones are built from. Each holds its parameters under PyTorch's names and
 //! runs through an [`OpsPath`], so the implementation of the hot layers can be swapped (candle's stock
-//! ops, or the fast path's custom ops: im2col + gemm convolution, fused training-mode batch norm and a
-//! one-op leaky ReLU, on cuDNN and NVRTC kernels on CUDA) without touching the model code.
+//! ops, or the fast path's custom ops: im2col + gemm convolution, fused training-mode batch norm (with
+//! the activation that follows it) and a one-op leaky ReLU, on cuDNN and NVRTC kernels on CUDA) without
+//! touching the model code. The fast path's in-place SGD update (`sgd_update_ops`) lives here too, beside
+//! the kernels it shares.
 
 mod batch_norm;
 #[cfg(feature = "cuda")]
