@@ -15,6 +15,10 @@
 //!
 //! Prints a line per comparison, then `RESULT fast_ops_check …` when every op is within the bound,
 //! or `FAILED fast_ops_check …` (exit 1).
+//!
+//! `fast_ops_check kernels` (CUDA build) only compiles the fast path's NVRTC kernels, which needs
+//! `libnvrtc` and no device: `benches/device/prepare.sh` runs it where it builds, so a kernel that does
+//! not compile is found before the GPU run.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -98,6 +102,9 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
+    if spec == "kernels" {
+        compile_kernels();
+    }
     let spec: DeviceSpec = spec.parse().unwrap_or_else(|e: String| {
         eprintln!("{e}\n{usage}");
         std::process::exit(2)
@@ -174,4 +181,24 @@ fn main() {
         "RESULT fast_ops_check device={spec} ops_compared={} worst_f32_op_relative={worst_op:.3e}{steps}",
         comparisons.len()
     );
+}
+
+/// `kernels`: compiles the NVRTC module and exits (0 when it compiles with every kernel in it).
+fn compile_kernels() -> ! {
+    #[cfg(feature = "cuda")]
+    match fewshot::layers::compile_nvrtc_kernels() {
+        Ok(bytes) => {
+            println!("RESULT fast_ops_check kernels compiled ptx_bytes={bytes}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            println!("FAILED fast_ops_check kernels error={e}");
+            std::process::exit(1)
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        println!("FAILED fast_ops_check kernels error=built without the cuda feature");
+        std::process::exit(1)
+    }
 }

@@ -28,6 +28,8 @@ else
   cargo build --release --features cuda --example step_timing --example fast_ops_check \
     --target-dir target/cuda
   built="target/cuda/release/examples"
+  # the NVRTC kernels compile here (libnvrtc, no device): a kernel that does not is found now
+  LD_LIBRARY_PATH="$FEWSHOT_CUDA_LOCAL_LD_PATH" "$built/fast_ops_check" kernels
 fi
 rm -rf "$out"
 mkdir -p "$out"

@@ -1,7 +1,7 @@
 //! The CUDA side of the fast path's training-mode batch norm: the forward and the backward as one
 //! cuDNN call each (`cudnnBatchNormalizationForwardTraining`, `cudnnBatchNormalizationBackward`,
 //! spatial mode: statistics per channel over batch, height and width; cuDNN API reference), laid
-//! out as the CPU ops lay theirs: forward → y and [μ, σ²] apart, backward → [dx, dγ, dβ].
+//! out as the CPU ops lay theirs: forward → y and [μ, σ²] apart, backward → dx and [dγ, dβ] apart.
 //!
 //! The forward hands cuDNN zeroed running-statistics buffers with an averaging factor of 1, so they
 //! come back holding this batch's mean and unbiased variance (r ← (1 − 1)·r + 1·batch), which the

@@ -36,6 +36,11 @@ pub fn batch_norm_train(
     activation: Option<f64>,
 ) -> Result<Tensor> {
     let (batch, channels, h, w) = x.dims4()?;
+    if let Some(slope) = activation.filter(|s| s.is_nan() || *s < 0.0) {
+        // the backward reads the activation's mask from its output, whose sign is the input's
+        // only for slopes ≥ 0
+        candle_core::bail!("batch norm's fused activation needs a slope ≥ 0, got {slope}");
+    }
     let n = batch * h * w;
     if n < 2 {
         candle_core::bail!("batch norm in training needs more than one value per channel, got {n}");
@@ -435,6 +440,24 @@ mod tests {
             };
             assert_eq!(run(true), run(false), "slope {slope}");
         }
+        // a negative slope flips the output's sign, which the backward's mask is read from: refused
+        let running = (
+            Tensor::zeros(channels, DType::F32, &Device::Cpu).unwrap(),
+            Tensor::ones(channels, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let x = seeded(&shape, "x", 0.5);
+        let (gamma, beta) = (seeded(&[channels], "g", 1.0), seeded(&[channels], "b", 0.0));
+        let e = batch_norm_train(
+            &x,
+            &gamma,
+            &beta,
+            (&running.0, &running.1),
+            (0.1, 1e-5),
+            Some(-0.1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("slope ≥ 0"), "{e}");
     }
 
     /// The backward formulas against central differences of the forward formula itself.

@@ -35,7 +35,7 @@ pub struct Comparison {
     /// What was compared: `forward`, `dx`, `dw`, `dgamma`, `running_var`, …
     pub quantity: &'static str,
     pub max_relative: f32,
-    /// [`TOLERANCE`], or [`TF32_TOLERANCE`] for a TF32 convolution.
+    /// [`TOLERANCE`], [`TF32_TOLERANCE`] for a TF32 convolution, 0 for the SGD update.
     pub bound: f32,
 }
 
@@ -274,42 +274,51 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))
 }
 
-/// The SGD update (Nesterov and heavy ball, weight decay): the in-place ops against `Sgd`'s
-/// composition of candle ops, weight and momentum buffer after two steps (the first makes the
-/// buffer). Same bits on the CPU (`train::optimizer`'s tests).
+/// The SGD update: the in-place ops against `Sgd`'s composition of candle ops, weight and momentum
+/// buffer after two steps (the first makes the buffer), for Nesterov and heavy-ball momentum, without
+/// momentum and without weight decay. Bound 0: equal values (a zero's sign aside); the same bits on
+/// the CPU (`train::optimizer`'s tests).
 fn sgd_update(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     use crate::train::optimizer::Sgd;
     let shape = [16usize, 8, 3, 3];
-    for nesterov in [true, false] {
-        let run = |ops: super::OpsPath| -> Result<(Tensor, Tensor)> {
+    for (momentum, nesterov, decay) in [
+        (0.9, true, 5e-4),
+        (0.9, false, 5e-4),
+        (0.9, true, 0.0),
+        (0.0, false, 5e-4),
+    ] {
+        let run = |ops: super::OpsPath| -> Result<(Tensor, Option<Tensor>)> {
             let var = Var::from_tensor(&seeded(&shape, "check-sgd-w", 0.0, device)?)?;
             let params = vec![("w".to_string(), var.clone())];
-            let mut sgd = Sgd::new(0.9, nesterov, 5e-4).on_path(ops);
+            let mut sgd = Sgd::new(momentum, nesterov, decay).on_path(ops);
             for step in 0..2 {
                 let r = seeded(&shape, &format!("check-sgd-r{step}"), 0.0, device)?;
                 let grads = (var.as_tensor().sqr()? * r)?.sum_all()?.backward()?;
                 sgd.step(&grads, &params, 0.05)?;
             }
-            let buffer = sgd.buffers.get("w").cloned().ok_or_else(|| {
-                candle_core::Error::Msg("the SGD update left no momentum buffer".into())
-            })?;
-            Ok((var.as_tensor().clone(), buffer))
+            Ok((var.as_tensor().clone(), sgd.buffers.get("w").cloned()))
         };
         let (stock, fast) = (run(super::OpsPath::Stock)?, run(super::OpsPath::Fast)?);
-        let op = format!(
-            "sgd update {} {shape:?}",
-            if nesterov { "nesterov" } else { "heavy ball" }
-        );
-        for (quantity, (f, s)) in [
-            ("weight", (&fast.0, &stock.0)),
-            ("buffer", (&fast.1, &stock.1)),
-        ] {
+        let kind = match (momentum != 0.0, nesterov) {
+            (false, _) => "no momentum",
+            (true, false) => "heavy ball",
+            (true, true) => "nesterov",
+        };
+        let op = format!("sgd {kind} decay {decay} {shape:?}");
+        let mut push = |quantity, f: &Tensor, s: &Tensor| -> Result<()> {
             out.push(Comparison {
                 op: op.clone(),
                 quantity,
                 max_relative: max_relative(f, s)?,
-                bound: TOLERANCE,
+                bound: 0.0,
             });
+            Ok(())
+        };
+        push("weight", &fast.0, &stock.0)?;
+        match (&fast.1, &stock.1) {
+            (Some(f), Some(s)) => push("buffer", f, s)?,
+            (None, None) => {}
+            _ => candle_core::bail!("{op}: one path kept a momentum buffer, the other none"),
         }
     }
     Ok(())
@@ -380,7 +389,7 @@ mod tests {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
         assert_eq!(
             comparisons.len(),
-            2 * 5 * 3 + 6 + 2 * 4 + 2 + 3 * 2 + 2 * 2 + 2 * 2
+            2 * 5 * 3 + 6 + 2 * 4 + 2 + 3 * 2 + 2 * 2 + 3 * 2 + 1
         );
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");

@@ -76,8 +76,8 @@ pub(super) fn activate_in_place(y: &mut [f32], slope: f32) {
     }
 }
 
-/// dx from (x, dy). x may also be the activation's output: its sign is the input's for every slope
-/// in [0, 1) (0 or a product with the slope ≤ 0 where x ≤ 0, and NaN where x is NaN), so the same
+/// dx from (x, dy). x may also be the activation's output when the slope is ≥ 0: its sign is then
+/// the input's (0 or a product with the slope ≤ 0 where x ≤ 0, and NaN where x is NaN), so the same
 /// dx comes out; `batch_norm_ops` passes its activated output.
 pub(super) fn backward(x: &Tensor, dy: &Tensor, slope: f32) -> Result<Tensor> {
     x.apply_op2_no_bwd(&dy.contiguous()?, &LeakyReluBackward { slope })

@@ -42,3 +42,5 @@ pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 
 pub use crate::manifest::model::{ConvMath, OpsPath};
 pub use layer_ops::LayerOps;
+#[cfg(feature = "cuda")]
+pub use nvrtc_kernels::compile_module as compile_nvrtc_kernels;

@@ -14,6 +14,20 @@ use super::op_operands::{contiguous_view, contiguous_view_mut};
 
 const MODULE: &str = "fewshot_fast_path";
 
+// the kernels' names, as `SOURCE` defines them and the launchers load them
+const LEAKY_RELU_FORWARD: &str = "leaky_relu_forward";
+const LEAKY_RELU_BACKWARD: &str = "leaky_relu_backward";
+const CHANNEL_NORMALISE: &str = "channel_normalise";
+const SGD_MOMENTUM_BUFFER: &str = "sgd_momentum_buffer";
+const SGD_WEIGHT: &str = "sgd_weight";
+const KERNELS: [&str; 5] = [
+    LEAKY_RELU_FORWARD,
+    LEAKY_RELU_BACKWARD,
+    CHANNEL_NORMALISE,
+    SGD_MOMENTUM_BUFFER,
+    SGD_WEIGHT,
+];
+
 const SOURCE: &str = r#"
 extern "C" __global__ void leaky_relu_forward(
     const float* x, float* y, const float slope, const unsigned int n) {
@@ -43,8 +57,10 @@ extern "C" __global__ void channel_normalise(
     }
 }
 
-// x·s as candle's affine kernel computes it (x·s + 0)
-__device__ float scaled(const float x, const float s) { return __fadd_rn(__fmul_rn(x, s), 0.0f); }
+// x·s as candle's affine kernel computes it: x·s + 0, which nvcc contracts to one fused
+// multiply-add (the same value; a negative product that underflows stays −0, where the CPU's
+// separate add makes it +0)
+__device__ float scaled(const float x, const float s) { return __fmaf_rn(x, s, 0.0f); }
 
 // d = g + w·λ, or g
 __device__ float decayed(const float g, const float w, const float wd, const unsigned int decays) {
@@ -87,6 +103,22 @@ fn ptx() -> Result<&'static str> {
     .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
 }
 
+/// Compiles the module with NVRTC (no device needed, only `libnvrtc`) and checks that the PTX defines
+/// every kernel the launchers load; returns the PTX's size in bytes. `examples/fast_ops_check.rs
+/// kernels` runs it where the CUDA build is made, so a kernel that does not compile is found before
+/// any GPU time is spent.
+pub fn compile_module() -> Result<usize> {
+    let ptx = ptx()?;
+    for name in KERNELS {
+        if !ptx.contains(&format!(".entry {name}(")) {
+            return Err(candle_core::Error::Cuda(
+                format!("the fast path's PTX has no kernel `{name}`").into(),
+            ));
+        }
+    }
+    Ok(ptx.len())
+}
+
 fn element_count(n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| {
         candle_core::Error::Cuda(format!("fast path kernel: {n} elements exceed u32").into())
@@ -104,7 +136,7 @@ pub(super) fn leaky_relu_forward(
     let n = x.len();
     let count = element_count(n)?;
     let mut y = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func("leaky_relu_forward", MODULE, ptx()?)?;
+    let func = device.get_or_load_custom_func(LEAKY_RELU_FORWARD, MODULE, ptx()?)?;
     let mut launch = func.builder();
     launch.arg(&x).arg(&mut y).arg(&slope).arg(&count);
     unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
@@ -127,7 +159,7 @@ pub(super) fn leaky_relu_backward(
     let n = x.len();
     let count = element_count(n)?;
     let mut dx = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func("leaky_relu_backward", MODULE, ptx()?)?;
+    let func = device.get_or_load_custom_func(LEAKY_RELU_BACKWARD, MODULE, ptx()?)?;
     let mut launch = func.builder();
     launch.arg(&x).arg(&dy).arg(&mut dx).arg(&slope).arg(&count);
     unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
@@ -152,7 +184,7 @@ pub(super) fn channel_normalise(
     let count = element_count(n)?;
     let (channels, planes) = (element_count(channels)?, element_count(planes)?);
     let mut y = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func("channel_normalise", MODULE, ptx()?)?;
+    let func = device.get_or_load_custom_func(CHANNEL_NORMALISE, MODULE, ptx()?)?;
     let mut launch = func.builder();
     launch
         .arg(&x)
@@ -186,7 +218,10 @@ pub(super) fn sgd_momentum_buffer(
     let (g, w) = (contiguous_view(op, g, lg)?, contiguous_view(op, w, lw)?);
     let mut b = contiguous_view_mut(op, b, lb)?;
     let count = same_length(op, b.len(), [g.len(), w.len()])?;
-    let func = device.get_or_load_custom_func("sgd_momentum_buffer", MODULE, ptx()?)?;
+    if count == 0 {
+        return Ok(()); // a grid of no blocks is a launch error
+    }
+    let func = device.get_or_load_custom_func(SGD_MOMENTUM_BUFFER, MODULE, ptx()?)?;
     let mut launch = func.builder();
     launch
         .arg(&mut b)
@@ -214,7 +249,10 @@ pub(super) fn sgd_weight(
     let (g, b) = (contiguous_view(op, g, lg)?, contiguous_view(op, b, lb)?);
     let mut w = contiguous_view_mut(op, w, lw)?;
     let count = same_length(op, w.len(), [g.len(), b.len()])?;
-    let func = device.get_or_load_custom_func("sgd_weight", MODULE, ptx()?)?;
+    if count == 0 {
+        return Ok(()); // a grid of no blocks is a launch error
+    }
+    let func = device.get_or_load_custom_func(SGD_WEIGHT, MODULE, ptx()?)?;
     let mut launch = func.builder();
     launch
         .arg(&mut w)

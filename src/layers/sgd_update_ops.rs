@@ -2,9 +2,10 @@
 //! in place of the seven to nine candle ops `Sgd::step` composes (each a kernel launch and a fresh
 //! tensor on a GPU). The arithmetic is the composition's, operation by operation in f32: a product
 //! with a scalar x·s is candle's affine map x·s + 0 (the scalar rounded to f32), then the same adds,
-//! so both paths give the same bits (tested in `train::optimizer`; `fast_ops_check` compares them on
-//! a device). On
-//! CUDA each op is one NVRTC kernel (`nvrtc_kernels`), with every operation rounded on its own.
+//! so both paths give the same bits on the CPU (tested in `train::optimizer`). On CUDA each op is one
+//! NVRTC kernel (`nvrtc_kernels`) with every operation rounded on its own, the scalar products as
+//! candle's CUDA affine kernel computes them (one fused multiply-add with 0, as nvcc compiles it);
+//! `fast_ops_check` requires equal values there (a zero's sign aside).
 //!
 //! With d = g + w·λ (d = g when λ = 0), momentum μ, learning rate η (PyTorch's `torch.optim.SGD`):
 //! - momentum buffer: b ← d on the first step, else b ← b·μ + d;
