@@ -132,79 +132,53 @@ fn convolutions(device: &Device, math: ConvMath, out: &mut Vec<Comparison>) -> R
 
 fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let (channels, shape) = (6, [4usize, 6, 7, 9]);
-    let op = format!("batch norm train {shape:?}");
-    let make = || -> Result<(candle_nn::VarMap, candle_nn::BatchNorm)> {
-        let varmap = candle_nn::VarMap::new();
+    let make = || -> Result<candle_nn::BatchNorm> {
+        let mut varmap = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
         let bn = candle_nn::batch_norm(channels, candle_nn::BatchNormConfig::default(), vb)?;
-        Ok((varmap, bn))
+        varmap.set_one("weight", seeded(&[channels], "check-g", 1.0, device)?)?;
+        varmap.set_one("bias", seeded(&[channels], "check-b", 0.0, device)?)?;
+        Ok(bn)
     };
-    let seed = |map: &mut candle_nn::VarMap| -> Result<()> {
-        map.set_one("weight", seeded(&[channels], "check-g", 1.0, device)?)?;
-        map.set_one("bias", seeded(&[channels], "check-b", 0.0, device)?)
-    };
-    let (mut stock_map, stock) = make()?;
-    let (mut fast_map, fast) = make()?;
-    seed(&mut stock_map)?;
-    seed(&mut fast_map)?;
     let x = Var::from_tensor(&seeded(&shape, "check-bn-x", 0.5, device)?)?;
-    let y_stock = stock.forward_t(&x, true)?;
-    let (g, b) = fast.weight_and_bias().expect("affine");
-    let y_fast = super::batch_norm_ops::batch_norm_train(
-        &x,
-        g,
-        b,
-        (fast.running_mean(), fast.running_var()),
-        (fast.momentum(), fast.eps()),
-        None,
-    )?;
-    let (sg, sb) = stock.weight_and_bias().expect("affine");
-    let stock_grads = gradients(&y_stock, "check-bn-r", &[&x, sg, sb])?;
-    let fast_grads = gradients(&y_fast, "check-bn-r", &[&x, g, b])?;
-    let pairs: [(&'static str, &Tensor, &Tensor); 6] = [
-        ("forward", &y_fast, &y_stock),
-        ("dx", &fast_grads[0], &stock_grads[0]),
-        ("dgamma", &fast_grads[1], &stock_grads[1]),
-        ("dbeta", &fast_grads[2], &stock_grads[2]),
-        ("running_mean", fast.running_mean(), stock.running_mean()),
-        ("running_var", fast.running_var(), stock.running_var()),
-    ];
-    for (quantity, f, s) in pairs {
-        out.push(Comparison {
-            op: op.clone(),
-            quantity,
-            max_relative: max_relative(f, s)?,
-            bound: TOLERANCE,
-        });
-    }
-    // with the activation that follows it in the backbones, as one op: against the stock batch norm
-    // and the stock activation (ResNet-12's slope, and ReLU)
-    for slope in [0.1, 0.0] {
-        let op = format!("batch norm train + leaky relu {slope} {shape:?}");
-        let (mut stock_map, stock_bn) = make()?;
-        let (mut fast_map, fast_bn) = make()?;
-        seed(&mut stock_map)?;
-        seed(&mut fast_map)?;
-        let activation = super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock));
-        let y_stock = activation.forward(&stock_bn.forward_t(&x, true)?)?;
-        let (fg, fb) = fast_bn.weight_and_bias().expect("affine");
+    // training, alone (with the running statistics) and with the activation that follows it in the
+    // backbones, one op on the fast path (ResNet-12's slope, and ReLU), against the stock batch norm
+    // and the stock activation; the first pair stays for evaluation mode
+    let mut trained = None;
+    for activation in [None, Some(0.1), Some(0.0)] {
+        let (stock, fast) = (make()?, make()?);
+        let y_stock = stock.forward_t(&x, true)?;
+        let (y_stock, op, key) = match activation {
+            None => (y_stock, format!("batch norm train {shape:?}"), "check-bn-r"),
+            Some(slope) => (
+                super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock))
+                    .forward(&y_stock)?,
+                format!("batch norm train + leaky relu {slope} {shape:?}"),
+                "check-bn-act-r",
+            ),
+        };
+        let (g, b) = fast.weight_and_bias().expect("affine");
         let y_fast = super::batch_norm_ops::batch_norm_train(
             &x,
-            fg,
-            fb,
-            (fast_bn.running_mean(), fast_bn.running_var()),
-            (fast_bn.momentum(), fast_bn.eps()),
-            Some(slope),
+            g,
+            b,
+            (fast.running_mean(), fast.running_var()),
+            (fast.momentum(), fast.eps()),
+            activation,
         )?;
-        let (sg, sb) = stock_bn.weight_and_bias().expect("affine");
-        let stock_grads = gradients(&y_stock, "check-bn-act-r", &[&x, sg, sb])?;
-        let fast_grads = gradients(&y_fast, "check-bn-act-r", &[&x, fg, fb])?;
-        let pairs: [(&'static str, &Tensor, &Tensor); 4] = [
+        let (sg, sb) = stock.weight_and_bias().expect("affine");
+        let stock_grads = gradients(&y_stock, key, &[&x, sg, sb])?;
+        let fast_grads = gradients(&y_fast, key, &[&x, g, b])?;
+        let mut pairs: Vec<(&'static str, &Tensor, &Tensor)> = vec![
             ("forward", &y_fast, &y_stock),
             ("dx", &fast_grads[0], &stock_grads[0]),
             ("dgamma", &fast_grads[1], &stock_grads[1]),
             ("dbeta", &fast_grads[2], &stock_grads[2]),
         ];
+        if activation.is_none() {
+            pairs.push(("running_mean", fast.running_mean(), stock.running_mean()));
+            pairs.push(("running_var", fast.running_var(), stock.running_var()));
+        }
         for (quantity, f, s) in pairs {
             out.push(Comparison {
                 op: op.clone(),
@@ -213,7 +187,12 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
                 bound: TOLERANCE,
             });
         }
+        if activation.is_none() {
+            trained = Some((stock, fast));
+        }
     }
+    let (stock, fast) = trained.expect("the first pass has no activation");
+    let (g, b) = fast.weight_and_bias().expect("affine");
     // evaluation mode, on the running statistics the training step left
     let op = format!("batch norm eval {shape:?}");
     let x = Var::from_tensor(&seeded(&shape, "check-bn-eval-x", 0.3, device)?)?;
