@@ -349,7 +349,7 @@ impl CustomOp3 for BatchNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
+    use crate::layers::op_operands::test_tensors::{bits, max_relative, seeded};
     use candle_core::{DType, Device, ModuleT};
 
     /// The stock layer and the fast op on the same variables: outputs, the three gradients and the
@@ -410,9 +410,11 @@ mod tests {
     #[test]
     fn the_fused_activation_gives_the_bits_of_the_two_ops_apart() {
         let (channels, shape) = (3, [4usize, 3, 5, 6]);
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            v.iter().map(|x| x.to_bits()).collect()
+        let running = || {
+            (
+                Tensor::zeros(channels, DType::F32, &Device::Cpu).unwrap(),
+                Tensor::ones(channels, DType::F32, &Device::Cpu).unwrap(),
+            )
         };
         for slope in [0.0, 0.1] {
             let x = Var::from_tensor(&seeded(&shape, "x", 0.5)).unwrap();
@@ -420,10 +422,7 @@ mod tests {
             let beta = Var::from_tensor(&seeded(&[channels], "b", 0.0)).unwrap();
             let r = seeded(&shape, "r", 0.0);
             let run = |fused: bool| {
-                let running = (
-                    Tensor::zeros(channels, DType::F32, &Device::Cpu).unwrap(),
-                    Tensor::ones(channels, DType::F32, &Device::Cpu).unwrap(),
-                );
+                let running = running();
                 let args = (&running.0, &running.1);
                 let y = if fused {
                     batch_norm_train(&x, &gamma, &beta, args, (0.1, 1e-5), Some(slope)).unwrap()
@@ -441,10 +440,7 @@ mod tests {
             assert_eq!(run(true), run(false), "slope {slope}");
         }
         // a negative slope flips the output's sign, which the backward's mask is read from: refused
-        let running = (
-            Tensor::zeros(channels, DType::F32, &Device::Cpu).unwrap(),
-            Tensor::ones(channels, DType::F32, &Device::Cpu).unwrap(),
-        );
+        let running = running();
         let x = seeded(&shape, "x", 0.5);
         let (gamma, beta) = (seeded(&[channels], "g", 1.0), seeded(&[channels], "b", 0.0));
         let e = batch_norm_train(

@@ -140,7 +140,7 @@ impl CustomOp2 for LeakyReluBackward {
 
 #[cfg(test)]
 mod tests {
-    use super::super::op_operands::test_tensors::{max_relative, seeded};
+    use super::super::op_operands::test_tensors::{bits, max_relative, seeded};
     use super::*;
     use candle_core::Var;
 
@@ -211,13 +211,6 @@ mod tests {
         let (inf, nan) = (f32::INFINITY, f32::NAN);
         let x = Tensor::new(&[-inf, -2.0, nan, inf, -0.0], &candle_core::Device::Cpu).unwrap();
         let dy = Tensor::new(&[inf, -inf, 1.0, 2.0, 3.0], &candle_core::Device::Cpu).unwrap();
-        let bits = |t: &Tensor| -> Vec<u32> {
-            t.to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
-                .collect()
-        };
         let pass = |slope: f32| -> (Vec<u32>, Vec<u32>) {
             let y = leaky_relu(&x, slope as f64).unwrap();
             let dx = x
@@ -225,11 +218,7 @@ mod tests {
                 .unwrap();
             (bits(&y), bits(&dx))
         };
-        let f = |v: &[f32]| -> Vec<u32> {
-            v.iter()
-                .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
-                .collect()
-        };
+        let f = |v: &[f32]| bits(&Tensor::new(v, &candle_core::Device::Cpu).unwrap());
         // ReLU: +0 for every x ≤ 0 (−∞ too), NaN kept; no gradient where x ≤ 0 even from an infinite dy
         assert_eq!(pass(0.0).0, f(&[0.0, 0.0, nan, inf, 0.0]));
         assert_eq!(pass(0.0).1, f(&[0.0, 0.0, 1.0, 2.0, 0.0]));

@@ -4,6 +4,13 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
 
+/// Where a contiguous operand of the op named `op` lies in its storage.
+fn contiguous_range(op: &str, layout: &Layout) -> Result<(usize, usize)> {
+    layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must be contiguous")))
+}
+
 /// The f32 data of a contiguous CPU operand of the op named `op`.
 pub(super) fn contiguous_f32<'a>(
     op: &str,
@@ -16,9 +23,7 @@ pub(super) fn contiguous_f32<'a>(
             storage.dtype()
         );
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
+    let (start, end) = contiguous_range(op, layout)?;
     Ok(&data[start..end])
 }
 
@@ -32,9 +37,7 @@ pub(super) fn contiguous_f32_mut<'a>(
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: the fast path computes in f32, got {dtype:?}");
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
+    let (start, end) = contiguous_range(op, layout)?;
     Ok(&mut data[start..end])
 }
 
@@ -48,9 +51,7 @@ pub(super) fn contiguous_view<'a>(
     let slice = storage.as_cuda_slice::<f32>().map_err(|_| {
         candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
     })?;
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
+    let (start, end) = contiguous_range(op, layout)?;
     Ok(slice.slice(start..end))
 }
 
@@ -64,9 +65,7 @@ pub(super) fn contiguous_view_mut<'a>(
     let slice = storage.as_cuda_slice_mut::<f32>().map_err(|_| {
         candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
     })?;
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: operands must be contiguous");
-    };
+    let (start, end) = contiguous_range(op, layout)?;
     Ok(slice.slice_mut(start..end))
 }
 
@@ -122,5 +121,15 @@ pub(crate) mod test_tensors {
     /// [`super::max_relative`], unwrapped.
     pub fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
         super::max_relative(a, b).unwrap()
+    }
+
+    /// The bits of every f32 of `t`, flattened, for tests that compare paths bit for bit (every NaN
+    /// as one value).
+    pub fn bits(t: &Tensor) -> Vec<u32> {
+        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        values
+            .iter()
+            .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+            .collect()
     }
 }
