@@ -6,6 +6,11 @@
 //!   backward): `backbone_ms`/`head_ms`/`step_ms` are per test episode (issue #6's target: 2,000
 //!   ResNet-12 episodes in under a minute, i.e. 30 ms each). The parameters are variables, so candle
 //!   records the graph as it does when the suite evaluates (it has no no-gradient mode).
+//! - `conv4-episodes`, `resnet12-episodes`: `steps` test episodes (5-way 5-shot 15-query) evaluated
+//!   as the suite evaluates them (`evaluate`: the backbone once per distinct image), after `warm-up`
+//!   episodes, from `EVAL_STORE` or a synthetic store shaped like miniImageNet's test split
+//!   (`benches/shared/evaluation_timing.rs`): `RESULT … episodes=… distinct_images=… evaluate_s=…
+//!   per_episode_ms=… episode_by_episode_ms=…` (the last over at most 50 episodes, the old route).
 //! - `lwfm-r18-1s`, `lwfm-r18-5s`: the paper protocol's LWFM-SPM step on ResNet-18 (5-way 1- or
 //!   5-shot, 15 queries per class, auxiliary batch of 128, the authors' three losses;
 //!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured.
@@ -36,6 +41,8 @@ use fewshot::train::optimizer::Sgd;
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
 use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
+#[path = "../benches/shared/evaluation_timing.rs"]
+mod evaluation_timing;
 #[path = "../benches/shared/layer_timing.rs"]
 mod layer_timing;
 #[path = "../benches/shared/lwfm_spm_step.rs"]
@@ -59,6 +66,8 @@ enum StepKind {
     Protonet(BackboneKind),
     /// a ProtoNet test episode: forward only, evaluation mode
     Evaluation(BackboneKind),
+    /// many ProtoNet test episodes through the suite's `evaluate`
+    Episodes(BackboneKind),
     /// LWFM-SPM on ResNet-18 with this many shots
     LwfmSpm(usize),
 }
@@ -70,10 +79,15 @@ fn parse_step(name: &str) -> Result<StepKind, String> {
         other if other.starts_with("layers-") => {
             parse_backbone(&other["layers-".len()..]).map(StepKind::Layers)
         }
-        other => match other.strip_suffix("-eval") {
-            Some(backbone) => parse_backbone(backbone).map(StepKind::Evaluation),
-            None => parse_backbone(other).map(StepKind::Protonet),
-        },
+        other => {
+            if let Some(backbone) = other.strip_suffix("-eval") {
+                parse_backbone(backbone).map(StepKind::Evaluation)
+            } else if let Some(backbone) = other.strip_suffix("-episodes") {
+                parse_backbone(backbone).map(StepKind::Episodes)
+            } else {
+                parse_backbone(other).map(StepKind::Protonet)
+            }
+        }
     }
 }
 
@@ -109,7 +123,7 @@ impl Built {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|conv4-episodes|resnet12-episodes|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -131,6 +145,22 @@ fn main() {
     };
     let (steps, warm_up) = (count(4, 20), count(5, 5));
     let label = format!("device={spec} backbone={} ops={}", args[2], args[3]);
+    if let StepKind::Episodes(backbone) = kind {
+        let timing = spec.open().map_err(|e| e.to_string()).and_then(|device| {
+            catch_unwind(AssertUnwindSafe(|| {
+                evaluation_timing::time_evaluation(&device, backbone, ops, steps, warm_up)
+            }))
+            .map_err(|_| "the evaluation panicked (see above)".to_string())?
+        });
+        match timing {
+            Ok(t) => println!("RESULT step_timing {label} {}", t.fields()),
+            Err(e) => {
+                println!("FAILED step_timing {label} error={e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if let StepKind::Layers(backbone) = kind {
         match time_layers(spec, backbone, ops, steps, warm_up) {
             Ok(sums) => println!("RESULT step_timing {label} {sums} repeats={steps}"),
@@ -226,6 +256,7 @@ fn time_steps(
         }
         StepKind::LwfmSpm(shots) => Built::LwfmSpm(LwfmSpmStep::new(shots, ops, &device)),
         StepKind::Layers(_) => unreachable!("layers are timed by time_layers"),
+        StepKind::Episodes(_) => unreachable!("episodes are timed by time_evaluation"),
     })
     .map_err(|_| "building the model or the episode failed (see above)".to_string())?;
     let params = step.parameters();

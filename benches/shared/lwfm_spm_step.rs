@@ -32,12 +32,12 @@ pub struct LwfmSpmStep {
 impl LwfmSpmStep {
     /// The paper cell with `shots` per class and `ops`, on `device`.
     pub fn new(shots: usize, ops: LayerOps, device: &Device) -> Self {
-        let text = std::fs::read_to_string(concat!(
+        // compiled in: the binary also runs from a copy of the repository elsewhere (the GPU machine)
+        let text = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/manifests/experiments/table1/paper-resnet18.toml"
-        ))
-        .unwrap();
-        let mut cell = CellConfig::from_toml(&text).unwrap();
+        ));
+        let mut cell = CellConfig::from_toml(text).unwrap();
         cell.backbone.ops = ops.path;
         cell.backbone.conv_math = ops.conv_math;
         cell.episode.n_shot = shots;

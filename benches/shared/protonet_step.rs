@@ -54,10 +54,33 @@ pub struct ProtonetStep {
     pub labels: Tensor,
 }
 
+#[allow(dead_code)] // gradient_accuracy uses only the helpers
+/// The CI Conv-4 ProtoNet cell at 84×84 with `kind` as its backbone (ProtoNet on the global average
+/// of the last block) and `ops`.
+pub fn protonet_cell(kind: BackboneKind, ops: LayerOps) -> CellConfig {
+    // compiled in: the binary also runs from a copy of the repository elsewhere (the GPU machine)
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
+    ));
+    let mut cell = CellConfig::from_toml(text).unwrap();
+    cell.image_size = 84;
+    cell.test_resize = 92;
+    if kind != cell.backbone.kind {
+        cell.backbone = BackboneConfig {
+            taps: vec![4],
+            pool: 1,
+            ..BackboneConfig::default_for(kind, 3)
+        };
+    }
+    cell.backbone.ops = ops.path;
+    cell.backbone.conv_math = ops.conv_math;
+    cell
+}
+
 impl ProtonetStep {
     #[allow(dead_code)] // gradient_accuracy uses only the helpers
-    /// The CI Conv-4 ProtoNet cell with `kind` as its backbone (ProtoNet on the global average of the
-    /// last block), `ops`, and `shots` + `queries` images per class, on `device`.
+    /// [`protonet_cell`] with `shots` + `queries` images per class, on `device`.
     pub fn new(
         kind: BackboneKind,
         ops: LayerOps,
@@ -65,23 +88,7 @@ impl ProtonetStep {
         queries: usize,
         device: &Device,
     ) -> Self {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/manifests/cells/ci/mini-imagenet-conv4-protonet-5w5s.toml"
-        ))
-        .unwrap();
-        let mut cell = CellConfig::from_toml(&text).unwrap();
-        cell.image_size = 84;
-        cell.test_resize = 92;
-        if kind != cell.backbone.kind {
-            cell.backbone = BackboneConfig {
-                taps: vec![4],
-                pool: 1,
-                ..BackboneConfig::default_for(kind, 3)
-            };
-        }
-        cell.backbone.ops = ops.path;
-        cell.backbone.conv_math = ops.conv_math;
+        let mut cell = protonet_cell(kind, ops);
         cell.episode.n_shot = shots;
         cell.episode.n_query = queries;
         let ways = cell.episode.n_way;

@@ -30,55 +30,71 @@ pub struct EpisodeLoader<'a> {
     pub seed: u64,
 }
 
+/// An episode's support and query slots in the order the model sees them, with their episode labels:
+/// (support slots, support labels, query slots, query labels). `episode.support[label][shot]` and
+/// `episode.query[label][q]` are store slots.
+pub fn ordered_slots(episode: &SlotEpisode) -> (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>) {
+    let way = episode.support.len();
+    let order = |sets: &Vec<Vec<usize>>| -> (Vec<usize>, Vec<usize>) {
+        let per = sets.first().map(|s| s.len()).unwrap_or(0);
+        (0..per)
+            .flat_map(|k| (0..way).map(move |label| (sets[label][k], label)))
+            .unzip()
+    };
+    let (support_slots, support_labels) = order(&episode.support);
+    let (query_slots, query_labels) = order(&episode.query);
+    (support_slots, support_labels, query_slots, query_labels)
+}
+
 impl EpisodeLoader<'_> {
-    /// `episode.support[label][shot]` and `episode.query[label][q]` are store slots.
-    pub fn load(&self, episode: &SlotEpisode) -> EpisodeTensors {
-        let way = episode.support.len();
-        let order = |sets: &Vec<Vec<usize>>| -> (Vec<usize>, Vec<usize>) {
-            let per = sets.first().map(|s| s.len()).unwrap_or(0);
-            (0..per)
-                .flat_map(|k| (0..way).map(move |label| (sets[label][k], label)))
-                .unzip()
-        };
-        let (support_slots, support_labels) = order(&episode.support);
-        let (query_slots, query_labels) = order(&episode.query);
-        let h = &self.store.header;
-        let c = h.channels as usize;
+    /// Floats per image after the transform.
+    pub fn image_len(&self) -> usize {
         let size = self.transform.output_size() as usize;
-        let per_image = c * size * size;
+        self.store.header.channels as usize * size * size
+    }
+
+    /// The images of `slots`, transformed, as one NCHW buffer; the image at position `k` draws its
+    /// augmentation from stream `stream_base + k` (the test transform draws nothing).
+    pub fn render(&self, slots: &[usize], stream_base: u64) -> Vec<f32> {
+        let h = &self.store.header;
+        let per_image = self.image_len();
         let key = CounterRng::key_from(&format!(
             "fewshot-augment-v1|{}|{}|{}",
             h.dataset, h.split, self.seed
         ));
-        let render = |slots: &[usize], stream_base: u64| -> Vec<f32> {
-            let mut out = vec![0f32; slots.len() * per_image];
-            out.par_chunks_mut(per_image)
-                .zip(slots.par_iter().enumerate())
-                .for_each(|(buf, (position, &slot))| {
-                    let mut rng = CounterRng::new(key, stream_base + position as u64);
-                    apply(
-                        self.transform,
-                        StoredImage {
-                            pixels: self.store.pixels(slot),
-                            side: h.width,
-                            channels: h.channels,
-                        },
-                        &h.normalization_mean,
-                        &h.normalization_std,
-                        &mut rng,
-                        buf,
-                    );
-                });
-            out
-        };
+        let mut out = vec![0f32; slots.len() * per_image];
+        out.par_chunks_mut(per_image)
+            .zip(slots.par_iter().enumerate())
+            .for_each(|(buf, (position, &slot))| {
+                let mut rng = CounterRng::new(key, stream_base + position as u64);
+                apply(
+                    self.transform,
+                    StoredImage {
+                        pixels: self.store.pixels(slot),
+                        side: h.width,
+                        channels: h.channels,
+                    },
+                    &h.normalization_mean,
+                    &h.normalization_std,
+                    &mut rng,
+                    buf,
+                );
+            });
+        out
+    }
+
+    /// One episode's images and labels.
+    pub fn load(&self, episode: &SlotEpisode) -> EpisodeTensors {
+        let (support_slots, support_labels, query_slots, query_labels) = ordered_slots(episode);
+        let size = self.transform.output_size() as usize;
         // each image of each episode gets its own augmentation stream
         let base = episode.index << 16;
         EpisodeTensors {
-            support: render(&support_slots, base),
+            support: self.render(&support_slots, base),
             support_labels,
-            query: render(&query_slots, base + (1 << 15)),
+            query: self.render(&query_slots, base + (1 << 15)),
             query_labels,
-            image_shape: [c, size, size],
+            image_shape: [self.store.header.channels as usize, size, size],
         }
     }
 }

@@ -25,6 +25,12 @@ impl Transform {
     };
     pub const PROTOCOL_TRAIN: Transform = Transform::Train { size: 84 };
 
+    /// Whether the transform draws from its random stream (so one image comes out differently in
+    /// different episodes).
+    pub fn draws_randomness(&self) -> bool {
+        matches!(self, Transform::Train { .. })
+    }
+
     /// Side length of the output.
     pub fn output_size(&self) -> u32 {
         match *self {

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "train")]
 pub mod cell_eval;
+#[cfg(feature = "train")]
+pub mod episode_logits;
 pub mod gate;
 #[cfg(feature = "train")]
 pub mod runner;

@@ -4,15 +4,15 @@
 use std::io::Write;
 use std::path::Path;
 
-use candle_core::Result;
+use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::episode_logits::episode_logits;
 use super::stats::{mean_ci95, MeanCi};
 use crate::data::frozen_episodes::SlotEpisode;
 use crate::data::store::Store;
 use crate::data::transforms::Transform;
 use crate::progress::count_bar;
-use crate::train::episode_batch::load_episode;
 use crate::train::model::FewShotModel;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,7 +21,8 @@ pub struct EpisodeRecord {
     pub accuracy: f64,
 }
 
-/// Accuracy on each of `episodes` (eval mode: batch-norm running statistics, no augmentation).
+/// Accuracy on each of `episodes` (eval mode: batch-norm running statistics, no augmentation), the
+/// backbone run once per distinct image where `transform` allows (see [`episode_logits`]).
 pub fn evaluate(
     model: &FewShotModel,
     store: &Store,
@@ -31,23 +32,38 @@ pub fn evaluate(
 ) -> Result<Vec<EpisodeRecord>> {
     let bar = count_bar(label, episodes.len() as u64);
     let mut records = Vec::with_capacity(episodes.len());
-    for episode in episodes {
-        let batch = load_episode(store, episode, transform, 0, &model.device)?;
-        let logits = model.episode(&batch.support, &batch.query, false)?.logits;
-        let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-        let correct = predicted
-            .iter()
-            .zip(&batch.query_labels_host)
-            .filter(|(p, l)| **p as usize == **l)
-            .count();
-        records.push(EpisodeRecord {
-            episode: episode.index,
-            accuracy: correct as f64 / predicted.len() as f64,
-        });
-        bar.inc(1);
-    }
+    let mut images = 0usize;
+    episode_logits(
+        model,
+        store,
+        episodes,
+        transform,
+        &mut |n| {
+            images += n;
+            bar.set_message(format!("{label} ({images} images)"));
+        },
+        &mut |episode, logits, labels| {
+            records.push(EpisodeRecord {
+                episode: episode.index,
+                accuracy: accuracy(&logits, labels)?,
+            });
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     Ok(records)
+}
+
+/// The share of queries whose largest logit is their label's.
+pub fn accuracy(logits: &Tensor, labels: &[usize]) -> Result<f64> {
+    let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+    let correct = predicted
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as usize == **l)
+        .count();
+    Ok(correct as f64 / predicted.len() as f64)
 }
 
 /// Mean and CI of records.

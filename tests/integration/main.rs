@@ -5,6 +5,7 @@
 mod accuracy_gate;
 mod backbones;
 mod converters;
+mod evaluation_routes;
 mod fetch;
 mod fixture_archives;
 mod heads;

@@ -108,6 +108,11 @@ pub fn prepared_data_dir() -> PathBuf {
     prepared().dir.join("datasets")
 }
 
+/// The folder of the prepared miniImageNet stores (`<split>.store`).
+pub fn mini_imagenet_store_dir() -> PathBuf {
+    prepared().mini.store_dir.clone()
+}
+
 fn fingerprints(ready: &DatasetReady, size: u32) -> Vec<(String, String)> {
     ready
         .prepared
