@@ -19,14 +19,16 @@
 #
 # Paths: candle's stock ops, the fast path in f32, and the fast path with TF32 convolutions (eager
 # PyTorch convolves in TF32 by default on a GPU: torch.backends.cudnn.allow_tf32).
-# Time limits: 60 s for the check, 40 s per stock run and 25 s per fast run (60 s for a *-episodes
-# run), 90 s for PyTorch and 20 s for its settings. The device tool stops a command at 600 s, so on
-# the GPU run it in two calls, the second within the machine's 30 s idle window: at most 440 s and
-# 540 s, though a run should take
+# Time limits: 60 s for the check, 40 s per stock run and 25 s per fast run (120 s for a *-episodes
+# run: store, model, op check, warm-up, the 2,000 episodes, then 50 the old way), 90 s for PyTorch and
+# 20 s for its settings. The device tool stops a command at 600 s, so on the GPU run it in three calls,
+# each within the machine's 30 s idle window of the last: at most 440 s, 360 s and 360 s (the third
+# only if the session's device time allows: `status`), though a run should take
 # seconds there (model build, the op check, 23 steps of milliseconds); the session's 900 s of device
 # time also pays the machine's start.
 #   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
-#   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12 resnet12-episodes" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
+#   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
+#   BACKBONES="resnet12-episodes" PATHS="fast fast-tf32 stock" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 # Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
 # command keeps what finished.
 #
@@ -75,7 +77,7 @@ for backbone in ${BACKBONES:-$all_steps}; do
     [ "$ops" = stock ] && limit=40
     run_steps="$steps"
     run_warm="$warm"
-    case "$backbone" in *-episodes) limit=60; run_steps="${EPISODES:-2000}"; run_warm=3;; esac
+    case "$backbone" in *-episodes) limit=120; run_steps="${EPISODES:-2000}"; run_warm=3;; esac
     sampler=""
     if [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$here/$backbone-$ops.mem" 2>/dev/null &

@@ -68,24 +68,23 @@ pub fn time_evaluation(
     warm_up: usize,
 ) -> Result<EvaluationTiming, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let (store, store_label, scratch) = match std::env::var_os("EVAL_STORE") {
+    let scratch = ScratchDir(
+        std::env::temp_dir().join(format!("fewshot-eval-timing-{}", std::process::id())),
+    );
+    let (store, store_label) = match std::env::var_os("EVAL_STORE") {
         Some(path) => {
             let path = PathBuf::from(path);
             (
                 Store::open(&path).map_err(|x| e(&x))?,
                 path.display().to_string(),
-                None,
             )
         }
         None => {
-            let dir =
-                std::env::temp_dir().join(format!("fewshot-eval-timing-{}", std::process::id()));
-            let path = dir.join("synthetic.store");
+            let path = scratch.0.join("synthetic.store");
             write_synthetic_store(&path).map_err(|x| e(&x))?;
             (
                 Store::open(&path).map_err(|x| e(&x))?,
                 format!("synthetic-{CLASSES}x{IMAGES_PER_CLASS}"),
-                Some(dir),
             )
         }
     };
@@ -119,10 +118,6 @@ pub fn time_evaluation(
     )
     .map_err(|x| e(&x))?;
     let episode_by_episode_ms = start.elapsed().as_secs_f64() * 1e3 / few.len() as f64;
-    if let Some(dir) = scratch {
-        drop(store);
-        std::fs::remove_dir_all(&dir).map_err(|x| e(&x))?;
-    }
     Ok(EvaluationTiming {
         episodes: timed.len(),
         distinct_images: distinct_images(timed),
@@ -130,6 +125,15 @@ pub fn time_evaluation(
         episode_by_episode_ms,
         store: store_label,
     })
+}
+
+/// A folder removed when dropped (also when the timing fails part-way).
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn distinct_images(episodes: &[SlotEpisode]) -> usize {

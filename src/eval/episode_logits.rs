@@ -1,11 +1,14 @@
 //! Each frozen episode's query logits in evaluation mode, by one of two routes that give the same
-//! numbers. Episode by episode: the episode's support and query images go through the backbone
+//! numbers (bit for bit on the CPU; on CUDA equal up to rounding, as cuDNN and cuBLAS choose their
+//! algorithms by batch size). Episode by episode: the episode's support and query images go through the backbone
 //! together, then the head. By distinct images: in evaluation mode an image's features do not depend
 //! on the rest of its batch (batch norm uses its running statistics; every other backbone layer works
 //! image by image), and frozen test episodes draw the same images again and again (2,000 5-way
 //! 15-query episodes draw 160,000–200,000 images from miniImageNet's 12,000 test images), so the
 //! backbone runs once on each distinct image of a group of episodes and each episode's head reads its
-//! images' rows. Groups are as large as [`FEATURE_BUDGET_BYTES`] of features allows.
+//! images' rows. Groups are as large as [`FEATURE_BUDGET_BYTES`] of features allows. Every backbone
+//! batch holds [`BACKBONE_BATCH`] images (the last one of a group padded with copies of its last
+//! image), so on a GPU an episode's logits do not depend on which other episodes are evaluated with it.
 //!
 //! The distinct-image route needs the same pixels for an image wherever it appears, so it is taken
 //! only for a transform that draws no randomness (the test transform, which evaluation uses).
@@ -27,11 +30,11 @@ use crate::train::model::FewShotModel;
 pub type EpisodeVisitor<'a> = dyn FnMut(&SlotEpisode, Tensor, &[usize]) -> Result<()> + 'a;
 
 /// The most feature bytes one group of episodes holds on the device at once (a full miniImageNet
-/// test split's ResNet-12 features, 12,000 × 640 × 5 × 5 floats, take 768 MB).
+/// test split's features from ResNet-12's default taps, 12,000 × 960 × 5 × 5 floats, take 1.15 GB).
 pub const FEATURE_BUDGET_BYTES: usize = 2 << 30;
 
-/// Distinct images per backbone batch: a 5-shot episode's size, so the backbone's peak memory is
-/// the episode-by-episode route's.
+/// Images per backbone batch: a 5-way 5-shot 15-query episode's size, so the backbone's activations
+/// are such an episode's (the group's features come on top).
 pub const BACKBONE_BATCH: usize = 100;
 
 /// Calls `visit(episode, logits, query labels)` for each episode in order, with its query logits
@@ -87,12 +90,14 @@ pub fn logits_by_distinct_images(
     on_features: &mut dyn FnMut(usize),
     visit: &mut EpisodeVisitor,
 ) -> Result<()> {
-    assert!(
-        !transform.draws_randomness(),
-        "an image's pixels must not depend on its episode"
-    );
-    let Some(first) = episodes.first() else {
-        return Ok(());
+    if transform.draws_randomness() {
+        candle_core::bail!(
+            "evaluation by distinct images needs a transform that draws no randomness (an image's \
+             pixels must not depend on its episode), not {transform:?}"
+        );
+    }
+    let Some(first) = episodes.iter().flat_map(episode_slots).next() else {
+        return Ok(()); // no episode holds an image
     };
     let loader = EpisodeLoader {
         store,
@@ -100,7 +105,7 @@ pub fn logits_by_distinct_images(
         seed: 0,
     };
     // one image through the backbone says how large an image's features are
-    let probe = backbone_features(model, &loader, &ordered_slots(first).0[..1])?;
+    let probe = backbone_features(model, &loader, &[first])?;
     let bytes_per_image = probe.maps.elem_count() * probe.maps.dtype().size_in_bytes();
     let capacity = (budget_bytes / bytes_per_image).max(1);
     for group in episode_groups(episodes, capacity) {
@@ -192,7 +197,13 @@ impl GroupFeatures {
         let mut maps: Option<Tensor> = None;
         let mut channels = Vec::new();
         for (b, batch) in distinct.chunks(BACKBONE_BATCH).enumerate() {
-            let features = backbone_features(model, loader, batch)?;
+            let mut padded = batch.to_vec();
+            padded.resize(BACKBONE_BATCH, *batch.last().expect("chunks are not empty"));
+            let features = backbone_features(model, loader, &padded)?;
+            let features = Features {
+                maps: features.maps.narrow(0, 0, batch.len())?.contiguous()?,
+                channels: features.channels,
+            };
             let all = match &maps {
                 Some(all) => all,
                 None => {
@@ -205,7 +216,7 @@ impl GroupFeatures {
                     )?)
                 }
             };
-            all.slice_set(&features.maps.contiguous()?, 0, b * BACKBONE_BATCH)?;
+            all.slice_set(&features.maps, 0, b * BACKBONE_BATCH)?;
             on_features(batch.len());
         }
         Ok(Self {

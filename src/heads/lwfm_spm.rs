@@ -82,6 +82,13 @@ impl Head for LwfmSpmHead {
         let (s, c, h, w) = f.support.dims4()?;
         let q = f.query.dim(0)?;
         let p = h * w;
+        if p < 2 {
+            // the layer-wise weights z-score each correlation over positions: one position is 0/0
+            candle_core::bail!(
+                "LWFM-SPM needs feature maps of at least two positions, got {h}×{w}: give the cell \
+                 larger images, earlier taps or a larger pool"
+            );
+        }
         let (n, k) = (f.n_way, f.n_shot);
         // 1. centre every position over all concatenated channels
         let centre = |x: &Tensor, b: usize| -> Result<Tensor> {
@@ -213,5 +220,43 @@ mod tests {
         assert!((w_s.iter().sum::<f32>() - 3.0).abs() < 1e-5, "{w_s:?}");
         assert!((w_q.iter().sum::<f32>() - 3.0).abs() < 1e-5, "{w_q:?}");
         assert!(w_s[0] > w_s[1] && w_s[0] > w_s[2], "{w_s:?}");
+    }
+
+    #[test]
+    fn one_position_maps_are_refused_with_the_fix() {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let head = LwfmSpmHead::new(vb, &[8], 5.0, 0.2, 0.25, false).unwrap();
+        // varied, finite features: sin of the element index
+        let features = |n: usize, side: usize| {
+            Tensor::arange(0u32, (n * 8 * side * side) as u32, &Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .affine(0.7, 0.3)?
+                .sin()?
+                .reshape((n, 8, side, side))
+        };
+        let (support, query) = (features(5, 1).unwrap(), features(10, 1).unwrap());
+        let episode = EpisodeFeatures {
+            support: &support,
+            query: &query,
+            channels: &[8],
+            n_way: 5,
+            n_shot: 1,
+        };
+        let Err(e) = head.forward(&episode, false) else {
+            panic!("1×1 maps are refused")
+        };
+        assert!(
+            e.to_string().contains("at least two positions, got 1×1"),
+            "{e}"
+        );
+        // two positions run (to finite logits)
+        let (support, query) = (features(5, 2).unwrap(), features(10, 2).unwrap());
+        let episode = EpisodeFeatures {
+            support: &support,
+            query: &query,
+            ..episode
+        };
+        assert!(head.forward(&episode, false).is_ok());
     }
 }

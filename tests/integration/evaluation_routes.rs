@@ -1,8 +1,9 @@
 //! Evaluation's two routes give the same logits, bit for bit on the CPU: the backbone once per
 //! distinct image of a group of episodes (what `evaluate` runs) and on each episode's images together
-//! (as before, and as training runs it), for Conv-4 on both ops paths and ResNet-12 on the fast path,
-//! with one group for all episodes and with one group per episode, on real miniImageNet test episodes
-//! (two of them repeated, so rows are read again from the features already computed).
+//! (as before, and as training runs it), for Conv-4 on both ops paths and with TF32 convolutions, and
+//! ResNet-12 and ResNet-18 on the fast path, with one group for all episodes (its last backbone batch
+//! padded) and with one group per episode, on real miniImageNet test episodes (two of them repeated, so
+//! rows are read again from the features already computed).
 
 use candle_core::{Device, Result, Tensor};
 use fewshot::backbones::BackboneConfig;
@@ -12,7 +13,7 @@ use fewshot::data::transforms::Transform;
 use fewshot::eval::episode_logits::{
     logits_by_distinct_images, logits_episode_by_episode, FEATURE_BUDGET_BYTES,
 };
-use fewshot::layers::OpsPath;
+use fewshot::layers::{ConvMath, OpsPath};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::BackboneKind;
 use fewshot::train::model::FewShotModel;
@@ -35,7 +36,7 @@ fn recorder(into: &mut Visited) -> impl FnMut(&SlotEpisode, Tensor, &[usize]) ->
     }
 }
 
-fn cell(kind: BackboneKind, ops: OpsPath) -> CellConfig {
+fn cell(kind: BackboneKind, ops: OpsPath, math: ConvMath) -> CellConfig {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(
         repo.join("manifests/cells/ci/mini-imagenet-conv4-lwfm-spm-5w5s.toml"),
@@ -45,7 +46,11 @@ fn cell(kind: BackboneKind, ops: OpsPath) -> CellConfig {
     if kind != BackboneKind::Conv4 {
         cell.backbone = BackboneConfig::default_for(kind, 3);
     }
+    if kind == BackboneKind::Resnet18 {
+        cell.backbone.taps = vec![5, 6];
+    }
     cell.backbone.ops = ops;
+    cell.backbone.conv_math = math;
     cell
 }
 
@@ -64,15 +69,18 @@ fn both_evaluation_routes_give_the_same_logits_bit_for_bit() {
         resize: 36,
         crop: 32,
     };
-    for (kind, ops, count) in [
-        (BackboneKind::Conv4, OpsPath::Fast, 10),
-        (BackboneKind::Conv4, OpsPath::Stock, 6),
-        (BackboneKind::Resnet12, OpsPath::Fast, 3),
+    for (kind, ops, math, count) in [
+        (BackboneKind::Conv4, OpsPath::Fast, ConvMath::F32, 10),
+        (BackboneKind::Conv4, OpsPath::Stock, ConvMath::F32, 6),
+        (BackboneKind::Conv4, OpsPath::Fast, ConvMath::Tf32, 4),
+        (BackboneKind::Resnet12, OpsPath::Fast, ConvMath::F32, 3),
+        // at 32×32 ResNet-18's layer4 is 1×1, too small for LWFM-SPM: its layer3 taps instead
+        (BackboneKind::Resnet18, OpsPath::Fast, ConvMath::F32, 3),
     ] {
         let mut episodes = all[..count].to_vec();
         episodes.push(all[0].clone());
         episodes.push(all[count / 2].clone());
-        let model = FewShotModel::new(&cell(kind, ops), 64, &Device::Cpu, None).unwrap();
+        let model = FewShotModel::new(&cell(kind, ops, math), 64, &Device::Cpu, None).unwrap();
         let mut reference = Visited::new();
         logits_episode_by_episode(
             &model,
@@ -102,7 +110,7 @@ fn both_evaluation_routes_give_the_same_logits_bit_for_bit() {
                 &mut recorder(&mut distinct),
             )
             .unwrap();
-            let label = format!("{kind:?} {ops:?}, budget {budget} bytes");
+            let label = format!("{kind:?} {ops:?} {math:?}, budget {budget} bytes");
             assert!(distinct == reference, "{label}: the routes' logits differ");
             let drawn = episodes.len() * 100;
             if budget == 1 {
