@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use fewshot::data::episodes::EpisodeSpec;
-use fewshot::data::frozen_episodes::{FrozenEpisodes, SlotEpisode};
+use fewshot::data::frozen_episodes::FrozenEpisodes;
 use fewshot::data::philox::CounterRng;
 use fewshot::data::store::{Store, StoreMeta, StoreWriter};
 use fewshot::data::transforms::Transform;
-use fewshot::eval::episode_logits::logits_episode_by_episode;
+use fewshot::eval::episode_logits::{distinct_slots, logits_episode_by_episode};
 use fewshot::eval::runner::evaluate;
 use fewshot::layers::LayerOps;
 use fewshot::manifest::model::BackboneKind;
@@ -46,13 +46,12 @@ impl EvaluationTiming {
     pub fn fields(&self) -> String {
         format!(
             "episodes={} distinct_images={} evaluate_s={:.3} per_episode_ms={:.3} \
-             episode_by_episode_ms={:.3} step_ms={:.3} store={}",
+             episode_by_episode_ms={:.3} store={}",
             self.episodes,
             self.distinct_images,
             self.evaluate_s,
             self.evaluate_s * 1e3 / self.episodes as f64,
             self.episode_by_episode_ms,
-            self.evaluate_s * 1e3 / self.episodes as f64,
             self.store
         )
     }
@@ -120,7 +119,7 @@ pub fn time_evaluation(
     let episode_by_episode_ms = start.elapsed().as_secs_f64() * 1e3 / few.len() as f64;
     Ok(EvaluationTiming {
         episodes: timed.len(),
-        distinct_images: distinct_images(timed),
+        distinct_images: distinct_slots(timed).len(),
         evaluate_s,
         episode_by_episode_ms,
         store: store_label,
@@ -134,16 +133,6 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn distinct_images(episodes: &[SlotEpisode]) -> usize {
-    let mut slots: Vec<usize> = episodes
-        .iter()
-        .flat_map(|e| e.support.iter().chain(&e.query).flatten().copied())
-        .collect();
-    slots.sort_unstable();
-    slots.dedup();
-    slots.len()
 }
 
 /// A test split of seeded random 84×84 RGB images.

@@ -143,6 +143,16 @@ pub fn episode_groups(episodes: &[SlotEpisode], capacity: usize) -> Vec<Range<us
     groups
 }
 
+/// The store slots the episodes draw, each once, in increasing order.
+pub fn distinct_slots(episodes: &[SlotEpisode]) -> Vec<usize> {
+    episodes
+        .iter()
+        .flat_map(episode_slots)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 fn episode_slots(episode: &SlotEpisode) -> BTreeSet<usize> {
     episode
         .support
@@ -188,12 +198,7 @@ impl GroupFeatures {
         group: &[SlotEpisode],
         on_features: &mut dyn FnMut(usize),
     ) -> Result<Self> {
-        let distinct: Vec<usize> = group
-            .iter()
-            .flat_map(episode_slots)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let distinct = distinct_slots(group);
         let mut maps: Option<Tensor> = None;
         let mut channels = Vec::new();
         for (b, batch) in distinct.chunks(BACKBONE_BATCH).enumerate() {
