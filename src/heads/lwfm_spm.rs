@@ -12,13 +12,27 @@
 //! over shots. Logit = (cos of the shot-averaged, position-averaged reweighted features over all
 //! channels + SPM) / τ.
 //!
+//! How it is computed, without the authors' dense (query × support × channel × position) tensors
+//! (75 × 25 × 1024 × 9 floats twice per 5-shot episode, and the matcher MLP on every row of them):
+//! - **SPM does not see the LWE weights.** They are positive (sums of softmax values), g is
+//!   positively homogeneous (ReLU, no biases: g(w·x) = w·g(x) for w > 0), and both the cost and the
+//!   score are cosines, which ignore positive scales. So the cost is 1 − cos of the *centred*
+//!   positions, and the score cos(g(s_i), g(q_π(i))) is read from one matrix of g's cosines over
+//!   every (support position, query position), with g run once per image position instead of once
+//!   per pair. Equal to the authors' values in exact arithmetic (and so are the gradients: the
+//!   weights' share of them is zero there); only rounding differs, except where a reweighted
+//!   vector's norm falls under the cosine's 1e-8 clamp and the unweighted one's does not.
+//! - **The base term's prototypes** Σ_i w(i)·f(i) / P are products of the (query × position)
+//!   weights with each image's (position × channel) features; the K shots' query weights are
+//!   averaged first (the reweighting is linear in them).
+//!
 //! Where the paper is silent (METHOD.md §10) this follows the code; differences from the code: none
 //! intended. The ambiguity of λ_m per dataset is a config value, not a code path.
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::tensor_math::{cosine, gaussian_normalize, l2_normalize, unit};
+use super::tensor_math::{cosine, cosine_matrix, gaussian_normalize, l2_normalize, unit};
 use super::{EpisodeFeatures, Head, HeadOutput};
 use crate::matching::assign_batch;
 
@@ -90,33 +104,26 @@ impl Head for LwfmSpmHead {
             );
         }
         let (n, k) = (f.n_way, f.n_shot);
-        // 1. centre every position over all concatenated channels
-        let centre = |x: &Tensor, b: usize| -> Result<Tensor> {
-            let x = x.reshape((b, c, p))?;
-            x.broadcast_sub(&x.mean_keepdim(1)?)
+        // each position's channels contiguous, (B, P, C): the reductions below run along rows
+        let rows = |x: &Tensor, b: usize| -> Result<Tensor> {
+            x.reshape((b, c, p))?.transpose(1, 2)?.contiguous()
         };
-        let spt = centre(f.support, s)?; // (S, C, P)
-        let qry = centre(f.query, q)?; // (Q, C, P)
-        let mut spt_att = Vec::new();
-        let mut qry_att = Vec::new();
+        // 1. centre every position over all concatenated channels
+        let centre = |x: Tensor| -> Result<Tensor> { x.broadcast_sub(&x.mean_keepdim(2)?) };
+        let spt = centre(rows(f.support, s)?)?; // (S, P, C)
+        let qry = centre(rows(f.query, q)?)?; // (Q, P, C)
+        let mut spt_proto = Vec::new();
+        let mut qry_proto = Vec::new();
         let mut spm_layers = Vec::new();
         let mut offset = 0;
         for (l, &cl) in f.channels.iter().enumerate() {
-            let fs = spt.narrow(1, offset, cl)?; // (S, Cl, P)
-            let fq = qry.narrow(1, offset, cl)?; // (Q, Cl, P)
+            let fs = spt.narrow(2, offset, cl)?.contiguous()?; // (S, P, Cl)
+            let fq = qry.narrow(2, offset, cl)?.contiguous()?; // (Q, P, Cl)
             offset += cl;
             // 2. cosine correlation of every (query, support) pair: corr[q, s, i, j]
-            let ns = l2_normalize(&fs, 1, 1e-6)?
-                .transpose(1, 2)?
-                .reshape((s * p, cl))?;
-            let nq = l2_normalize(&fq, 1, 1e-6)?
-                .transpose(0, 1)?
-                .reshape((cl, q * p))?;
-            let corr = ns
-                .matmul(&nq)?
-                .reshape((s, p, q, p))?
-                .permute((2, 0, 1, 3))?
-                .contiguous()?;
+            let ns = l2_normalize(&fs, 2, 1e-6)?.reshape((s * p, cl))?;
+            let nq = l2_normalize(&fq, 2, 1e-6)?.reshape((q * p, cl))?;
+            let corr = per_pair(ns.matmul(&nq.t()?)?, s, q, p)?;
             // 3. weights: softmax of the z-scored correlation over one side, summed over the other
             // (Q, S, P) each
             let (w_s, w_q) = if self.uniform_lwe {
@@ -125,20 +132,25 @@ impl Head for LwfmSpmHead {
             } else {
                 lwe_weights(&corr, self.gamma)?
             };
-            // 4. Hadamard reweighting of the centred features
-            let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
-            let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?; // (Q, S, Cl, P)
+            // 4. the reweighted features' shot and position means, (Q, N, Cl) each:
+            // support image s: (Q × P) weights times its (P × Cl) features
+            let weighted_spt = w_s.transpose(0, 1)?.contiguous()?.matmul(&fs)?; // (S, Q, Cl)
+            spt_proto.push(
+                (weighted_spt.reshape((k, n, q, cl))?.mean(0)? / p as f64)?
+                    .transpose(0, 1)?
+                    .contiguous()?,
+            );
+            // query q: its (N × P) shot-averaged weights times its (P × Cl) features
+            let w_q_shots = w_q.reshape((q, k, n, p))?.mean(1)?; // (Q, N, P)
+            qry_proto.push((w_q_shots.matmul(&fq)? / p as f64)?);
             if self.matcher_prob > 0.0 {
-                spm_layers.push(self.spm_layer(l, &sa, &qa, q * s, cl, p)?);
+                spm_layers.push(self.spm_layer(l, &fs, &fq)?);
             }
-            spt_att.push(sa);
-            qry_att.push(qa);
         }
-        let spt_att = Tensor::cat(&spt_att, 2)?; // (Q, S, C, P)
-        let qry_att = Tensor::cat(&qry_att, 2)?;
-        // base term: shot-averaged, position-averaged reweighted features, cosine over all channels
-        let spt_proto = spt_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?; // (Q, N, C)
-        let qry_proto = qry_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?; // (Q, N, C)
+        let spt_proto = Tensor::cat(&spt_proto, 2)?; // (Q, N, C)
+        let qry_proto = Tensor::cat(&qry_proto, 2)?; // (Q, N, C)
+
+        // base term: cosine of the prototypes over all channels
         let base = cosine(&spt_proto, &qry_proto, D::Minus1)?; // (Q, N)
         let score = if spm_layers.is_empty() {
             base
@@ -155,6 +167,12 @@ impl Head for LwfmSpmHead {
     }
 }
 
+/// A (support position × query position) matrix, (S·P, Q·P), as per-pair blocks `[q, s, i, j]`
+/// (support position i, query position j), contiguous.
+fn per_pair(m: Tensor, s: usize, q: usize, p: usize) -> Result<Tensor> {
+    m.reshape((s, p, q, p))?.permute((2, 0, 1, 3))?.contiguous()
+}
+
 /// LWE's position weights from a correlation `corr[q, s, i, j]` (support position i, query position
 /// j): `w_s[q, s, i] = Σ_j softmax_i(z_i(corr) / γ)` and `w_q[q, s, j] = Σ_i softmax_j(z_j(corr) / γ)`,
 /// z the unbiased z-score along the softmax axis. Each weight vector sums to the number of positions.
@@ -165,43 +183,184 @@ pub fn lwe_weights(corr: &Tensor, gamma: f64) -> Result<(Tensor, Tensor)> {
 }
 
 impl LwfmSpmHead {
-    /// One layer's SPM score per pair, (pairs,): λ_m · max_i cos(g(s_i), g(q_π(i))).
-    fn spm_layer(
-        &self,
-        l: usize,
-        sa: &Tensor,
-        qa: &Tensor,
-        pairs: usize,
-        cl: usize,
-        p: usize,
-    ) -> Result<Tensor> {
-        let sa = sa.reshape((pairs, cl, p))?;
-        let qa = qa.reshape((pairs, cl, p))?;
-        // cost 1 − cos(s_i, q_j), solved on the host without gradient
-        let cos = unit(&sa, 1)?.transpose(1, 2)?.matmul(&unit(&qa, 1)?)?; // (pairs, P_s, P_q)
-        let costs: Vec<f32> = (1.0 - cos.detach())?
+    /// One layer's SPM score per pair (query-major, (Q·S,)): λ_m · max_i cos(g(s_i), g(q_π(i))), from
+    /// the centred features `fs` (S, P, Cl) and `fq` (Q, P, Cl); see the module docs for why the LWE
+    /// weights drop out.
+    fn spm_layer(&self, l: usize, fs: &Tensor, fq: &Tensor) -> Result<Tensor> {
+        let (s, p, cl) = fs.dims3()?;
+        let q = fq.dim(0)?;
+        let (fs, fq) = (fs.reshape((s * p, cl))?, fq.reshape((q * p, cl))?);
+        // cost 1 − cos(s_i, q_j) with explicit norms, solved on the host without gradient
+        let cos = unit(&fs.detach(), 1)?.matmul(&unit(&fq.detach(), 1)?.t()?)?;
+        let costs: Vec<f32> = per_pair((1.0 - cos)?, s, q, p)?
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1()?;
         let perm = assign_batch(&costs, p); // perm[pair * P + i] = query position matched to support i
-        let index = Tensor::from_vec(perm, (pairs, 1, p), qa.device())?
-            .broadcast_as((pairs, cl, p))?
-            .contiguous()?;
-        let qa_matched = qa.contiguous()?.gather(&index, 2)?; // (pairs, Cl, P), aligned to support order
+        let index = Tensor::from_vec(perm, (q, s, p, 1), fs.device())?;
         let g = &self.matchers[l];
-        let to_rows =
-            |x: &Tensor| -> Result<Tensor> { x.transpose(1, 2)?.reshape((pairs * p, cl)) };
-        let gs = g.forward(&to_rows(&sa)?)?;
-        let gq = g.forward(&to_rows(&qa_matched)?)?;
-        let c = cosine(&gs, &gq, D::Minus1)?.reshape((pairs, p))?;
-        c.max(1)? * self.matcher_prob
+        let similarity = per_pair(cosine_matrix(&g.forward(&fs)?, &g.forward(&fq)?)?, s, q, p)?;
+        let matched = similarity.gather(&index, 3)?.squeeze(3)?; // (Q, S, P), in support order
+        matched.max(2)?.flatten_all()? * self.matcher_prob
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    /// The authors' computation as written (METHOD.md §3–4), which this head ran until 2026-12-03: the
+    /// (Q, S, Cl, P) reweighted tensors, the SPM cost on them and g on every pair's rows. Returns the
+    /// logits and the attended query.
+    fn dense_reference(head: &LwfmSpmHead, f: &EpisodeFeatures) -> Result<(Tensor, Tensor)> {
+        let (s, c, h, w) = f.support.dims4()?;
+        let q = f.query.dim(0)?;
+        let p = h * w;
+        let (n, k) = (f.n_way, f.n_shot);
+        let centre = |x: &Tensor, b: usize| -> Result<Tensor> {
+            let x = x.reshape((b, c, p))?;
+            x.broadcast_sub(&x.mean_keepdim(1)?)
+        };
+        let (spt, qry) = (centre(f.support, s)?, centre(f.query, q)?);
+        let (mut spt_att, mut qry_att, mut spm_layers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for (l, &cl) in f.channels.iter().enumerate() {
+            let fs = spt.narrow(1, offset, cl)?;
+            let fq = qry.narrow(1, offset, cl)?;
+            offset += cl;
+            let ns = l2_normalize(&fs, 1, 1e-6)?
+                .transpose(1, 2)?
+                .reshape((s * p, cl))?;
+            let nq = l2_normalize(&fq, 1, 1e-6)?
+                .transpose(0, 1)?
+                .reshape((cl, q * p))?;
+            let corr = ns
+                .matmul(&nq)?
+                .reshape((s, p, q, p))?
+                .permute((2, 0, 1, 3))?;
+            let (w_s, w_q) = if head.uniform_lwe {
+                let ones = Tensor::ones((q, s, p), corr.dtype(), corr.device())?;
+                (ones.clone(), ones)
+            } else {
+                lwe_weights(&corr.contiguous()?, head.gamma)?
+            };
+            let sa = w_s.unsqueeze(2)?.broadcast_mul(&fs.unsqueeze(0)?)?; // (Q, S, Cl, P)
+            let qa = w_q.unsqueeze(2)?.broadcast_mul(&fq.unsqueeze(1)?)?;
+            if head.matcher_prob > 0.0 {
+                let pairs = q * s;
+                let sa = sa.reshape((pairs, cl, p))?;
+                let qa = qa.reshape((pairs, cl, p))?;
+                let cos = unit(&sa, 1)?.transpose(1, 2)?.matmul(&unit(&qa, 1)?)?;
+                let costs: Vec<f32> = (1.0 - cos.detach())?.flatten_all()?.to_vec1()?;
+                let perm = assign_batch(&costs, p);
+                let index = Tensor::from_vec(perm, (pairs, 1, p), qa.device())?
+                    .broadcast_as((pairs, cl, p))?
+                    .contiguous()?;
+                let qa_matched = qa.contiguous()?.gather(&index, 2)?;
+                let g = &head.matchers[l];
+                let rows = |x: &Tensor| x.transpose(1, 2)?.reshape((pairs * p, cl));
+                let gs = g.forward(&rows(&sa)?)?;
+                let gq = g.forward(&rows(&qa_matched)?)?;
+                let c = cosine(&gs, &gq, D::Minus1)?.reshape((pairs, p))?;
+                spm_layers.push((c.max(1)? * head.matcher_prob)?);
+            }
+            spt_att.push(sa);
+            qry_att.push(qa);
+        }
+        let spt_att = Tensor::cat(&spt_att, 2)?;
+        let qry_att = Tensor::cat(&qry_att, 2)?;
+        let spt_proto = spt_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?;
+        let qry_proto = qry_att.reshape((q, k, n, c, p))?.mean(1)?.mean(D::Minus1)?;
+        let mut score = cosine(&spt_proto, &qry_proto, D::Minus1)?;
+        if !spm_layers.is_empty() {
+            let spm = Tensor::stack(&spm_layers, 0)?
+                .max(0)?
+                .reshape((q, k, n))?
+                .mean(1)?;
+            score = (score + spm)?;
+        }
+        Ok(((score / head.tau)?, qry_proto.mean(1)?))
+    }
+
+    /// The head as computed (weights positive, g homogeneous, cosines scale-free) gives the dense
+    /// formulation's logits, attended queries and gradients (features and matcher weights) up to f32
+    /// rounding: 2 layers of 6 and 10 channels, 3×3 maps, 5-way 2-shot with 4 queries per class, with
+    /// LWE and with the `no-lwe` sabotage, with and without SPM.
+    #[test]
+    fn equals_the_dense_formulation_with_its_gradients() {
+        let channels = [6usize, 10];
+        let (n, k, queries) = (5, 2, 20);
+        for (uniform_lwe, matcher_prob) in [(false, 0.5), (true, 0.5), (false, 0.0)] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let head =
+                LwfmSpmHead::new(vb, &channels, 5.0, 0.2, matcher_prob, uniform_lwe).unwrap();
+            let mut named: Vec<(String, Var)> =
+                varmap.data().lock().unwrap().clone().into_iter().collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, var) in &named {
+                var.set(&seeded(var.dims(), name, 0.0)).unwrap();
+            }
+            let support =
+                Var::from_tensor(&seeded(&[n * k, 16, 3, 3], "lwfm-support", 0.2)).unwrap();
+            let query = Var::from_tensor(&seeded(&[queries, 16, 3, 3], "lwfm-query", 0.2)).unwrap();
+            let f = EpisodeFeatures {
+                support: support.as_tensor(),
+                query: query.as_tensor(),
+                channels: &channels,
+                n_way: n,
+                n_shot: k,
+            };
+            let out = head.forward(&f, true).unwrap();
+            let (want_logits, want_attended) = dense_reference(&head, &f).unwrap();
+            let case = format!("uniform_lwe {uniform_lwe}, λ_m {matcher_prob}");
+            let logits = max_relative(&out.logits, &want_logits);
+            assert!(logits < 1e-5, "{case}: logits differ by {logits}");
+            let attended = max_relative(out.attended_query.as_ref().unwrap(), &want_attended);
+            assert!(
+                attended < 1e-5,
+                "{case}: attended queries differ by {attended}"
+            );
+            // gradients of a seeded weighted sum of the logits and the attended queries
+            let weights = seeded(&[queries, n], "lwfm-logit-weights", 0.0);
+            let attended_weights = seeded(&[queries, 16], "lwfm-attended-weights", 0.0);
+            let loss = |logits: &Tensor, attended: &Tensor| {
+                ((logits * &weights).unwrap().sum_all().unwrap()
+                    + (attended * &attended_weights).unwrap().sum_all().unwrap())
+                .unwrap()
+            };
+            let got = loss(&out.logits, out.attended_query.as_ref().unwrap())
+                .backward()
+                .unwrap();
+            let want = loss(&want_logits, &want_attended).backward().unwrap();
+            let mut checked: Vec<(&str, &Var)> = vec![("support", &support), ("query", &query)];
+            checked.extend(named.iter().map(|(name, var)| (name.as_str(), var)));
+            for (name, var) in checked {
+                match (got.get(var.as_tensor()), want.get(var.as_tensor())) {
+                    (Some(g), Some(w)) => {
+                        let difference = max_relative(g, w);
+                        assert!(
+                            difference < 1e-4,
+                            "{case}: gradient of {name} differs by {difference}"
+                        );
+                    }
+                    // the matcher weights when SPM is off
+                    (None, None) => assert!(
+                        name.starts_with("matcher") && matcher_prob == 0.0,
+                        "{case}: {name}"
+                    ),
+                    (g, w) => panic!(
+                        "{case}: {name} has a gradient on one side only ({} / {})",
+                        g.is_some(),
+                        w.is_some()
+                    ),
+                }
+            }
+        }
+    }
 
     #[test]
     fn lwe_weights_sum_to_the_number_of_positions_and_favour_correlated_ones() {

@@ -11,6 +11,15 @@ pub fn cosine(a: &Tensor, b: &Tensor, dim: D) -> Result<Tensor> {
     dot.broadcast_div(&na.broadcast_mul(&nb)?)
 }
 
+/// Cosines of every row of `a` (m, d) with every row of `b` (n, d), as an (m, n) matrix, with
+/// [`cosine`]'s convention (each norm clamped below at 1e-8).
+pub fn cosine_matrix(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let scaled = |x: &Tensor| -> Result<Tensor> {
+        x.broadcast_div(&x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8, f64::MAX)?)
+    };
+    scaled(a)?.matmul(&scaled(b)?.t()?)
+}
+
 /// x / sqrt(Σ x² + eps) along `dim` (Rocco et al.'s `FeatureL2Norm`, eps 1e-6 in the authors' code).
 pub fn l2_normalize(x: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
     let norm = (x.sqr()?.sum_keepdim(dim)? + eps)?.sqrt()?;

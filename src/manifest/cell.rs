@@ -101,17 +101,21 @@ pub struct EvalConfig {
 /// 3 (2026-11-29): the fast path's ReLU (Conv-4, ResNet-18) is one op whose gradient at exactly 0 is 0,
 /// as PyTorch's (candle's `relu` passes it whole), which moves their fast-path training runs slightly;
 /// stock-path cells and ResNet-12 (whose leaky ReLU was already that op) stay at 2.
+/// 4 (2026-12-03): the LWFM-SPM head computes its prototypes and SPM without the dense
+/// (query × support × channel × position) tensors; equal in exact arithmetic, rounded differently,
+/// so every LWFM-SPM cell (any backbone, either path) is recomputed.
+///
+/// A cell's version is that of the newest change that touched it.
 pub fn numerics_version(head: &HeadConfig, backbone: &BackboneConfig) -> u32 {
-    let base = match head {
-        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } => 2,
-        HeadConfig::Deepemd { .. } => 2,
-        HeadConfig::LwfmSpm { .. } => 2,
-    };
     let fast_relu = backbone.ops == OpsPath::Fast && backbone.kind != BackboneKind::Resnet12;
-    if fast_relu {
-        3
-    } else {
-        base
+    match head {
+        HeadConfig::LwfmSpm { .. } => 4,
+        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } | HeadConfig::Deepemd { .. }
+            if fast_relu =>
+        {
+            3
+        }
+        HeadConfig::Protonet { .. } | HeadConfig::Cosine { .. } | HeadConfig::Deepemd { .. } => 2,
     }
 }
 
@@ -172,8 +176,8 @@ impl CellConfig {
 mod tests {
     use super::*;
 
-    /// Version 3 (the fast path's one-op ReLU) for fast-path Conv-4 and ResNet-18 only: the other
-    /// cells keep their hashes.
+    /// Version 3 (the fast path's one-op ReLU) for fast-path Conv-4 and ResNet-18 only, 4 for every
+    /// LWFM-SPM cell: the other cells keep their hashes.
     #[test]
     fn the_numerics_version_follows_the_layers_that_changed() {
         let text = std::fs::read_to_string(concat!(
@@ -194,5 +198,20 @@ mod tests {
         resnet18.backbone.kind = BackboneKind::Resnet18;
         assert_eq!(numerics_version(&resnet18.head, &resnet18.backbone), 3);
         assert_ne!(fast.hash(), stock.hash());
+        // every LWFM-SPM cell moved to 4 with its head's formulation
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/cells/ci/omniglot-conv4-lwfm-spm-5w1s.toml"
+        ))
+        .unwrap();
+        let lwfm = CellConfig::from_toml(&text).unwrap();
+        assert_eq!(numerics_version(&lwfm.head, &lwfm.backbone), 4);
+        let mut lwfm_stock_resnet12 = lwfm.clone();
+        lwfm_stock_resnet12.backbone.ops = OpsPath::Stock;
+        lwfm_stock_resnet12.backbone.kind = BackboneKind::Resnet12;
+        assert_eq!(
+            numerics_version(&lwfm_stock_resnet12.head, &lwfm_stock_resnet12.backbone),
+            4
+        );
     }
 }
