@@ -13,7 +13,11 @@
 //!   per_episode_ms=… episode_by_episode_ms=…` (the last over at most 50 episodes, the old route).
 //! - `lwfm-r18-1s`, `lwfm-r18-5s`: the paper protocol's LWFM-SPM step on ResNet-18 (5-way 1- or
 //!   5-shot, 15 queries per class, auxiliary batch of 128, the authors' three losses;
-//!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured.
+//!   `benches/shared/lwfm_spm_step.rs`), as the authors' figures quoted in issue #6 were measured;
+//!   `lwfm-r18-1s-eval`, `lwfm-r18-5s-eval`: one such test episode (evaluation mode, forward only, no
+//!   auxiliary batch). Both also print `matching_ms`, the median of SPM's host side per step or
+//!   episode (`fewshot::heads::take_matching_time`: the costs' copy to the host and the assignments),
+//!   part of `head_ms`.
 //! - `layers-conv4`, `layers-resnet12`: not a step but its backbone's layers one by one
 //!   (`benches/shared/layer_timing.rs`): a line `layer <kind> <label> count=… forward_ms=…
 //!   backward_ms=… step_ms=…` per distinct layer (`steps` timings after `warm-up`, medians), then
@@ -70,12 +74,16 @@ enum StepKind {
     Episodes(BackboneKind),
     /// LWFM-SPM on ResNet-18 with this many shots
     LwfmSpm(usize),
+    /// an LWFM-SPM test episode on ResNet-18 with this many shots: forward only, evaluation mode
+    LwfmSpmEvaluation(usize),
 }
 
 fn parse_step(name: &str) -> Result<StepKind, String> {
     match name {
         "lwfm-r18-1s" => Ok(StepKind::LwfmSpm(1)),
         "lwfm-r18-5s" => Ok(StepKind::LwfmSpm(5)),
+        "lwfm-r18-1s-eval" => Ok(StepKind::LwfmSpmEvaluation(1)),
+        "lwfm-r18-5s-eval" => Ok(StepKind::LwfmSpmEvaluation(5)),
         other if other.starts_with("layers-") => {
             parse_backbone(&other["layers-".len()..]).map(StepKind::Layers)
         }
@@ -96,6 +104,7 @@ enum Built {
     Protonet(ProtonetStep),
     Evaluation(ProtonetStep),
     LwfmSpm(LwfmSpmStep),
+    LwfmSpmEvaluation(LwfmSpmStep),
 }
 
 impl Built {
@@ -104,18 +113,24 @@ impl Built {
             Built::Protonet(s) => s.loss_with(between),
             Built::Evaluation(s) => s.evaluate_with(between),
             Built::LwfmSpm(s) => s.loss_with(between),
+            Built::LwfmSpmEvaluation(s) => s.evaluate_with(between),
         }
     }
 
     /// Whether the step trains (backward and optimiser) or only evaluates.
     fn trains(&self) -> bool {
-        !matches!(self, Built::Evaluation(_))
+        !matches!(self, Built::Evaluation(_) | Built::LwfmSpmEvaluation(_))
+    }
+
+    /// Whether the step runs LWFM-SPM's matching (and so reports its time).
+    fn matches(&self) -> bool {
+        matches!(self, Built::LwfmSpm(_) | Built::LwfmSpmEvaluation(_))
     }
 
     fn parameters(&self) -> Vec<(String, Var)> {
         match self {
             Built::Protonet(s) | Built::Evaluation(s) => s.parameters(),
-            Built::LwfmSpm(s) => s.parameters(),
+            Built::LwfmSpm(s) | Built::LwfmSpmEvaluation(s) => s.parameters(),
         }
     }
 }
@@ -123,7 +138,7 @@ impl Built {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|conv4-episodes|resnet12-episodes|lwfm-r18-1s|lwfm-r18-5s|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|conv4-episodes|resnet12-episodes|lwfm-r18-1s|lwfm-r18-5s|lwfm-r18-1s-eval|lwfm-r18-5s-eval|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -172,11 +187,12 @@ fn main() {
         return;
     }
     match time_steps(spec, kind, ops, steps, warm_up) {
-        Ok([backbone, head, backward, optimiser, step]) => println!(
+        Ok(([backbone, head, backward, optimiser, step], matching)) => println!(
             "RESULT step_timing {label} backbone_ms={backbone:.2} head_ms={head:.2} \
              forward_ms={:.2} backward_ms={backward:.2} optimiser_ms={optimiser:.2} \
-             step_ms={step:.2} steps={steps}",
-            backbone + head
+             step_ms={step:.2} steps={steps}{}",
+            backbone + head,
+            matching.map_or(String::new(), |ms| format!(" matching_ms={ms:.2}"))
         ),
         Err(e) => {
             println!("FAILED step_timing {label} error={e}");
@@ -237,14 +253,14 @@ fn phases_after(phases: &mut [Vec<f64>; 4], timed: bool, at: [Instant; 5]) {
 
 /// Medians of the backbone, head, backward and optimiser phases over `steps` after `warm_up`
 /// (synchronised after each phase), and the mean whole-step time over `steps` more (synchronised
-/// once, at the end).
+/// once, at the end); for LWFM-SPM also the median of its matching's share of the head phase.
 fn time_steps(
     spec: DeviceSpec,
     kind: StepKind,
     ops: LayerOps,
     steps: usize,
     warm_up: usize,
-) -> Result<[f64; 5], String> {
+) -> Result<([f64; 5], Option<f64>), String> {
     let device = spec.open().map_err(|e| e.to_string())?;
     // the step's construction unwraps inside the shared scaffolding: report a panic as a failure
     let step = catch_unwind(|| match kind {
@@ -255,6 +271,9 @@ fn time_steps(
             Built::Evaluation(ProtonetStep::new(backbone, ops, 5, 15, &device))
         }
         StepKind::LwfmSpm(shots) => Built::LwfmSpm(LwfmSpmStep::new(shots, ops, &device)),
+        StepKind::LwfmSpmEvaluation(shots) => {
+            Built::LwfmSpmEvaluation(LwfmSpmStep::new(shots, ops, &device))
+        }
         StepKind::Layers(_) => unreachable!("layers are timed by time_layers"),
         StepKind::Episodes(_) => unreachable!("episodes are timed by time_evaluation"),
     })
@@ -263,7 +282,9 @@ fn time_steps(
     let mut sgd = Sgd::new(0.9, true, 5e-4).on_path(ops.path);
     let sync = || device.synchronize().map_err(|e| e.to_string());
     let mut phases = [vec![], vec![], vec![], vec![]];
+    let mut matching = Vec::new();
     for i in 0..warm_up + steps {
+        fewshot::heads::take_matching_time();
         let t0 = Instant::now();
         let mut t_backbone = t0;
         let mut synced = Ok(());
@@ -277,6 +298,9 @@ fn time_steps(
         synced?;
         sync()?;
         let t1 = Instant::now();
+        if i >= warm_up {
+            matching.push(fewshot::heads::take_matching_time().as_secs_f64());
+        }
         if step.trains() {
             let grads = loss.backward().map_err(|e| e.to_string())?;
             sync()?;
@@ -304,11 +328,14 @@ fn time_steps(
     sync()?;
     let step_ms = t0.elapsed().as_secs_f64() / steps as f64 * 1e3;
     let [backbone, head, backward, optimiser] = phases;
-    Ok([
-        median_ms(backbone),
-        median_ms(head),
-        median_ms(backward),
-        median_ms(optimiser),
-        step_ms,
-    ])
+    Ok((
+        [
+            median_ms(backbone),
+            median_ms(head),
+            median_ms(backward),
+            median_ms(optimiser),
+            step_ms,
+        ],
+        step.matches().then(|| median_ms(matching)),
+    ))
 }

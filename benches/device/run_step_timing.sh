@@ -3,7 +3,8 @@
 # fast path against candle's stock ops there (every fast op on random inputs, then a whole step's
 # gradients; examples/fast_ops_check.rs), then times the training steps of examples/step_timing.rs
 # (ProtoNet 5w5s15q on Conv-4 and ResNet-12, and a ResNet-12 test episode; LWFM-SPM on ResNet-18,
-# 1- and 5-shot with the auxiliary batch of 128; all at 84×84) on each path (below), 2,000 ResNet-12
+# 1- and 5-shot with the auxiliary batch of 128, and one of its test episodes each, with SPM's
+# matching timed apart; all at 84×84) on each path (below), 2,000 ResNet-12
 # ProtoNet test episodes evaluated as the suite evaluates them (`resnet12-episodes`: the backbone once
 # per distinct image, on a synthetic store shaped like miniImageNet's test split), with the peak
 # device memory nvidia-smi saw during each run (sampled every 100 ms, CUDA context included), then the ProtoNet
@@ -22,12 +23,12 @@
 # Time limits: 60 s for the check, 40 s per stock run and 25 s per fast run (120 s for a *-episodes
 # run: store, model, op check, warm-up, the 2,000 episodes, then 50 the old way), 90 s for PyTorch and
 # 20 s for its settings. The device tool stops a command at 600 s, so on the GPU run it in three calls,
-# each within the machine's 30 s idle window of the last: at most 440 s, 360 s and 360 s (the third
+# each within the machine's 30 s idle window of the last: at most 440 s, 540 s and 360 s (the third
 # only if the session's device time allows: `status`), though a run should take
 # seconds there (model build, the op check, 23 steps of milliseconds); the session's 900 s of device
 # time also pays the machine's start.
 #   BACKBONES="conv4 resnet12 resnet12-eval" bash device-run/run_step_timing.sh cuda
-#   BACKBONES="lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
+#   BACKBONES="lwfm-r18-1s lwfm-r18-5s lwfm-r18-1s-eval lwfm-r18-5s-eval layers-conv4 layers-resnet12" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 #   BACKBONES="resnet12-episodes" PATHS="fast fast-tf32 stock" SKIP_CHECK=1 SKIP_TORCH=1 bash device-run/run_step_timing.sh cuda
 # Every result line is printed (and its files copied to $OUT) as soon as its run ends, so a stopped
 # command keeps what finished.
@@ -40,7 +41,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 device="${1:-cuda}"
 steps="${2:-10}"
 warm="${3:-3}"
-all_steps="conv4 resnet12 resnet12-eval lwfm-r18-1s lwfm-r18-5s layers-conv4 layers-resnet12 resnet12-episodes"
+all_steps="conv4 resnet12 resnet12-eval lwfm-r18-1s lwfm-r18-5s lwfm-r18-1s-eval lwfm-r18-5s-eval layers-conv4 layers-resnet12 resnet12-episodes"
 if [ "$device" != cpu ]; then
   # shellcheck disable=SC1091
   source "$here/gpu-env.sh"
@@ -115,20 +116,21 @@ echo
 echo "== raw =="
 printf '%s\n' "$check" "${lines[@]}" ${torch:+"$torch"}
 echo
-echo "== training steps at 84x84, median ms per phase, whole step mean ms, peak MiB ($device) =="
-printf '%-12s %-9s %9s %9s %9s %9s %9s %9s\n' step path backbone head backward optimiser step peak_MiB
+echo "== training steps and test episodes at 84x84, median ms per phase (matching: LWFM-SPM's, part of head), whole step mean ms, peak MiB ($device) =="
+printf '%-16s %-9s %9s %9s %9s %9s %9s %9s %9s\n' step path backbone head matching backward optimiser step peak_MiB
 field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 for line in "${lines[@]}"; do
   key="$(field backbone)-$(field ops)"
   case "$key" in layers-*|*-episodes-*) continue;; esac
   if [[ "$line" == RESULT* ]]; then
-    printf '%-12s %-9s %9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field backbone_ms)" \
-      "$(field head_ms)" "$(field backward_ms)" "$(field optimiser_ms)" "$(field step_ms)" "${peaks[$key]:--}"
+    matching="$(field matching_ms)"
+    printf '%-16s %-9s %9s %9s %9s %9s %9s %9s %9s\n' "$(field backbone)" "$(field ops)" "$(field backbone_ms)" \
+      "$(field head_ms)" "${matching:--}" "$(field backward_ms)" "$(field optimiser_ms)" "$(field step_ms)" "${peaks[$key]:--}"
   else
-    printf '%-12s %-9s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
+    printf '%-16s %-9s %s\n' "$(field backbone)" "$(field ops)" "FAILED"
   fi
 done
-echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-12s %-9s %9s %9s %9s %9s %9s %9s\n", m, "torch", "-", "-", "-", "-", $2, "-"}'
+echo "$torch" | tr ' ' '\n' | awk -F= '/^model=/{m=$2} /^ms_per_step=/{printf "%-16s %-9s %9s %9s %9s %9s %9s %9s %9s\n", m, "torch", "-", "-", "-", "-", "-", $2, "-"}'
 for line in "${lines[@]}"; do
   case "$line" in
     RESULT*backbone=resnet12-eval*)
@@ -164,4 +166,4 @@ if [ "${#layer_lines[@]}" -gt 0 ]; then
     esac
   done
 fi
-echo "authors' LWFM-SPM code on an H200 (quoted from issue #6, a separate run): 46.9 ms per 1-shot step, 53.9 ms per 5-shot step"
+echo "authors' LWFM-SPM code on an H200 (quoted from issue #6, a separate run): 46.9 / 53.9 ms per 1- / 5-shot training step (matching 8.0 / 24.1 ms), 18.6 / 29.5 ms per 1- / 5-shot test episode (matching 8.2 / 21.8 ms)"

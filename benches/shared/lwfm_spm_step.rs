@@ -76,6 +76,17 @@ impl LwfmSpmStep {
         trainable_parameters(&self.model)
     }
 
+    /// One test episode (evaluation mode, no auxiliary batch, no loss): the logits, calling `between`
+    /// after the backbone and before the head, as the authors' per-test-episode figures were measured.
+    pub fn evaluate_with(&self, between: &mut dyn FnMut()) -> Tensor {
+        let m = &self.model;
+        let all = Tensor::cat(&[&self.support, &self.query], 0).unwrap();
+        let features = m.features(&all, false).unwrap();
+        between();
+        let n_support = self.support.dim(0).unwrap();
+        m.episode_head(&features, n_support, false).unwrap().logits
+    }
+
     /// The step's loss, calling `between` after the backbone (episode and auxiliary batch) and
     /// before the head and losses (LWFM-SPM's weighting, its host-side semantic-pixel matching, the
     /// three cross-entropies).

@@ -29,12 +29,26 @@
 //! Where the paper is silent (METHOD.md §10) this follows the code; differences from the code: none
 //! intended. The ambiguity of λ_m per dataset is a config value, not a code path.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::tensor_math::{cosine, cosine_matrix, gaussian_normalize, l2_normalize, unit};
 use super::{EpisodeFeatures, Head, HeadOutput};
 use crate::matching::assign_batch;
+
+/// Nanoseconds spent in SPM's host side since the last [`take_matching_time`].
+static MATCHING_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// The time every LWFM-SPM head of this process spent in SPM's host side since the last call (from
+/// the costs being ready on the device to the assignment's indices being back on it: the copy to the
+/// host and the assignments), and starts counting afresh: the "SPM matching" phase of the step timing
+/// (issue #6), as the authors' figures separate their per-pair scipy matching.
+pub fn take_matching_time() -> Duration {
+    Duration::from_nanos(MATCHING_NANOS.swap(0, Ordering::Relaxed))
+}
 
 /// One layer's residual matcher MLP: w1 (C/2, C), w2 (C, C/2), no biases.
 struct Matcher {
@@ -192,12 +206,14 @@ impl LwfmSpmHead {
         let (fs, fq) = (fs.reshape((s * p, cl))?, fq.reshape((q * p, cl))?);
         // cost 1 − cos(s_i, q_j) with explicit norms, solved on the host without gradient
         let cos = unit(&fs.detach(), 1)?.matmul(&unit(&fq.detach(), 1)?.t()?)?;
-        let costs: Vec<f32> = per_pair((1.0 - cos)?, s, q, p)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
+        let costs = per_pair((1.0 - cos)?, s, q, p)?.to_dtype(DType::F32)?;
+        // the copy below waits for the device anyway: waiting first times the matching alone
+        costs.device().synchronize()?;
+        let started = Instant::now();
+        let costs: Vec<f32> = costs.flatten_all()?.to_vec1()?;
         let perm = assign_batch(&costs, p); // perm[pair * P + i] = query position matched to support i
         let index = Tensor::from_vec(perm, (q, s, p, 1), fs.device())?;
+        MATCHING_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let g = &self.matchers[l];
         let similarity = per_pair(cosine_matrix(&g.forward(&fs)?, &g.forward(&fq)?)?, s, q, p)?;
         let matched = similarity.gather(&index, 3)?.squeeze(3)?; // (Q, S, P), in support order

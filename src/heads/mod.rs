@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 pub use crate::manifest::model::HeadConfig;
 pub use cosine::CosineHead;
 pub use deepemd::DeepEmdHead;
-pub use lwfm_spm::LwfmSpmHead;
+pub use lwfm_spm::{take_matching_time, LwfmSpmHead};
 pub use protonet::ProtoNetHead;
 
 /// One episode's features.
