@@ -24,6 +24,8 @@ if [ "$mode" = "--cpu" ]; then
   cargo build --release --example step_timing --example fast_ops_check --target-dir target
   built="target/release/examples"
 else
+  # cuda-build-env.sh patches cudarc's sources in cargo's registry: a fresh checkout has not fetched them
+  cargo fetch --locked
   eval "$("$shared/tools/cuda-build-env.sh")"
   cargo build --release --features cuda --example step_timing --example fast_ops_check \
     --target-dir target/cuda
