@@ -23,11 +23,12 @@
 //!   weights' share of them is zero there); only rounding differs — which, where two assignments'
 //!   costs tie within it (the assignment works to 1e-6), can pick the other one and so change that
 //!   pair's SPM score — and where a reweighted vector's norm falls under the cosine's 1e-8 clamp and
-//!   the unweighted one's does not. The weights stay positive for the γ of every published setting
-//!   (z-scores over P positions are bounded by (P − 1)/√P, so a weight is at least about
-//!   exp(−2(P − 1)/(√P·γ))); only a γ far below them would let the softmax underflow to 0, where
-//!   the authors' cost would be 0/0. As a consequence SPM never depended on LWE, in the authors'
-//!   code either: LWE reaches the logits through the base term alone.
+//!   the unweighted one's does not. The weights stay positive: P z-scores span at most √(2(P − 1)),
+//!   so a weight is at least exp(−√(2(P − 1))/γ)/P, and a cell config is refused when its γ is
+//!   under the value that keeps that above e^−80 in f32 (`manifest::model::min_attention_temperature`:
+//!   0.05 on 3×3 maps; the published γ are 2 and 5). Under it the authors' cost would be 0/0. As a
+//!   consequence SPM never depended on LWE, in the authors' code either: LWE reaches the logits
+//!   through the base term alone.
 //! - **The base term's prototypes** Σ_i w(i)·f(i) / P are products of the (query × position)
 //!   weights with each image's (position × channel) features; the K shots' query weights are
 //!   averaged first (the reweighting is linear in them).
@@ -450,5 +451,37 @@ mod tests {
             ..episode
         };
         assert!(head.forward(&episode, false).is_ok());
+    }
+
+    /// The config's least γ (`manifest::model::min_attention_temperature`) keeps every weight above 0
+    /// on the widest z-score spread (+1 and −1 at two positions, the rest 0, for every query
+    /// position); half of it underflows one, so the bound is where the failure is.
+    #[test]
+    fn the_least_attention_temperature_keeps_every_weight_positive() {
+        for side in [3usize, 5, 21] {
+            let p = side * side;
+            let mut column = vec![0f32; p];
+            (column[0], column[1]) = (1.0, -1.0);
+            // corr[0, 0, i, j] = column[i] for every j: z over i spans √(2(P − 1))
+            let corr: Vec<f32> = column.iter().flat_map(|&c| vec![c; p]).collect();
+            let corr = Tensor::from_vec(corr, (1, 1, p, p), &Device::Cpu).unwrap();
+            let least = crate::manifest::model::min_attention_temperature(p);
+            let smallest = |gamma: f64| -> f32 {
+                let (w_s, _) = lwe_weights(&corr, gamma).unwrap();
+                let w: Vec<f32> = w_s.flatten_all().unwrap().to_vec1().unwrap();
+                assert!(
+                    w.iter().all(|v| v.is_finite()),
+                    "{side}x{side}, gamma {gamma}"
+                );
+                w.into_iter().fold(f32::INFINITY, f32::min)
+            };
+            assert!(smallest(least) > 0.0, "{side}x{side} at gamma {least}");
+            assert_eq!(
+                smallest(least / 2.0),
+                0.0,
+                "{side}x{side} at gamma {}",
+                least / 2.0
+            );
+        }
     }
 }

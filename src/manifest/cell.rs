@@ -149,17 +149,8 @@ impl CellConfig {
         if self.train.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err("train.milestones must increase".into());
         }
-        if let HeadConfig::Deepemd {
-            sinkhorn: Some(s), ..
-        } = &self.head
-        {
-            if !(s.epsilon > 0.0 && s.epsilon.is_finite()) || s.iterations == 0 {
-                return Err(format!(
-                    "head.sinkhorn needs epsilon > 0 and iterations >= 1 (got epsilon = {}, iterations = {})",
-                    s.epsilon, s.iterations
-                ));
-            }
-        }
+        self.head
+            .validate(self.backbone.pool * self.backbone.pool)?;
         Ok(())
     }
 

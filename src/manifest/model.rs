@@ -188,6 +188,29 @@ pub struct SinkhornConfig {
     pub iterations: usize,
 }
 
+/// The smallest LWE temperature γ (`temperature_attn`) at which no position weight of LWFM-SPM's
+/// head can underflow to 0 in f32 on `positions` positions. The weights are softmaxes of unbiased
+/// z-scores divided by γ; P z-scores span at most √(2(P − 1)) (two values ±c, the rest at the mean,
+/// is the widest spread of a fixed variance), so the smallest softmax value is at least
+/// exp(−√(2(P − 1))/γ)/P, and this γ keeps that above e^−80 (f32's smallest normal number is
+/// about e^−87.3). 0.05 for 3×3 maps, 0.09 for 5×5, 0.40 for 21×21; every published γ is 2 or 5.
+/// Under it the authors' SPM cost would become 0/0 on a zero-weighted position.
+pub fn min_attention_temperature(positions: usize) -> f64 {
+    let p = positions as f64;
+    (2.0 * (p - 1.0)).sqrt() / (80.0 - p.ln())
+}
+
+/// A logit temperature must be a positive, finite number.
+fn positive_temperature(name: &str, value: f64) -> std::result::Result<(), String> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!(
+            "head.{name} = {value} must be a positive, finite number (it scales the logits)"
+        ))
+    }
+}
+
 impl HeadConfig {
     pub fn name(&self) -> &'static str {
         match self {
@@ -217,6 +240,65 @@ impl HeadConfig {
             _ => return None,
         })
     }
+
+    /// The head's numbers against what its formulas can take, on feature maps of at most
+    /// `positions` positions (the backbone's `pool`²). Each error names the setting and the fix.
+    pub fn validate(&self, positions: usize) -> std::result::Result<(), String> {
+        match self {
+            HeadConfig::Protonet { temperature } | HeadConfig::Cosine { temperature } => {
+                positive_temperature("temperature", *temperature)
+            }
+            HeadConfig::Deepemd {
+                temperature,
+                sfc,
+                sinkhorn,
+            } => {
+                positive_temperature("temperature", *temperature)?;
+                if let Some(s) = sfc {
+                    if s.batch == 0 || !(s.lr >= 0.0 && s.lr.is_finite()) {
+                        return Err(format!(
+                            "head.sfc needs batch >= 1 and a finite lr >= 0 (got batch = {}, lr = {})",
+                            s.batch, s.lr
+                        ));
+                    }
+                }
+                if let Some(s) = sinkhorn {
+                    if !(s.epsilon > 0.0 && s.epsilon.is_finite()) || s.iterations == 0 {
+                        return Err(format!(
+                            "head.sinkhorn needs epsilon > 0 and iterations >= 1 (got epsilon = {}, iterations = {})",
+                            s.epsilon, s.iterations
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            HeadConfig::LwfmSpm {
+                temperature_attn,
+                temperature,
+                matcher_prob,
+            } => {
+                positive_temperature("temperature", *temperature)?;
+                if positions < 2 {
+                    return Err(format!(
+                        "the lwfm-spm head needs feature maps of at least 2 positions (LWE z-scores each position against the others), but backbone.pool = {} gives {positions}: set pool >= 2",
+                        (positions as f64).sqrt()
+                    ));
+                }
+                let least = min_attention_temperature(positions);
+                if !(*temperature_attn >= least && temperature_attn.is_finite()) {
+                    return Err(format!(
+                        "head.temperature_attn = {temperature_attn} is too small for {positions} positions: LWE's softmax could underflow to 0 in f32 (the authors' SPM cost is then 0/0); use at least {least:.3} (the published values are 2 and 5)"
+                    ));
+                }
+                if !(*matcher_prob >= 0.0 && matcher_prob.is_finite()) {
+                    return Err(format!(
+                        "head.matcher_prob = {matcher_prob} must be a finite number >= 0 (0 turns SPM off)"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,5 +327,80 @@ mod tests {
         assert!(e.contains("ops = \"fast\""), "{e}");
         let e = backbone(&format!("{base}ops = \"fast\"\nconv_math = \"bf17\"\n")).unwrap_err();
         assert!(e.contains("bf17"), "{e}");
+    }
+
+    #[test]
+    fn head_numbers_are_checked_against_what_the_formulas_take() {
+        let lwfm = |gamma: f64, prob: f64| HeadConfig::LwfmSpm {
+            temperature_attn: gamma,
+            temperature: 0.2,
+            matcher_prob: prob,
+        };
+        // the bound grows with the positions: 3x3, 5x5, 21x21
+        let (p9, p25, p441) = (
+            min_attention_temperature(9),
+            min_attention_temperature(25),
+            min_attention_temperature(441),
+        );
+        assert!((p9 - 4.0 / (80.0 - 9f64.ln())).abs() < 1e-12, "{p9}");
+        assert!(p9 < p25 && p25 < p441 && p441 < 0.5, "{p9} {p25} {p441}");
+        for published in [2.0, 5.0] {
+            lwfm(published, 0.25).validate(441).unwrap();
+        }
+        lwfm(p9, 0.0).validate(9).unwrap();
+        let e = lwfm(p9 * 0.99, 0.25).validate(9).unwrap_err();
+        assert!(e.contains("temperature_attn") && e.contains("0.051"), "{e}");
+        assert!(lwfm(0.3, 0.25).validate(9).is_ok());
+        assert!(lwfm(0.3, 0.25).validate(441).is_err());
+        assert!(lwfm(f64::NAN, 0.25).validate(9).is_err());
+        let e = lwfm(5.0, -0.25).validate(9).unwrap_err();
+        assert!(e.contains("matcher_prob"), "{e}");
+        let e = lwfm(5.0, 0.25).validate(1).unwrap_err();
+        assert!(e.contains("pool >= 2"), "{e}");
+        let mut bad_tau = lwfm(5.0, 0.25);
+        if let HeadConfig::LwfmSpm { temperature, .. } = &mut bad_tau {
+            *temperature = 0.0;
+        }
+        assert!(bad_tau
+            .validate(9)
+            .unwrap_err()
+            .contains("head.temperature = 0"));
+        // the other heads: any pool, a positive finite temperature
+        assert!(HeadConfig::Protonet { temperature: 64.0 }
+            .validate(1)
+            .is_ok());
+        assert!(HeadConfig::Protonet { temperature: -1.0 }
+            .validate(1)
+            .is_err());
+        assert!(HeadConfig::Cosine {
+            temperature: f64::INFINITY
+        }
+        .validate(1)
+        .is_err());
+        let emd = |sfc, sinkhorn| HeadConfig::Deepemd {
+            temperature: 12.5,
+            sfc,
+            sinkhorn,
+        };
+        assert!(emd(None, None).validate(25).is_ok());
+        let sfc = |batch, lr| SfcConfig {
+            steps: 100,
+            batch,
+            lr,
+            seed: 1,
+        };
+        assert!(emd(Some(sfc(4, 0.1)), None).validate(25).is_ok());
+        assert!(emd(Some(sfc(0, 0.1)), None)
+            .validate(25)
+            .unwrap_err()
+            .contains("head.sfc"));
+        let sinkhorn = SinkhornConfig {
+            epsilon: 0.0,
+            iterations: 10,
+        };
+        assert!(emd(None, Some(sinkhorn))
+            .validate(25)
+            .unwrap_err()
+            .contains("head.sinkhorn"));
     }
 }
