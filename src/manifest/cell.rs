@@ -149,8 +149,7 @@ impl CellConfig {
         if self.train.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err("train.milestones must increase".into());
         }
-        self.head
-            .validate(self.backbone.pool * self.backbone.pool)?;
+        self.head.validate(self.backbone.pool)?;
         Ok(())
     }
 

@@ -207,7 +207,12 @@ impl Experiment {
                                     ))
                                 },
                             )?;
-                            cell.validate().map_err(manifest_err)?;
+                            cell.validate().map_err(|e| {
+                                manifest_err(format!(
+                                    "{}/{method}/{dataset}/{shot}-shot under profile {profile}: {e}",
+                                    group.name
+                                ))
+                            })?;
                             cells.push(PlannedCell {
                                 group: group.name.clone(),
                                 method: method.clone(),

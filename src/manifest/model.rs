@@ -193,7 +193,8 @@ pub struct SinkhornConfig {
 /// z-scores divided by γ; P z-scores span at most √(2(P − 1)) (two values ±c, the rest at the mean,
 /// is the widest spread of a fixed variance), so the smallest softmax value is at least
 /// exp(−√(2(P − 1))/γ)/P, and this γ keeps that above e^−80 (f32's smallest normal number is
-/// about e^−87.3). 0.05 for 3×3 maps, 0.09 for 5×5, 0.40 for 21×21; every published γ is 2 or 5.
+/// about e^−87.3). 0.0514 for 3×3 maps, 0.0902 for 5×5, 0.4014 for 21×21; every published γ is 2 or
+/// 5.
 /// Under it the authors' SPM cost would become 0/0 on a zero-weighted position.
 pub fn min_attention_temperature(positions: usize) -> f64 {
     let p = positions as f64;
@@ -241,9 +242,10 @@ impl HeadConfig {
         })
     }
 
-    /// The head's numbers against what its formulas can take, on feature maps of at most
-    /// `positions` positions (the backbone's `pool`²). Each error names the setting and the fix.
-    pub fn validate(&self, positions: usize) -> std::result::Result<(), String> {
+    /// The head's numbers against what its formulas can take, on feature maps of at most `pool`²
+    /// positions (the backbone's `pool`). Each error names the setting and the fix.
+    pub fn validate(&self, pool: usize) -> std::result::Result<(), String> {
+        let positions = pool.saturating_mul(pool);
         match self {
             HeadConfig::Protonet { temperature } | HeadConfig::Cosine { temperature } => {
                 positive_temperature("temperature", *temperature)
@@ -280,14 +282,20 @@ impl HeadConfig {
                 positive_temperature("temperature", *temperature)?;
                 if positions < 2 {
                     return Err(format!(
-                        "the lwfm-spm head needs feature maps of at least 2 positions (LWE z-scores each position against the others), but backbone.pool = {} gives {positions}: set pool >= 2",
-                        (positions as f64).sqrt()
+                        "the lwfm-spm head needs feature maps of at least 2 positions (LWE z-scores each position against the others), but backbone.pool = {pool} gives {positions}: set pool >= 2"
+                    ));
+                }
+                if !(*temperature_attn > 0.0 && temperature_attn.is_finite()) {
+                    return Err(format!(
+                        "head.temperature_attn = {temperature_attn} must be a positive, finite number (it divides LWE's z-scores; the published values are 2 and 5)"
                     ));
                 }
                 let least = min_attention_temperature(positions);
-                if !(*temperature_attn >= least && temperature_attn.is_finite()) {
+                if *temperature_attn < least {
+                    // rounded up, so the value shown is itself accepted
+                    let shown = (least * 1000.0).ceil() / 1000.0;
                     return Err(format!(
-                        "head.temperature_attn = {temperature_attn} is too small for {positions} positions: LWE's softmax could underflow to 0 in f32 (the authors' SPM cost is then 0/0); use at least {least:.3} (the published values are 2 and 5)"
+                        "head.temperature_attn = {temperature_attn} is too small for {positions} positions: LWE's softmax could underflow to 0 in f32 (the authors' SPM cost is then 0/0); use at least {shown} (the published values are 2 and 5)"
                     ));
                 }
                 if !(*matcher_prob >= 0.0 && matcher_prob.is_finite()) {
@@ -345,24 +353,38 @@ mod tests {
         assert!((p9 - 4.0 / (80.0 - 9f64.ln())).abs() < 1e-12, "{p9}");
         assert!(p9 < p25 && p25 < p441 && p441 < 0.5, "{p9} {p25} {p441}");
         for published in [2.0, 5.0] {
-            lwfm(published, 0.25).validate(441).unwrap();
+            lwfm(published, 0.25).validate(21).unwrap();
         }
-        lwfm(p9, 0.0).validate(9).unwrap();
-        let e = lwfm(p9 * 0.99, 0.25).validate(9).unwrap_err();
-        assert!(e.contains("temperature_attn") && e.contains("0.051"), "{e}");
-        assert!(lwfm(0.3, 0.25).validate(9).is_ok());
-        assert!(lwfm(0.3, 0.25).validate(441).is_err());
-        assert!(lwfm(f64::NAN, 0.25).validate(9).is_err());
-        let e = lwfm(5.0, -0.25).validate(9).unwrap_err();
+        lwfm(p9, 0.0).validate(3).unwrap();
+        // the value the message suggests is accepted
+        let e = lwfm(p9 * 0.99, 0.25).validate(3).unwrap_err();
+        assert!(
+            e.contains("temperature_attn") && e.contains("at least 0.052 "),
+            "{e}"
+        );
+        lwfm(0.052, 0.25).validate(3).unwrap();
+        let e = lwfm(0.4, 0.25).validate(21).unwrap_err();
+        assert!(e.contains("at least 0.402 "), "{e}");
+        lwfm(0.402, 0.25).validate(21).unwrap();
+        for bad in [f64::NAN, f64::INFINITY, 0.0, -5.0] {
+            let e = lwfm(bad, 0.25).validate(3).unwrap_err();
+            assert!(e.contains("positive, finite"), "{e}");
+        }
+        let e = lwfm(5.0, -0.25).validate(3).unwrap_err();
         assert!(e.contains("matcher_prob"), "{e}");
         let e = lwfm(5.0, 0.25).validate(1).unwrap_err();
-        assert!(e.contains("pool >= 2"), "{e}");
+        assert!(
+            e.contains("backbone.pool = 1 gives 1") && e.contains("pool >= 2"),
+            "{e}"
+        );
+        // an absurd pool saturates instead of wrapping round to a small number
+        assert!(lwfm(5.0, 0.25).validate(usize::MAX).is_err());
         let mut bad_tau = lwfm(5.0, 0.25);
         if let HeadConfig::LwfmSpm { temperature, .. } = &mut bad_tau {
             *temperature = 0.0;
         }
         assert!(bad_tau
-            .validate(9)
+            .validate(3)
             .unwrap_err()
             .contains("head.temperature = 0"));
         // the other heads: any pool, a positive finite temperature
@@ -382,16 +404,16 @@ mod tests {
             sfc,
             sinkhorn,
         };
-        assert!(emd(None, None).validate(25).is_ok());
+        assert!(emd(None, None).validate(5).is_ok());
         let sfc = |batch, lr| SfcConfig {
             steps: 100,
             batch,
             lr,
             seed: 1,
         };
-        assert!(emd(Some(sfc(4, 0.1)), None).validate(25).is_ok());
+        assert!(emd(Some(sfc(4, 0.1)), None).validate(5).is_ok());
         assert!(emd(Some(sfc(0, 0.1)), None)
-            .validate(25)
+            .validate(5)
             .unwrap_err()
             .contains("head.sfc"));
         let sinkhorn = SinkhornConfig {
@@ -399,7 +421,7 @@ mod tests {
             iterations: 10,
         };
         assert!(emd(None, Some(sinkhorn))
-            .validate(25)
+            .validate(5)
             .unwrap_err()
             .contains("head.sinkhorn"));
     }
