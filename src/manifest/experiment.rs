@@ -199,20 +199,17 @@ impl Experiment {
                             for key in &prof.unset {
                                 unset(&mut t, key);
                             }
-                            let cell: CellConfig = toml::Value::Table(t).try_into().map_err(
-                                |e: toml::de::Error| {
-                                    manifest_err(format!(
-                                        "{}/{method}/{dataset}/{shot}-shot under profile {profile}: {e}",
-                                        group.name
-                                    ))
-                                },
-                            )?;
-                            cell.validate().map_err(|e| {
+                            // a cell that does not parse or validate is named by its place in the plan
+                            let refused = |e: String| {
                                 manifest_err(format!(
                                     "{}/{method}/{dataset}/{shot}-shot under profile {profile}: {e}",
                                     group.name
                                 ))
-                            })?;
+                            };
+                            let cell: CellConfig = toml::Value::Table(t)
+                                .try_into()
+                                .map_err(|e: toml::de::Error| refused(e.to_string()))?;
+                            cell.validate().map_err(refused)?;
                             cells.push(PlannedCell {
                                 group: group.name.clone(),
                                 method: method.clone(),
@@ -332,5 +329,22 @@ mod tests {
         p.patch.insert("epochz".into(), toml::Value::Integer(1));
         let err = e.plan(&manifests(), "smoke").unwrap_err().to_string();
         assert!(err.contains("epochz"), "{err}");
+    }
+
+    /// A patch that parses but leaves a cell its head cannot run is refused with the cell's place in
+    /// the plan and the setting.
+    #[test]
+    fn a_cell_that_fails_validation_is_named_by_its_place() {
+        let mut e = Experiment::read(&manifests(), "table1").unwrap();
+        let p = e.profile.get_mut("smoke").unwrap();
+        let head: toml::Table = toml::from_str("temperature_attn = 0.001").unwrap();
+        p.patch.insert("head".into(), toml::Value::Table(head));
+        let err = e.plan(&manifests(), "smoke").unwrap_err().to_string();
+        assert!(
+            err.contains("lwfm-spm/")
+                && err.contains("-shot under profile smoke")
+                && err.contains("temperature_attn = 0.001 is too small"),
+            "{err}"
+        );
     }
 }

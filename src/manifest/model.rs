@@ -193,8 +193,7 @@ pub struct SinkhornConfig {
 /// z-scores divided by γ; P z-scores span at most √(2(P − 1)) (two values ±c, the rest at the mean,
 /// is the widest spread of a fixed variance), so the smallest softmax value is at least
 /// exp(−√(2(P − 1))/γ)/P, and this γ keeps that above e^−80 (f32's smallest normal number is
-/// about e^−87.3). 0.0514 for 3×3 maps, 0.0902 for 5×5, 0.4014 for 21×21; every published γ is 2 or
-/// 5.
+/// about e^−87.3). 0.0514 for 3×3 maps, 0.0902 for 5×5, 0.4014 for 21×21; every published γ is 2 or 5.
 /// Under it the authors' SPM cost would become 0/0 on a zero-weighted position.
 pub fn min_attention_temperature(positions: usize) -> f64 {
     let p = positions as f64;
