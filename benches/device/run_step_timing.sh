@@ -22,7 +22,8 @@
 # PyTorch convolves in TF32 by default on a GPU: torch.backends.cudnn.allow_tf32).
 # Time limits: 60 s for the check, 40 s per stock run and 25 s per fast run (120 s for a *-episodes
 # run: store, model, op check, warm-up, the 2,000 episodes, then 50 the old way), 90 s for PyTorch and
-# 20 s for its settings. The device tool stops a command at 600 s, so on the GPU run it in three calls,
+# 20 s for its settings, each five times that on `cpu` (a rehearsal on a build machine: the op check alone
+# took 56 s on a 2-core one). The device tool stops a command at 600 s, so on the GPU run it in three calls,
 # each within the machine's 30 s idle window of the last: at most 440 s, 540 s and 360 s (the third
 # only if the session's device time allows: `status`), though a run should take
 # seconds there (model build, the op check, 23 steps of milliseconds); the session's 900 s of device
@@ -41,6 +42,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 device="${1:-cuda}"
 steps="${2:-10}"
 warm="${3:-3}"
+# the time limits below are the GPU's; a CPU rehearsal gets five times each
+scale=1
+[ "$device" = cpu ] && scale=5
 all_steps="conv4 resnet12 resnet12-eval lwfm-r18-1s lwfm-r18-5s lwfm-r18-1s-eval lwfm-r18-5s-eval layers-conv4 layers-resnet12 resnet12-episodes"
 if [ "$device" != cpu ]; then
   # shellcheck disable=SC1091
@@ -62,7 +66,7 @@ if [ -z "${SKIP_CHECK:-}" ]; then
   # the op check's whole-step comparison knows the ProtoNet backbones (`none`: ops only)
   check_backbones="$(for b in ${BACKBONES:-conv4 resnet12}; do case "$b" in conv4|resnet12) echo "$b";; esac; done)"
   # shellcheck disable=SC2086
-  timeout 60 "$here/fast_ops_check" "$device" ${check_backbones:-none} >"$here/check.out" 2>"$here/check.err"
+  timeout $((60 * scale)) "$here/fast_ops_check" "$device" ${check_backbones:-none} >"$here/check.out" 2>"$here/check.err"
   rc=$?
   check="$(grep -E '^(RESULT|FAILED) ' "$here/check.out")"
   [ -n "$check" ] || check="FAILED fast_ops_check device=$device error=no result: exit status $rc (see check.err)"
@@ -79,6 +83,7 @@ for backbone in ${BACKBONES:-$all_steps}; do
     run_steps="$steps"
     run_warm="$warm"
     case "$backbone" in *-episodes) limit=120; run_steps="${EPISODES:-2000}"; run_warm=3;; esac
+    limit=$((limit * scale))
     sampler=""
     if [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$here/$backbone-$ops.mem" 2>/dev/null &
@@ -99,11 +104,11 @@ for backbone in ${BACKBONES:-$all_steps}; do
 done
 torch=""
 if [ -z "${SKIP_TORCH:-}" ]; then
-  torch="$(timeout 90 python3 "$here/torch_reference.py" "$device" 2>"$here/torch.err" | grep '^RESULT ')"
+  torch="$(timeout $((90 * scale)) python3 "$here/torch_reference.py" "$device" 2>"$here/torch.err" | grep '^RESULT ')"
   [ -n "$torch" ] || torch="FAILED torch reference (see torch.err)"
   echo "$torch"
   # the reference runs on PyTorch's defaults: say which arithmetic they chose
-  timeout 20 python3 -c 'import torch; b = torch.backends; print("torch defaults: cudnn.allow_tf32=%s matmul.allow_tf32=%s cudnn.benchmark=%s" % (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.benchmark))' 2>>"$here/torch.err"
+  timeout $((20 * scale)) python3 -c 'import torch; b = torch.backends; print("torch defaults: cudnn.allow_tf32=%s matmul.allow_tf32=%s cudnn.benchmark=%s" % (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, b.cudnn.benchmark))' 2>>"$here/torch.err"
   keep "$here/torch.err"
 fi
 echo
