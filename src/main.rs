@@ -127,7 +127,8 @@ struct RunArgs {
     #[arg(long, default_value = "runs")]
     runs: PathBuf,
     /// Switch on a deliberate fault to prove the CI gate fails (shuffle-support-labels, no-lwe,
-    /// wrong-normalisation, train-classes-in-test); the cell then hashes differently.
+    /// wrong-normalisation, train-classes-in-test, swap-red-blue, imagenet-normalisation,
+    /// crop-off-by-one, decoder-off-by-one); the cell then hashes differently.
     #[arg(long, value_parser = fewshot::sabotage::Sabotage::parse)]
     sabotage: Option<fewshot::sabotage::Sabotage>,
 }

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::frozen_episodes::SlotEpisode;
 use super::philox::CounterRng;
 use super::store::Store;
-use super::transforms::{apply, StoredImage, Transform};
+use super::transforms::{apply, Transform};
 
 /// One episode's images as flat NCHW buffers.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,11 +69,7 @@ impl EpisodeLoader<'_> {
                 let mut rng = CounterRng::new(key, stream_base + position as u64);
                 apply(
                     self.transform,
-                    StoredImage {
-                        pixels: self.store.pixels(slot),
-                        side: h.width,
-                        channels: h.channels,
-                    },
+                    self.store.image(slot),
                     &h.normalization_mean,
                     &h.normalization_std,
                     &mut rng,

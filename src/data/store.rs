@@ -272,6 +272,9 @@ fn fingerprint(
 pub struct Store {
     pub path: PathBuf,
     pub header: StoreHeader,
+    /// A sabotage's fault in the pixels read through [`Store::image`] (none unless a sabotaged
+    /// cell set one).
+    pub pixel_fault: Option<crate::sabotage::PixelFault>,
     map: Mmap,
     image_bytes: usize,
     index: HashMap<String, (usize, HashMap<String, usize>)>,
@@ -335,6 +338,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             header,
+            pixel_fault: None,
             map,
             image_bytes,
             index,
@@ -345,6 +349,16 @@ impl Store {
     pub fn pixels(&self, slot: usize) -> &[u8] {
         let start = 8 + slot * self.image_bytes;
         &self.map[start..start + self.image_bytes]
+    }
+
+    /// The image in `slot` as the transforms take it.
+    pub fn image(&self, slot: usize) -> crate::data::transforms::StoredImage<'_> {
+        crate::data::transforms::StoredImage {
+            pixels: self.pixels(slot),
+            side: self.header.width,
+            channels: self.header.channels,
+            fault: self.pixel_fault,
+        }
     }
 
     /// Slot of `file` in `class`, if the store has it.

@@ -7,6 +7,7 @@
 use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
 
 use super::philox::CounterRng;
+use crate::sabotage::{decoder_off_by_one, PixelFault};
 
 /// How one image is turned into a tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +47,8 @@ pub struct StoredImage<'a> {
     pub pixels: &'a [u8],
     pub side: u32,
     pub channels: u8,
+    /// A sabotage's fault, applied on the way to the tensor (see `crate::sabotage`).
+    pub fault: Option<PixelFault>,
 }
 
 /// Applies `transform` to one stored image and writes the normalised CHW result into `out`
@@ -62,14 +65,15 @@ pub fn apply(
         pixels,
         side,
         channels,
+        fault,
     } = stored;
+    let pixels = match fault {
+        Some(PixelFault::DecoderOffByOne) => decoder_off_by_one(pixels),
+        _ => pixels.to_vec(),
+    };
     let image = match channels {
-        1 => DynamicImage::ImageLuma8(
-            GrayImage::from_raw(side, side, pixels.to_vec()).expect("store size"),
-        ),
-        _ => DynamicImage::ImageRgb8(
-            RgbImage::from_raw(side, side, pixels.to_vec()).expect("store size"),
-        ),
+        1 => DynamicImage::ImageLuma8(GrayImage::from_raw(side, side, pixels).expect("store size")),
+        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(side, side, pixels).expect("store size")),
     };
     let result = match transform {
         Transform::Test { resize, crop } => {
@@ -79,7 +83,14 @@ pub fn apply(
                 image.resize_exact(resize, resize, FilterType::Triangle)
             };
             // torchvision's CenterCrop: top = round((H - crop) / 2)
-            let offset = ((resize as f32 - crop as f32) / 2.0).round() as u32;
+            let mut offset = ((resize as f32 - crop as f32) / 2.0).round() as u32;
+            if fault == Some(PixelFault::CropOffByOne) {
+                offset = if offset + crop < resize {
+                    offset + 1
+                } else {
+                    offset.saturating_sub(1)
+                };
+            }
             resized.crop_imm(offset, offset, crop, crop)
         }
         Transform::Train { size } => {
@@ -101,9 +112,11 @@ pub fn apply(
         _ => result.into_rgb8().into_raw(),
     };
     assert_eq!(out.len(), n * c, "output buffer size");
+    let swap = fault == Some(PixelFault::SwapRedBlue) && c == 3;
     for p in 0..n {
         for k in 0..c {
-            out[k * n + p] = (raw[p * c + k] as f32 / 255.0 - mean[k]) / std[k];
+            let from = if swap { 2 - k } else { k };
+            out[k * n + p] = (raw[p * c + from] as f32 / 255.0 - mean[k]) / std[k];
         }
     }
 }
@@ -156,6 +169,7 @@ mod tests {
                 pixels: &pixels,
                 side: 84,
                 channels: 3,
+                fault: None,
             },
             &mean,
             &std,
@@ -186,6 +200,7 @@ mod tests {
                 pixels: &pixels,
                 side: 84,
                 channels: 1,
+                fault: None,
             },
             &[0.0],
             &[1.0],

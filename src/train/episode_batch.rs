@@ -9,7 +9,7 @@ use crate::data::episodes::Episode;
 use crate::data::frozen_episodes::SlotEpisode;
 use crate::data::philox::CounterRng;
 use crate::data::store::Store;
-use crate::data::transforms::{apply, StoredImage, Transform};
+use crate::data::transforms::{apply, Transform};
 use crate::manifest::cell::CellConfig;
 
 /// One episode on the device.
@@ -115,14 +115,9 @@ pub fn base_class_batch(
         CounterRng::key_from(&format!("fewshot-{stream}-augment-v1|{}|{seed}", h.dataset));
     for (k, &pick) in picks.iter().enumerate() {
         let mut aug = CounterRng::new(aug_key, step * 65_536 + k as u64);
-        let stored = StoredImage {
-            pixels: store.pixels(owners[pick].0),
-            side: h.width,
-            channels: h.channels,
-        };
         apply(
             transform,
-            stored,
+            store.image(owners[pick].0),
             &h.normalization_mean,
             &h.normalization_std,
             &mut aug,

@@ -13,7 +13,7 @@ use crate::data::store::Store;
 use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::manifest::{load_dataset, DatasetManifest};
-use crate::sabotage::{shuffle_support, Sabotage};
+use crate::sabotage::{shuffle_support, Sabotage, IMAGENET_MEAN, IMAGENET_STD};
 use crate::train::episode_batch::slots_of;
 
 /// The folders a run reads and writes.
@@ -128,6 +128,21 @@ impl CellData {
                     .collect();
                 test = Store::open(&train.path)?;
                 test_sha256 = "sabotaged: drawn from the training classes".into();
+            }
+            Some(Sabotage::ImagenetNormalisation) => {
+                for store in [&mut train, &mut val, &mut test] {
+                    let h = &mut store.header;
+                    let c = h.normalization_mean.len();
+                    h.normalization_mean = IMAGENET_MEAN[..c.min(3)].to_vec();
+                    h.normalization_std = IMAGENET_STD[..c.min(3)].to_vec();
+                }
+            }
+            Some(
+                s @ (Sabotage::SwapRedBlue | Sabotage::CropOffByOne | Sabotage::DecoderOffByOne),
+            ) => {
+                for store in [&mut train, &mut val, &mut test] {
+                    store.pixel_fault = s.pixel_fault();
+                }
             }
         }
         Ok(Self {

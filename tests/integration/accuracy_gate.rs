@@ -1,7 +1,8 @@
-//! The CI accuracy gate's evaluation gate, in-process and on real data: the committed checkpoint
-//! (manifests/baselines/ci/, trained by the suite) evaluated on the frozen Omniglot test episodes
-//! passes the rule of `fewshot::eval::gate` against its blessed per-episode file, and each sabotage
-//! switch of `fewshot::sabotage`, flipped in the real code path, turns the same gate red.
+//! The CI accuracy gate's evaluation gates, in-process and on real data: each committed checkpoint
+//! (manifests/baselines/ci/, trained by the suite) evaluated on its frozen test episodes (Omniglot,
+//! grey; miniImageNet at 84×84, RGB) passes the rule of `fewshot::eval::gate` against its blessed
+//! per-episode file, and each sabotage switch of `fewshot::sabotage` that the gate is meant to see,
+//! flipped in the real code path, turns it red.
 
 use std::path::PathBuf;
 
@@ -19,15 +20,18 @@ fn manifests() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests")
 }
 
-/// Evaluates the evaluation gate's checkpoint with `sabotage` and judges it.
-fn evaluation_gate(sabotage: Option<Sabotage>) -> GateVerdict {
+const OMNIGLOT: &str = "eval/omniglot-conv4-lwfm-spm-5w1s";
+const MINI_RGB: &str = "eval/mini-imagenet-84-conv4-protonet-5w1s";
+
+/// Evaluates the checkpoint of the evaluation gate `name` with `sabotage` and judges it.
+fn evaluation_gate(name: &str, sabotage: Option<Sabotage>) -> GateVerdict {
     fewshot::threads::pin_thread_count();
     let baselines = CiBaselines::read(&manifests().join("baselines/ci.toml")).unwrap();
     let gate = baselines
         .gate
         .iter()
-        .find(|g| g.kind == GateKind::Evaluation)
-        .expect("ci.toml has an evaluation gate");
+        .find(|g| g.kind == GateKind::Evaluation && g.name == name)
+        .unwrap_or_else(|| panic!("ci.toml has the evaluation gate {name}"));
     let text = std::fs::read_to_string(manifests().join(&gate.cell)).unwrap();
     let mut cell = CellConfig::from_toml(&text).unwrap();
     cell.sabotage = sabotage;
@@ -59,18 +63,33 @@ fn evaluation_gate(sabotage: Option<Sabotage>) -> GateVerdict {
 }
 
 #[test]
-fn the_committed_checkpoint_passes_the_evaluation_gate() {
-    let verdict = evaluation_gate(None);
-    println!("{verdict:?}");
-    assert!(verdict.pass, "{verdict:?}");
+fn the_committed_checkpoints_pass_the_evaluation_gates() {
+    for name in [OMNIGLOT, MINI_RGB] {
+        let verdict = evaluation_gate(name, None);
+        println!("{verdict:?}");
+        assert!(verdict.pass, "{verdict:?}");
+    }
 }
 
 #[test]
-fn every_sabotage_turns_the_evaluation_gate_red() {
-    for sabotage in Sabotage::ALL {
-        let verdict = evaluation_gate(Some(sabotage));
+fn every_sabotage_turns_the_omniglot_evaluation_gate_red() {
+    let grey = Sabotage::ALL
+        .into_iter()
+        .filter(|s| !Sabotage::PIXELS.contains(s));
+    sabotaged_gates_fail(OMNIGLOT, grey);
+}
+
+/// The faults of colour, normalisation, crop and decoding, which the Omniglot gate cannot see.
+#[test]
+fn every_pixel_sabotage_turns_the_rgb_evaluation_gate_red() {
+    sabotaged_gates_fail(MINI_RGB, Sabotage::PIXELS.into_iter());
+}
+
+fn sabotaged_gates_fail(gate: &str, sabotages: impl Iterator<Item = Sabotage>) {
+    for sabotage in sabotages {
+        let verdict = evaluation_gate(gate, Some(sabotage));
         println!(
-            "{}: {:.2}% (Δ {:+.2} points, {:?} episodes differ): {}",
+            "{gate} {}: {:.2}% (Δ {:+.2} points, {:?} episodes differ): {}",
             sabotage.name(),
             100.0 * verdict.now_mean,
             verdict.delta_pp,
