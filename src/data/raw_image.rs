@@ -1,14 +1,16 @@
 //! One image as a converter hands it over (encoded file bytes or raw pixels, with its class and file
 //! name), and its decoding to the store's channels and resolutions.
 //!
-//! Resizing stretches the whole image (or its crop box) to size×size with a triangle (bilinear)
-//! filter whose support widens when shrinking, which is how PIL's `resize(BILINEAR)` antialiases; the
-//! field's 84×84 copies were made with PIL, so this is the closest match available without Python.
+//! JPEGs are decoded as Pillow decodes them (`jpeg_pillow`, libjpeg-turbo), PNGs by the `image`
+//! crate (lossless, so any correct decoder gives the same pixels); channels are converted as
+//! Pillow's `convert("RGB" | "L")`. Resizing stretches the whole image (or its crop box) to
+//! size×size with Pillow's BILINEAR, bit for bit (`pillow_resize`), which is what the field's
+//! PIL-based loaders (`Resize([84, 84])`) do.
 
 use std::sync::Arc;
 
-use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
-
+use super::jpeg_pillow::{self, is_jpeg, pillow_rgb_to_l};
+use super::pillow_resize::{resize, PillowFilter};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -55,68 +57,83 @@ impl RawImage {
             path: self.origin.clone(),
             message,
         };
-        let mut image = match &self.payload {
+        let c = channels as usize;
+        let (mut pixels, mut width, mut height) = match &self.payload {
+            Payload::Encoded(bytes) if is_jpeg(bytes) => {
+                let d = jpeg_pillow::decode(bytes, c).map_err(bad)?;
+                (d.pixels, d.width, d.height)
+            }
             Payload::Encoded(bytes) => {
-                image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?
+                let image = image::load_from_memory(bytes).map_err(|e| bad(e.to_string()))?;
+                let (w, h) = (image.width() as usize, image.height() as usize);
+                let pixels = match (c, image.color().has_color()) {
+                    (1, false) => image.into_luma8().into_raw(),
+                    (1, true) => to_channels(&image.into_rgb8().into_raw(), 3, 1),
+                    _ => image.into_rgb8().into_raw(),
+                };
+                (pixels, w, h)
             }
             Payload::Raw {
                 width,
                 height,
-                channels: c,
+                channels: from,
                 data,
                 offset,
             } => {
-                let len = (*width as usize) * (*height as usize) * (*c as usize);
+                if !matches!(from, 1 | 3) {
+                    return Err(bad(format!("{from} channels are not supported")));
+                }
+                let len = (*width as usize) * (*height as usize) * (*from as usize);
                 let pixels = data
                     .get(*offset..offset + len)
                     .ok_or_else(|| bad("raw pixel range out of bounds".into()))?;
-                if *c == channels
-                    && self.crop.is_none()
-                    && sizes.iter().all(|s| s == width && s == height)
-                {
-                    return Ok(sizes.iter().map(|_| pixels.to_vec()).collect());
-                }
-                match c {
-                    3 => DynamicImage::ImageRgb8(
-                        RgbImage::from_raw(*width, *height, pixels.to_vec())
-                            .ok_or_else(|| bad("bad raw size".into()))?,
-                    ),
-                    1 => DynamicImage::ImageLuma8(
-                        GrayImage::from_raw(*width, *height, pixels.to_vec())
-                            .ok_or_else(|| bad("bad raw size".into()))?,
-                    ),
-                    _ => return Err(bad(format!("{c} channels are not supported"))),
-                }
+                let pixels = to_channels(pixels, *from as usize, c);
+                (pixels, *width as usize, *height as usize)
             }
         };
         if let Some(b) = self.crop {
-            let (w, h) = (image.width() as f32, image.height() as f32);
-            let x0 = b.x.round().clamp(0.0, w - 1.0);
-            let y0 = b.y.round().clamp(0.0, h - 1.0);
-            let x1 = (b.x + b.width).round().clamp(x0 + 1.0, w);
-            let y1 = (b.y + b.height).round().clamp(y0 + 1.0, h);
-            image = image.crop_imm(x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32);
+            let (w, h) = (width as f32, height as f32);
+            let x0 = b.x.round().clamp(0.0, w - 1.0) as usize;
+            let y0 = b.y.round().clamp(0.0, h - 1.0) as usize;
+            let x1 = (b.x + b.width).round().clamp(x0 as f32 + 1.0, w) as usize;
+            let y1 = (b.y + b.height).round().clamp(y0 as f32 + 1.0, h) as usize;
+            pixels = (y0..y1)
+                .flat_map(|y| &pixels[(y * width + x0) * c..(y * width + x1) * c])
+                .copied()
+                .collect();
+            (width, height) = (x1 - x0, y1 - y0);
         }
         Ok(sizes
             .iter()
             .map(|&s| {
-                let resized = if image.width() == s && image.height() == s {
-                    image.clone()
+                let s = s as usize;
+                if (width, height) == (s, s) {
+                    pixels.clone()
                 } else {
-                    image.resize_exact(s, s, FilterType::Triangle)
-                };
-                match channels {
-                    1 => resized.into_luma8().into_raw(),
-                    _ => resized.into_rgb8().into_raw(),
+                    resize(&pixels, (width, height), c, (s, s), PREPARE_FILTER)
                 }
             })
             .collect())
     }
 }
 
+/// The filter of every prepare-time resize: torchvision's default (`Resize` on PIL images).
+pub const PREPARE_FILTER: PillowFilter = PillowFilter::Bilinear;
+
+/// HWC pixels with `from` channels as `to` channels, as Pillow's `convert`: grey copied into three,
+/// colour to grey by `rgb2l`.
+fn to_channels(pixels: &[u8], from: usize, to: usize) -> Vec<u8> {
+    match (from, to) {
+        (1, 3) => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
+        (3, 1) => pixels.chunks_exact(3).map(pillow_rgb_to_l).collect(),
+        _ => pixels.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::RgbImage;
 
     fn png(width: u32, height: u32, fill: [u8; 3]) -> Arc<[u8]> {
         let img = RgbImage::from_pixel(width, height, image::Rgb(fill));
@@ -138,7 +155,7 @@ mod tests {
 
     #[test]
     fn decodes_resizes_and_converts_channels() {
-        // a flat colour stays that colour under any resize; grey = ITU-R 601 luma of (200, 100, 0)
+        // a flat colour stays that colour under any resize; grey = Pillow's rgb2l of (200, 100, 0)
         let img = raw(Payload::Encoded(png(10, 6, [200, 100, 0])), None);
         let out = img.decode(3, &[4, 2]).unwrap();
         assert_eq!(out[0].len(), 4 * 4 * 3);
@@ -147,7 +164,7 @@ mod tests {
         assert_eq!(grey[0].len(), 9);
         assert_eq!(
             grey[0][0],
-            ((200.0 * 0.2126 + 100.0 * 0.7152) as f32).round() as u8
+            ((200 * 19595 + 100 * 38470 + 0x8000) >> 16) as u8
         );
     }
 

@@ -1,12 +1,17 @@
 //! The protocol's image transforms (METHOD.md §6), from a stored u8 image to a normalised f32 CHW
 //! tensor: test = `Resize([92, 92])` then `CenterCrop(84)`; train = torchvision's
 //! `RandomResizedCrop(84)` (scale (0.08, 1), ratio (3/4, 4/3), ten tries then a centre fallback) and
-//! `RandomHorizontalFlip`, drawn from a seeded counter-based stream. Resizing uses the triangle
-//! (bilinear, antialiased when shrinking) filter, like PIL's BILINEAR under torchvision.
+//! `RandomHorizontalFlip`, drawn from a seeded counter-based stream (the box and the flip are drawn
+//! here; given them, the pixels are torchvision's). Resizing is Pillow's BILINEAR, bit for bit
+//! (`pillow_resize`), as torchvision resizes PIL images; tested against Pillow's output in
+//! `tests/integration/pixels.rs`.
 
-use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
+/// Bumped when the pixels a transform gives change; part of every cell's hash, so cached cells are
+/// recomputed. 2 (2026-12-04, #27): Pillow's BILINEAR bit for bit (was `image`'s triangle filter).
+pub const PIXELS_VERSION: u32 = 2;
 
 use super::philox::CounterRng;
+use super::pillow_resize::{resize, PillowFilter};
 use crate::sabotage::{decoder_off_by_one, PixelFault};
 
 /// How one image is turned into a tensor.
@@ -52,7 +57,9 @@ pub struct StoredImage<'a> {
 }
 
 /// Applies `transform` to one stored image and writes the normalised CHW result into `out`
-/// (`channels * size * size` floats). `rng` is used only by the train transform.
+/// (`channels * size * size` floats). `rng` is used only by the train transform. The u8 pixels
+/// before normalisation are [`transform_pixels`]'s; normalisation is torchvision's `ToTensor` then
+/// `Normalize` in f32: `(p / 255 − mean) / std`.
 pub fn apply(
     transform: Transform,
     stored: StoredImage,
@@ -61,29 +68,46 @@ pub fn apply(
     rng: &mut CounterRng,
     out: &mut [f32],
 ) {
+    let raw = transform_pixels(transform, stored, rng);
+    let c = stored.channels as usize;
+    let n = raw.len() / c;
+    assert_eq!(out.len(), n * c, "output buffer size");
+    let swap = stored.fault == Some(PixelFault::SwapRedBlue) && c == 3;
+    for p in 0..n {
+        for k in 0..c {
+            let from = if swap { 2 - k } else { k };
+            out[k * n + p] = (raw[p * c + from] as f32 / 255.0 - mean[k]) / std[k];
+        }
+    }
+}
+
+/// The transform's HWC u8 output, as torchvision's transforms on a PIL image give it (Pillow's
+/// resize, see `pillow_resize`).
+pub fn transform_pixels(
+    transform: Transform,
+    stored: StoredImage,
+    rng: &mut CounterRng,
+) -> Vec<u8> {
     let StoredImage {
         pixels,
         side,
         channels,
         fault,
     } = stored;
+    let faulty;
     let pixels = match fault {
-        Some(PixelFault::DecoderOffByOne) => decoder_off_by_one(pixels),
-        _ => pixels.to_vec(),
+        Some(PixelFault::DecoderOffByOne) => {
+            faulty = decoder_off_by_one(pixels);
+            &faulty[..]
+        }
+        _ => pixels,
     };
-    let image = match channels {
-        1 => DynamicImage::ImageLuma8(GrayImage::from_raw(side, side, pixels).expect("store size")),
-        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(side, side, pixels).expect("store size")),
-    };
-    let result = match transform {
+    let (side, c) = (side as usize, channels as usize);
+    match transform {
         Transform::Test { resize, crop } => {
-            let resized = if resize == side {
-                image
-            } else {
-                image.resize_exact(resize, resize, FilterType::Triangle)
-            };
-            // torchvision's CenterCrop: top = round((H - crop) / 2)
-            let mut offset = ((resize as f32 - crop as f32) / 2.0).round() as u32;
+            // torchvision's CenterCrop: top = left = round((H - crop) / 2)
+            let (resize, crop) = (resize as usize, crop as usize);
+            let mut offset = ((resize as f32 - crop as f32) / 2.0).round() as usize;
             if fault == Some(PixelFault::CropOffByOne) {
                 offset = if offset + crop < resize {
                     offset + 1
@@ -91,34 +115,80 @@ pub fn apply(
                     offset.saturating_sub(1)
                 };
             }
-            resized.crop_imm(offset, offset, crop, crop)
+            let resized = resize_image(
+                pixels,
+                (side, side),
+                c,
+                (resize, resize),
+                PillowFilter::Bilinear,
+            );
+            crop_box(&resized, resize, c, (offset, offset, crop, crop))
         }
         Transform::Train { size } => {
-            let (x, y, w, h) = random_resized_crop_box(side, side, rng);
-            let cropped = image
-                .crop_imm(x, y, w, h)
-                .resize_exact(size, size, FilterType::Triangle);
-            if rng.unit_f32() < 0.5 {
-                cropped.fliph()
-            } else {
-                cropped
-            }
-        }
-    };
-    let n = (result.width() * result.height()) as usize;
-    let c = channels as usize;
-    let raw = match channels {
-        1 => result.into_luma8().into_raw(),
-        _ => result.into_rgb8().into_raw(),
-    };
-    assert_eq!(out.len(), n * c, "output buffer size");
-    let swap = fault == Some(PixelFault::SwapRedBlue) && c == 3;
-    for p in 0..n {
-        for k in 0..c {
-            let from = if swap { 2 - k } else { k };
-            out[k * n + p] = (raw[p * c + from] as f32 / 255.0 - mean[k]) / std[k];
+            let (x, y, w, h) = random_resized_crop_box(side as u32, side as u32, rng);
+            let flip = rng.unit_f32() < 0.5;
+            resized_crop(
+                pixels,
+                side,
+                c,
+                (x as usize, y as usize, w as usize, h as usize),
+                size as usize,
+                flip,
+            )
         }
     }
+}
+
+/// torchvision's `resized_crop` on a PIL image, then `hflip` when `flip`: the box (x, y, w, h) of a
+/// `side`×`side` image resized to `size`×`size` with Pillow's BILINEAR.
+pub fn resized_crop(
+    pixels: &[u8],
+    side: usize,
+    c: usize,
+    (x, y, w, h): (usize, usize, usize, usize),
+    size: usize,
+    flip: bool,
+) -> Vec<u8> {
+    let cropped = crop_box(pixels, side, c, (x, y, w, h));
+    let mut out = resize_image(&cropped, (w, h), c, (size, size), PillowFilter::Bilinear);
+    if flip {
+        for row in out.chunks_exact_mut(size * c) {
+            for i in 0..size / 2 {
+                for k in 0..c {
+                    row.swap(i * c + k, (size - 1 - i) * c + k);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Pillow's resize, or the image itself when the size does not change (as `Image.resize` copies).
+fn resize_image(
+    pixels: &[u8],
+    from: (usize, usize),
+    c: usize,
+    to: (usize, usize),
+    filter: PillowFilter,
+) -> Vec<u8> {
+    if from == to {
+        pixels.to_vec()
+    } else {
+        resize(pixels, from, c, to, filter)
+    }
+}
+
+/// The box (x, y, w, h) of an HWC image `width` pixels wide.
+fn crop_box(
+    pixels: &[u8],
+    width: usize,
+    c: usize,
+    (x, y, w, h): (usize, usize, usize, usize),
+) -> Vec<u8> {
+    (y..y + h)
+        .flat_map(|row| &pixels[(row * width + x) * c..(row * width + x + w) * c])
+        .copied()
+        .collect()
 }
 
 /// torchvision's `RandomResizedCrop.get_params` with scale (0.08, 1) and ratio (3/4, 4/3):

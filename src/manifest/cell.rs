@@ -157,7 +157,9 @@ impl CellConfig {
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).expect("plain struct");
         let version = numerics_version(&self.head, &self.backbone);
-        let digest = Sha256::digest(format!("{json}|numerics-v{version}").as_bytes());
+        let pixels = crate::data::transforms::PIXELS_VERSION;
+        let digest =
+            Sha256::digest(format!("{json}|numerics-v{version}|pixels-v{pixels}").as_bytes());
         hex::encode(&digest[..8])
     }
 }

@@ -11,6 +11,7 @@ mod fixture_archives;
 mod heads;
 mod learning;
 mod loopback_server;
+mod pixels;
 mod real_data;
 mod torch_checkpoints;
 mod toy_manifest;

@@ -17,33 +17,33 @@ use fewshot::fetch::{http_agent, FetchOptions, Mirror};
 use fewshot::manifest::load_dataset;
 
 /// Fingerprints of the stores prepared from the mirror (pinned: a change in decoding, resizing,
-/// naming or the mirror's content shows up here).
+/// naming or the mirror's content shows up here; they moved with prepare version 2, Pillow's pixels).
 const MINI_FINGERPRINTS: [(&str, &str); 3] = [
     (
         "train",
-        "501d09bb6d4ed689d5dbae1dc47163f2ec9f69640cc7cbad591e820901f5be50",
+        "18b7f2acc1907e022b30640a120d1c086f69d59841f2f6981b5d034b9f0ff812",
     ),
     (
         "val",
-        "6dce93c7a54413d138f0d4ab8cbbc48d0e19ed0b6990402864677d5b5cc12399",
+        "02a771e27a6e3b0d09751343f02b029666b09e6a09518a22f966d4ac2b67952e",
     ),
     (
         "test",
-        "f2e7ad6046363536e9a3befba501921dd04323a7ed678bf9840f4e16f54735df",
+        "9df30158d9febf377072a6068896c97a99256e644f37a44036d28174438e38a7",
     ),
 ];
 const OMNIGLOT_FINGERPRINTS: [(&str, &str); 3] = [
     (
         "train",
-        "d2faa53f4c7d0c25ef97d90fd9a5be41d4e0becd7d01f3448d48c19bd70b384a",
+        "cfcfb95cad10ce7e74ff8446a87ef9a7f01f096a99e2ac35e1a76a203141f086",
     ),
     (
         "val",
-        "c268bab59713eb5d49bcaec7ac0ce4c167f7c25c7bade4105981c0cacf296b9b",
+        "0ba01e1bdf0c5d16d04d3dd4618bbb2aad8c7ae971d8f593c8714abd16f6b244",
     ),
     (
         "test",
-        "2042f013a1dac0bc44d1344fbd431f1f7890f23e0c5407f74e82d0ed885116f4",
+        "1d31d82a4d7c20fbbd6a67bed4057f5de8f5f95390d9fb02d642a36d6ebc351a",
     ),
 ];
 

@@ -27,10 +27,12 @@ use crate::manifest::{DatasetManifest, Format};
 use crate::progress::count_bar;
 
 /// Bumped whenever a converter's output changes, so old stores are re-prepared.
-pub const PREPARE_VERSION: u32 = 1;
+/// 2 (2026-12-04, #27): JPEGs decoded as Pillow decodes them (libjpeg-turbo) and every resize Pillow's
+/// BILINEAR bit for bit; was `image` 0.25.9 (zune-jpeg) and its triangle filter.
+pub const PREPARE_VERSION: u32 = 2;
 
-/// The image decoder, as recorded in every store (checked against Cargo.lock by a test).
-pub const DECODER: &str = "image 0.25.9 (zune-jpeg, png)";
+/// The image decoders, as recorded in every store (versions checked against Cargo.lock by a test).
+pub const DECODER: &str = "turbojpeg-sys 1.2.0 = libjpeg-turbo 3.1.0 (JPEG, Pillow's settings: ISLOW IDCT, fancy upsampling); image 0.25.9 (PNG); Pillow-exact BILINEAR resize";
 
 const BATCH: usize = 1024;
 
@@ -117,7 +119,7 @@ pub fn prepare_dataset(
     let sizes = pipeline_sizes(manifest);
     let crop = matches!(fetched.source.format, Format::CubTgz { bbox_crop: true });
     let transform = format!(
-        "{}stretch to size x size, triangle filter (antialiased bilinear), {}",
+        "{}stretch to size x size with Pillow's BILINEAR (Image.resize, antialiased, fixed point), {}",
         if crop { "crop to bounding box, " } else { "" },
         if manifest.store.channels == 1 {
             "greyscale"
@@ -386,7 +388,14 @@ mod tests {
     #[test]
     fn the_recorded_decoder_version_is_the_locked_one() {
         let lock = include_str!("../../../Cargo.lock");
-        let version = super::DECODER.split(' ').nth(1).unwrap();
-        assert!(lock.contains(&format!("name = \"image\"\nversion = \"{version}\"")));
+        for name in ["turbojpeg-sys", "image"] {
+            let at = super::DECODER.find(&format!("{name} ")).unwrap() + name.len() + 1;
+            let version = super::DECODER[at..].split(' ').next().unwrap();
+            assert!(
+                lock.contains(&format!("name = \"{name}\"\nversion = \"{version}\"")),
+                "{name} {version}"
+            );
+        }
+        assert!(super::DECODER.contains(crate::data::jpeg_pillow::LIBJPEG_TURBO_VERSION));
     }
 }
