@@ -1,8 +1,11 @@
-//! Checkpoints: every model variable (parameters and batch-norm statistics) under its own name and
-//! every momentum buffer under `optim.<name>`, in one safetensors file written atomically, plus a
-//! small JSON state (epochs done, global step, best validation). The sampler position is the global
-//! step itself (episodes and augmentations are pure functions of it), so a resumed CPU run ends
-//! bit-identical to an uninterrupted one.
+//! Checkpoints: every model variable (parameters and batch-norm statistics) under its own name,
+//! every momentum buffer under `optim.<name>`, and the training state (epochs done, global step,
+//! best validation) as the UTF-8 bytes of its JSON in a u8 tensor `train_state.json`, all in one
+//! safetensors file written atomically: one rename commits weights, momentum and state together, so
+//! a kill at any moment resumes on weights that match their epoch count (`state.json` beside it is a
+//! readable copy written after, never read back when the checkpoint holds the state). The sampler
+//! position is the global step itself (episodes and augmentations are pure functions of it), so a
+//! resumed CPU run ends bit-identical to an uninterrupted one.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,9 +36,23 @@ fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
     }
 }
 
-/// Saves the model (and, if given, the optimizer's buffers) to `path`.
-pub fn save(path: &Path, model: &FewShotModel, optimizer: Option<&Sgd>) -> Result<()> {
+/// The tensor that holds the training state's JSON.
+const STATE_TENSOR: &str = "train_state.json";
+
+/// Saves the model (and, if given, the optimizer's buffers and the training state) to `path`.
+pub fn save(
+    path: &Path,
+    model: &FewShotModel,
+    optimizer: Option<&Sgd>,
+    state: Option<&TrainState>,
+) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    if let Some(state) = state {
+        let json = serde_json::to_vec(state).expect("plain struct");
+        let n = json.len();
+        let t = Tensor::from_vec(json, n, &candle_core::Device::Cpu).map_err(candle_err(path))?;
+        tensors.insert(STATE_TENSOR.into(), t);
+    }
     for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
         tensors.insert(name.clone(), var.as_tensor().clone());
     }
@@ -52,9 +69,24 @@ pub fn save(path: &Path, model: &FewShotModel, optimizer: Option<&Sgd>) -> Resul
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Loads a checkpoint into `model` (and the optimizer's buffers, if given).
-pub fn load(path: &Path, model: &FewShotModel, optimizer: Option<&mut Sgd>) -> Result<()> {
-    let tensors = candle_core::safetensors::load(path, &model.device).map_err(candle_err(path))?;
+/// Loads a checkpoint into `model` (and the optimizer's buffers, if given); returns the training
+/// state it holds, if it holds one (checkpoints written before 2026-12-04 and `checkpoint-best` do not).
+pub fn load(
+    path: &Path,
+    model: &FewShotModel,
+    optimizer: Option<&mut Sgd>,
+) -> Result<Option<TrainState>> {
+    let mut tensors =
+        candle_core::safetensors::load(path, &model.device).map_err(candle_err(path))?;
+    let state = match tensors.remove(STATE_TENSOR) {
+        None => None,
+        Some(t) => {
+            let bytes = t.to_vec1::<u8>().map_err(candle_err(path))?;
+            Some(serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                message: format!("{}: unreadable training state: {e}", path.display()),
+            })?)
+        }
+    };
     for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
         let t = tensors.get(name).ok_or_else(|| Error::Invalid {
             message: format!(
@@ -70,5 +102,5 @@ pub fn load(path: &Path, model: &FewShotModel, optimizer: Option<&mut Sgd>) -> R
             .filter_map(|(k, v)| k.strip_prefix("optim.").map(|n| (n.to_string(), v)))
             .collect();
     }
-    Ok(())
+    Ok(state)
 }

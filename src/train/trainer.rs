@@ -90,15 +90,28 @@ pub fn train_cell(
     let mut sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay).on_path(cell.backbone.ops);
     let state_path = dir.join("state.json");
     let last_path = dir.join("checkpoint-last.safetensors");
-    let mut state = match std::fs::read(&state_path) {
-        Ok(bytes) => {
-            let state: TrainState = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::invalid(format!("{}: {e}", state_path.display())))?;
-            checkpoint::load(&last_path, &model, Some(&mut sgd))?;
+    // the checkpoint holds the state it was written with (one rename commits both); `state.json`
+    // is read only for a checkpoint from before that
+    let resumed = if last_path.is_file() {
+        match checkpoint::load(&last_path, &model, Some(&mut sgd))? {
+            Some(state) => Some(state),
+            None => {
+                let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+                Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::invalid(format!("{}: {e}", state_path.display())))?,
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let mut state = match resumed {
+        Some(state) => {
             tracing::info!("resuming {} after epoch {}", cell.hash(), state.epochs_done);
             state
         }
-        Err(_) => TrainState {
+        None => TrainState {
             cell_hash: cell.hash(),
             pretrain_epochs_done: 0,
             epochs_done: 0,
@@ -161,7 +174,7 @@ pub fn train_cell(
                 // the episodic stage starts with fresh momentum, as a new optimiser would
                 sgd.buffers.clear();
             }
-            checkpoint::save(&last_path, &model, Some(&sgd))?;
+            checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
             write_json(&state_path, &state)?;
             let log = serde_json::json!({
                 "stage": "pretrain", "epoch": epoch, "lr": lr,
@@ -257,9 +270,9 @@ pub fn train_cell(
         if improved {
             state.best_val = val_accuracy;
             state.best_epoch = Some(epoch);
-            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None)?;
+            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None, None)?;
         }
-        checkpoint::save(&last_path, &model, Some(&sgd))?;
+        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
         write_json(&state_path, &state)?;
         let log = EpochLog {
             epoch,

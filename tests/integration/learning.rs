@@ -1,5 +1,5 @@
 //! Real learning on real data, on CPU: a training run (pre-training + episodic) killed after an epoch
-//! resumes to a bit-identical end state, and the cosine and DeepEMD-style heads train and evaluate.
+//! (even between its checkpoint and its `state.json`) resumes to a bit-identical end state, and the cosine and DeepEMD-style heads train and evaluate.
 //! The full CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot and on miniImageNet at 32×32) are
 //! trained by the accuracy gate, `cargo xtask regress`, against their blessed baselines.
 
@@ -56,6 +56,13 @@ fn a_killed_run_resumes_bit_identically() {
         first.epochs_done, 1,
         "stopped as if killed after pre-training and one episodic epoch"
     );
+    // a kill between the checkpoint's rename and `state.json`'s leaves the copy an epoch behind:
+    // the state inside the checkpoint is the one that counts
+    let state_json = resumed.path().join(small.hash()).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_json).unwrap()).unwrap();
+    state["epochs_done"] = 0.into();
+    std::fs::write(&state_json, serde_json::to_vec(&state).unwrap()).unwrap();
     let second = train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
     assert_eq!(second.epochs_done, 2);
     let read = |dir: &std::path::Path| {
