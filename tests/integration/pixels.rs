@@ -70,6 +70,18 @@ fn decoding_conversions_resizes_and_transforms_equal_pillow_s() {
             image["width"].as_u64().unwrap() as usize,
             image["height"].as_u64().unwrap() as usize,
         );
+        // the file as `prepare` stores it: decoded, converted and resized to `side`×`side`
+        let as_stored = |channels: u8, side: u32| -> Vec<u8> {
+            let raw = RawImage {
+                split_key: "c".into(),
+                class: "c".into(),
+                file: file.into(),
+                origin: file.into(),
+                payload: Payload::Encoded(Arc::from(&bytes[..])),
+                crop: None,
+            };
+            raw.decode(channels, &[side]).unwrap().remove(0)
+        };
         let decode = |channels: usize| -> Vec<u8> {
             if jpeg_pillow::is_jpeg(bytes) {
                 let d = jpeg_pillow::decode(bytes, channels).unwrap();
@@ -77,16 +89,8 @@ fn decoding_conversions_resizes_and_transforms_equal_pillow_s() {
                 d.pixels
             } else {
                 // PNGs go through the store's path; a square one at its own size is a plain decode
-                let raw = RawImage {
-                    split_key: "c".into(),
-                    class: "c".into(),
-                    file: file.into(),
-                    origin: file.into(),
-                    payload: Payload::Encoded(Arc::from(&bytes[..])),
-                    crop: None,
-                };
                 assert_eq!(w, h, "{file}: the PNG fixture is square");
-                raw.decode(channels as u8, &[w as u32]).unwrap().remove(0)
+                as_stored(channels as u8, w as u32)
             }
         };
         let (rgb, grey) = (decode(3), decode(1));
@@ -94,17 +98,7 @@ fn decoding_conversions_resizes_and_transforms_equal_pillow_s() {
             let ours = match key.as_str() {
                 "rgb" => rgb.clone(),
                 "l" => grey.clone(),
-                "resize84-bilinear" => RawImage {
-                    split_key: "c".into(),
-                    class: "c".into(),
-                    file: file.into(),
-                    origin: file.into(),
-                    payload: Payload::Encoded(Arc::from(&bytes[..])),
-                    crop: None,
-                }
-                .decode(3, &[84])
-                .unwrap()
-                .remove(0),
+                "resize84-bilinear" => as_stored(3, 84),
                 "resize28-lanczos-l" => resize(&grey, (w, h), 1, (28, 28), PillowFilter::Lanczos),
                 "resize84-bicubic" => resize(&rgb, (w, h), 3, (84, 84), PillowFilter::Bicubic),
                 "test-resize92-crop84" => transform_pixels(
