@@ -120,20 +120,19 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Decoded, String> {
             format,
         )
     })?;
-    let rgb = |out: Vec<u8>| match per_pixel {
-        1 => out.iter().flat_map(|&l| [l, l, l]).collect(),
-        4 => out
-            .chunks_exact(4)
-            .flat_map(pillow_cmyk_inverted_to_rgb)
-            .collect(),
-        _ => out,
+    if !matches!(channels, 1 | 3) {
+        return Err(format!("{channels} channels are not supported"));
+    }
+    let (out, per_pixel) = match per_pixel {
+        4 => (
+            out.chunks_exact(4)
+                .flat_map(pillow_cmyk_inverted_to_rgb)
+                .collect(),
+            3,
+        ),
+        _ => (out, per_pixel),
     };
-    let pixels = match (channels, per_pixel) {
-        (1, 1) => out,
-        (1, _) => rgb(out).chunks_exact(3).map(pillow_rgb_to_l).collect(),
-        (3, _) => rgb(out),
-        _ => return Err(format!("{channels} channels are not supported")),
-    };
+    let pixels = pillow_convert(&out, per_pixel, channels);
     Ok(Decoded {
         width,
         height,
@@ -151,6 +150,16 @@ fn pillow_cmyk_inverted_to_rgb(stored: &[u8]) -> [u8; 3] {
         ((t >> 8) + t) >> 8
     };
     [c, m, y].map(|v| (nk - muldiv255(v, nk)).clamp(0, 255) as u8)
+}
+
+/// HWC pixels with `from` channels as `to` channels (1 or 3), as Pillow's `convert`: grey copied
+/// into three, colour to grey by [`pillow_rgb_to_l`], the same count copied.
+pub fn pillow_convert(pixels: &[u8], from: usize, to: usize) -> Vec<u8> {
+    match (from, to) {
+        (1, 3) => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
+        (3, 1) => pixels.chunks_exact(3).map(pillow_rgb_to_l).collect(),
+        _ => pixels.to_vec(),
+    }
 }
 
 /// Pillow's `rgb2l` (ITU-R 601-2 luma in 16-bit fixed point, rounded).

@@ -185,6 +185,19 @@ pub fn resize(
     out
 }
 
+/// The box (x, y, w, h) of an HWC image `width` pixels wide (Pillow's `Image.crop`, inside bounds).
+pub fn crop_box(
+    pixels: &[u8],
+    width: usize,
+    c: usize,
+    (x, y, w, h): (usize, usize, usize, usize),
+) -> Vec<u8> {
+    (y..y + h)
+        .flat_map(|row| &pixels[(row * width + x) * c..(row * width + x + w) * c])
+        .copied()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

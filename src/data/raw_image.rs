@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use super::jpeg_pillow::{self, is_jpeg, pillow_rgb_to_l};
-use super::pillow_resize::{resize, PillowFilter};
+use super::jpeg_pillow::{self, is_jpeg, pillow_convert};
+use super::pillow_resize::{crop_box, resize, PillowFilter};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl RawImage {
                 let (w, h) = (image.width() as usize, image.height() as usize);
                 let pixels = match (c, image.color().has_color()) {
                     (1, false) => image.into_luma8().into_raw(),
-                    (1, true) => to_channels(&image.into_rgb8().into_raw(), 3, 1),
+                    (1, true) => pillow_convert(&image.into_rgb8().into_raw(), 3, 1),
                     _ => image.into_rgb8().into_raw(),
                 };
                 (pixels, w, h)
@@ -87,7 +87,7 @@ impl RawImage {
                 let pixels = data
                     .get(*offset..offset + len)
                     .ok_or_else(|| bad("raw pixel range out of bounds".into()))?;
-                let pixels = to_channels(pixels, *from as usize, c);
+                let pixels = pillow_convert(pixels, *from as usize, c);
                 (pixels, *width as usize, *height as usize)
             }
         };
@@ -97,10 +97,7 @@ impl RawImage {
             let y0 = b.y.round().clamp(0.0, h - 1.0) as usize;
             let x1 = (b.x + b.width).round().clamp(x0 as f32 + 1.0, w) as usize;
             let y1 = (b.y + b.height).round().clamp(y0 as f32 + 1.0, h) as usize;
-            pixels = (y0..y1)
-                .flat_map(|y| &pixels[(y * width + x0) * c..(y * width + x1) * c])
-                .copied()
-                .collect();
+            pixels = crop_box(&pixels, width, c, (x0, y0, x1 - x0, y1 - y0));
             (width, height) = (x1 - x0, y1 - y0);
         }
         Ok(sizes
@@ -119,16 +116,6 @@ impl RawImage {
 
 /// The filter of every prepare-time resize: torchvision's default (`Resize` on PIL images).
 pub const PREPARE_FILTER: PillowFilter = PillowFilter::Bilinear;
-
-/// HWC pixels with `from` channels as `to` channels, as Pillow's `convert`: grey copied into three,
-/// colour to grey by `rgb2l`.
-fn to_channels(pixels: &[u8], from: usize, to: usize) -> Vec<u8> {
-    match (from, to) {
-        (1, 3) => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-        (3, 1) => pixels.chunks_exact(3).map(pillow_rgb_to_l).collect(),
-        _ => pixels.to_vec(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

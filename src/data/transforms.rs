@@ -11,7 +11,7 @@
 pub const PIXELS_VERSION: u32 = 2;
 
 use super::philox::CounterRng;
-use super::pillow_resize::{resize, PillowFilter};
+use super::pillow_resize::{crop_box, resize, PillowFilter};
 use crate::sabotage::{decoder_off_by_one, PixelFault};
 
 /// How one image is turned into a tensor.
@@ -176,19 +176,6 @@ fn resize_image(
     } else {
         resize(pixels, from, c, to, filter)
     }
-}
-
-/// The box (x, y, w, h) of an HWC image `width` pixels wide.
-fn crop_box(
-    pixels: &[u8],
-    width: usize,
-    c: usize,
-    (x, y, w, h): (usize, usize, usize, usize),
-) -> Vec<u8> {
-    (y..y + h)
-        .flat_map(|row| &pixels[(row * width + x) * c..(row * width + x + w) * c])
-        .copied()
-        .collect()
 }
 
 /// torchvision's `RandomResizedCrop.get_params` with scale (0.08, 1) and ratio (3/4, 4/3):
