@@ -15,6 +15,9 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The commit checked out when this library was built (`build.rs`).
+pub const BUILD_COMMIT: &str = env!("FEWSHOT_BUILD_COMMIT");
+
 /// `git rev-parse HEAD` in `dir`.
 pub fn git_commit(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "HEAD"])

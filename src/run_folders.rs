@@ -1,6 +1,7 @@
 //! `fewshot runs list|gc`: the run folders under `runs/` — what each holds (cell, status, accuracy,
-//! size) — and pruning the ones no current plan produces: cells of no profile of any experiment in
-//! `manifests/experiments/` and of no CI gate, and folders set aside as stale by `reproduce`.
+//! size) — and pruning the ones no current plan produces: cells (and their shared pre-training nodes)
+//! of no profile of any experiment in `manifests/experiments/` and of no CI gate, and folders set aside
+//! as stale by `reproduce`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,10 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
             .ok()
             .and_then(|t| CellConfig::from_toml(&t).ok());
         let eval = crate::report::run_results::read_eval(&dir).ok().flatten();
-        let status = if eval.is_some() {
+        let node = cell.as_ref().is_some_and(CellConfig::is_pretrain_node);
+        let status = if node && pretrain_done(&dir) {
+            "pre-trained"
+        } else if eval.is_some() {
             "evaluated"
         } else if dir.join("checkpoint-best.safetensors").is_file() {
             "trained"
@@ -71,8 +75,11 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
         out.push(RunSummary {
             folder: entry.file_name().to_string_lossy().into_owned(),
             dataset: cell.as_ref().map(|c| c.dataset.clone()),
-            method: cell.as_ref().map(|c| c.head.name().to_string()),
-            shot: cell.as_ref().map(|c| c.episode.n_shot),
+            method: cell.as_ref().map(|c| match node {
+                true => "pre-training".to_string(),
+                false => c.head.name().to_string(),
+            }),
+            shot: cell.as_ref().map(|c| c.episode.n_shot).filter(|_| !node),
             status: status.into(),
             accuracy: eval.map(|e| e.mean),
             bytes: folder_bytes(&dir),
@@ -80,6 +87,21 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
     }
     out.sort_by(|a, b| a.folder.cmp(&b.folder));
     Ok(out)
+}
+
+/// Whether the pre-training node in `dir` finished its epochs (its `state.json`, rewritten at the end of
+/// every `train`, says so).
+pub fn pretrain_done(dir: &Path) -> bool {
+    let cell = std::fs::read_to_string(dir.join("cell.toml"))
+        .ok()
+        .and_then(|t| CellConfig::from_toml(&t).ok());
+    let state: Option<serde_json::Value> = std::fs::read(dir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match (cell.and_then(|c| c.train.pretrain), state) {
+        (Some(p), Some(s)) => s["pretrain_epochs_done"].as_u64() == Some(p.epochs as u64),
+        _ => false,
+    }
 }
 
 /// Hashes of every cell some plan produces: each profile of each experiment, and each CI gate.
@@ -101,6 +123,10 @@ pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {
             for profile in experiment.profile.keys() {
                 for c in experiment.plan(manifests, profile)? {
                     keep.insert(c.cell.hash());
+                    // the shared pre-training node the cell starts from
+                    if let Some(node) = c.cell.pretrain_node() {
+                        keep.insert(node.hash());
+                    }
                 }
             }
         }

@@ -95,6 +95,11 @@ pub struct EvalConfig {
     pub test_episodes: usize,
 }
 
+/// 2 (2026-12-05): the pre-training stage is a node of its own shared by the cells that differ only
+/// in head, shot, taps or episodic schedule ([`CellConfig::pretrain_node`]); its classifier reads the
+/// last block's global average, and the episodic stage starts its own `fc` from the seed.
+pub const PRETRAIN_NODE_VERSION: u32 = 2;
+
 /// Bumped when a method's computation changes, so finished cells are recomputed.
 /// 2 (2026-11-29): max pooling's gradient fixed on both paths (candle's own was wrong), which changes
 /// every Conv-4 and ResNet-12 training run of every head.
@@ -153,14 +158,75 @@ impl CellConfig {
         Ok(())
     }
 
-    /// 16 hex digits of SHA-256 over the canonical JSON and the numerics version.
+    /// 16 hex digits of SHA-256 over the canonical JSON and the numerics version (and, for a cell
+    /// with a pre-training stage, [`PRETRAIN_NODE_VERSION`]).
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).expect("plain struct");
         let version = numerics_version(&self.head, &self.backbone);
         let pixels = crate::data::transforms::PIXELS_VERSION;
-        let digest =
-            Sha256::digest(format!("{json}|numerics-v{version}|pixels-v{pixels}").as_bytes());
-        hex::encode(&digest[..8])
+        let mut text = format!("{json}|numerics-v{version}|pixels-v{pixels}");
+        if self.train.pretrain.is_some() {
+            text += &format!("|pretrain-node-v{PRETRAIN_NODE_VERSION}");
+        }
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
+    /// The shared base-class pre-training this cell starts from, as a cell of its own (a plan node
+    /// cached by its hash): everything that shapes the pre-trained backbone — data, seed, backbone
+    /// kind and ops, weights, the `train.pretrain` recipe, the optimiser's settings and the
+    /// augmentation — and nothing that does not (head, shot, taps, the episodic schedule), so the
+    /// heads and shots of one backbone share one pre-training. Its classifier `fc` reads the global
+    /// average of the backbone's last block (pool 1), as the published pre-training recipes do;
+    /// the episodic cell takes `backbone.*` from it and starts its own `fc` from the seed. The node
+    /// is its own node; None for a cell without `train.pretrain`.
+    pub fn pretrain_node(&self) -> Option<CellConfig> {
+        let pretrain = self.train.pretrain.clone()?;
+        let t = &self.train;
+        Some(CellConfig {
+            dataset: self.dataset.clone(),
+            split_variant: self.split_variant.clone(),
+            store_size: self.store_size,
+            image_size: self.image_size,
+            test_resize: self.test_resize,
+            seed: self.seed,
+            // unused by the pre-training; fixed so that every shot names the same node
+            episode: EpisodeConfig {
+                n_way: 5,
+                n_shot: 1,
+                n_query: 15,
+            },
+            backbone: BackboneConfig {
+                taps: vec![self.backbone.block_channels().len() - 1],
+                pool: 1,
+                ..self.backbone.clone()
+            },
+            backbone_weights: self.backbone_weights.clone(),
+            head: HeadConfig::Protonet { temperature: 1.0 },
+            train: TrainConfig {
+                epochs: 0,
+                episodes_per_epoch: 0,
+                lr: 0.0,
+                milestones: Vec::new(),
+                gamma: 1.0,
+                momentum: t.momentum,
+                nesterov: t.nesterov,
+                weight_decay: t.weight_decay,
+                grad_clip: t.grad_clip,
+                episode_loss_weight: 0.0,
+                aux_batch: 0,
+                absolute_loss: false,
+                augment: t.augment.clone(),
+                val_episodes: 0,
+                pretrain: Some(pretrain),
+            },
+            eval: EvalConfig { test_episodes: 0 },
+            sabotage: self.sabotage,
+        })
+    }
+
+    /// Whether this cell is a pre-training node (see [`Self::pretrain_node`]).
+    pub fn is_pretrain_node(&self) -> bool {
+        self.pretrain_node().as_ref() == Some(self)
     }
 }
 

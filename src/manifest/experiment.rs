@@ -95,6 +95,12 @@ pub struct Profile {
     /// Dotted keys removed from every cell (e.g. `backbone_weights`, `train.pretrain`).
     #[serde(default)]
     pub unset: Vec<String>,
+    /// Restrict the row groups (None: all of the experiment's).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Patches for the cells of one method, applied after `patch` and `group_patch`.
+    #[serde(default)]
+    pub method_patch: BTreeMap<String, toml::Table>,
 }
 
 /// One resolved cell of a plan.
@@ -155,6 +161,13 @@ impl Experiment {
             .collect::<Result<_>>()?;
         let mut cells = Vec::new();
         for group in &self.group {
+            if prof
+                .groups
+                .as_ref()
+                .is_some_and(|g| !g.contains(&group.name))
+            {
+                continue;
+            }
             let base_path = manifests.join(&group.base);
             let text = std::fs::read_to_string(&base_path).map_err(|e| Error::io(&base_path, e))?;
             let base: toml::Table = toml::from_str(&text).map_err(|e| Error::Manifest {
@@ -194,6 +207,9 @@ impl Experiment {
                             merge(&mut t, &fixed, false);
                             merge(&mut t, &prof.patch, false);
                             if let Some(p) = prof.group_patch.get(&group.name) {
+                                merge(&mut t, p, false);
+                            }
+                            if let Some(p) = prof.method_patch.get(method) {
                                 merge(&mut t, p, false);
                             }
                             for key in &prof.unset {

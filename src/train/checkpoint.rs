@@ -104,3 +104,23 @@ pub fn load(
     }
     Ok(state)
 }
+
+/// Loads the `backbone.*` variables (parameters and batch-norm statistics) of a checkpoint into
+/// `model`, leaving its head and classifier as they are: how an episodic cell starts from its
+/// shared pre-training node.
+pub fn load_backbone(path: &Path, model: &FewShotModel) -> Result<()> {
+    let tensors = candle_core::safetensors::load(path, &model.device).map_err(candle_err(path))?;
+    for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
+        if !name.starts_with("backbone.") {
+            continue;
+        }
+        let t = tensors.get(name).ok_or_else(|| Error::Invalid {
+            message: format!(
+                "{}: no tensor {name}; the pre-training checkpoint is from another backbone",
+                path.display()
+            ),
+        })?;
+        var.set(t).map_err(candle_err(path))?;
+    }
+    Ok(())
+}

@@ -31,6 +31,9 @@ pub struct TrainOutcome {
     pub best_val: Option<f64>,
     pub best_epoch: Option<usize>,
     pub seconds_per_step: f64,
+    /// Pre-training epochs done and planned by this cell itself (0 and 0 unless it is a node).
+    pub pretrain_epochs_done: usize,
+    pub pretrain_epochs: usize,
 }
 
 #[derive(Serialize)]
@@ -40,6 +43,8 @@ struct EpochLog {
     mean_loss: f64,
     val_accuracy: Option<f64>,
     seconds: f64,
+    /// The commit the binary that ran this epoch was built from.
+    commit: &'static str,
 }
 
 fn c(e: candle_core::Error) -> Error {
@@ -66,6 +71,22 @@ pub fn train_cell(
     device: &Device,
     stop_after_epochs: Option<usize>,
 ) -> Result<TrainOutcome> {
+    // the shared pre-training node first (its own run folder, resumed there), before this cell's
+    // stores are opened
+    if cell.is_pretrain_node() && crate::run_folders::pretrain_done(&paths.run_dir(cell)) {
+        let path = paths.run_dir(cell).join("state.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let state: TrainState = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        return outcome(cell, &state, 0.0);
+    }
+    let node = cell.pretrain_node().filter(|n| n != cell);
+    if let Some(node) = &node {
+        let pre = train_cell(node, paths, device, stop_after_epochs)?;
+        if pre.pretrain_epochs_done < pre.pretrain_epochs {
+            return Ok(pre);
+        }
+    }
     let data = CellData::open(cell, paths)?;
     let dir = paths.run_dir(cell);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -111,14 +132,21 @@ pub fn train_cell(
             tracing::info!("resuming {} after epoch {}", cell.hash(), state.epochs_done);
             state
         }
-        None => TrainState {
-            cell_hash: cell.hash(),
-            pretrain_epochs_done: 0,
-            epochs_done: 0,
-            global_step: 0,
-            best_val: None,
-            best_epoch: None,
-        },
+        None => {
+            if let Some(node) = &node {
+                let from = paths.run_dir(node).join("checkpoint-last.safetensors");
+                checkpoint::load_backbone(&from, &model)?;
+                tracing::info!("starting from the pre-training node {}", node.hash());
+            }
+            TrainState {
+                cell_hash: cell.hash(),
+                pretrain_epochs_done: 0,
+                epochs_done: 0,
+                global_step: 0,
+                best_val: None,
+                best_epoch: None,
+            }
+        }
     };
     let spec = EpisodeSpec {
         n_way: cell.episode.n_way,
@@ -137,7 +165,7 @@ pub fn train_cell(
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i as u32))
         .collect();
-    if let Some(pre) = &t.pretrain {
+    if let (Some(pre), None) = (&t.pretrain, &node) {
         let mut pre_step = (state.pretrain_epochs_done * pre.batches_per_epoch) as u64;
         while state.pretrain_epochs_done < pre.epochs {
             if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
@@ -180,6 +208,7 @@ pub fn train_cell(
                 "stage": "pretrain", "epoch": epoch, "lr": lr,
                 "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
                 "seconds": epoch_started.elapsed().as_secs_f64(),
+                "commit": crate::git_state::BUILD_COMMIT,
             });
             append_line(&dir.join("train-log.jsonl"), &log.to_string())?;
         }
@@ -280,6 +309,7 @@ pub fn train_cell(
             mean_loss: loss_sum / t.episodes_per_epoch.max(1) as f64,
             val_accuracy,
             seconds: epoch_started.elapsed().as_secs_f64(),
+            commit: crate::git_state::BUILD_COMMIT,
         };
         append_line(
             &dir.join("train-log.jsonl"),
@@ -291,6 +321,8 @@ pub fn train_cell(
             val_accuracy
         );
     }
+    // a kill between the checkpoint's rename and the copy's leaves state.json an epoch behind
+    write_json(&state_path, &state)?;
     let steps = state.global_step - first_step;
     let per_step = if steps > 0 {
         started.elapsed().as_secs_f64() / steps as f64
@@ -339,6 +371,11 @@ fn outcome(cell: &CellConfig, state: &TrainState, seconds_per_step: f64) -> Resu
         best_val: state.best_val,
         best_epoch: state.best_epoch,
         seconds_per_step,
+        pretrain_epochs_done: state.pretrain_epochs_done,
+        pretrain_epochs: match (&cell.train.pretrain, cell.is_pretrain_node()) {
+            (Some(p), true) => p.epochs,
+            _ => 0,
+        },
     })
 }
 

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fewshot::data::prepare::{store_dir, store_file_name};
 use fewshot::data::store::Store;
+use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::experiment::{Experiment, PlannedCell};
 use fewshot::manifest::load_dataset;
 use fewshot::report::provenance::BuildInfo;
@@ -54,6 +55,13 @@ pub struct ReproduceArgs {
     /// Where run folders go (default: ./runs).
     #[arg(long)]
     runs: Option<PathBuf>,
+    /// Run this `fewshot` binary instead of building one: for long runs, a release build copied aside
+    /// at a recorded commit, so that resuming after the checkout moved on runs the same code.
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Run the plan's shared pre-training nodes only, then stop.
+    #[arg(long)]
+    pretrain_only: bool,
 }
 
 impl ReproduceArgs {
@@ -71,6 +79,8 @@ impl ReproduceArgs {
             dev_build: true,
             data_dir: None,
             runs: Some(runs),
+            binary: None,
+            pretrain_only: false,
         }
     }
 }
@@ -116,10 +126,36 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         plan.len()
     );
 
+    let nodes = pretrain_nodes(&plan);
+
     if args.dry_run {
         let history = step_history(&runs);
-        println!("\n| # | group | method | dataset | shot | seed | cell | state | estimate |\n|---|---|---|---|---|---|---|---|---|");
+        if !nodes.is_empty() {
+            println!("\n| pre-training node | cell | shared by | state | estimate |\n|---|---|---|---|---|");
+        }
         let mut total = Some(0.0);
+        for (node, users) in &nodes {
+            let dir = runs.join(node.hash());
+            let (state, estimate) = if fewshot::run_folders::pretrain_done(&dir) {
+                ("cached", Some(0.0))
+            } else if dir.join("checkpoint-last.safetensors").is_file() {
+                ("resumes", estimate_seconds(&history, node, &device))
+            } else {
+                ("new", estimate_seconds(&history, node, &device))
+            };
+            total = total.zip(estimate).map(|(t, e)| t + e);
+            let users: Vec<String> = users.iter().map(|k| format!("#{}", k + 1)).collect();
+            println!(
+                "| {}/{} {} epochs | {} | {} | {state} | {} |",
+                node.dataset,
+                format!("{:?}", node.backbone.kind).to_lowercase(),
+                node.train.pretrain.as_ref().map_or(0, |p| p.epochs),
+                node.hash(),
+                users.join(" "),
+                estimate.map(human).unwrap_or_else(|| "unknown".into())
+            );
+        }
+        println!("\n| # | group | method | dataset | shot | seed | cell | state | estimate |\n|---|---|---|---|---|---|---|---|---|");
         for (k, c) in plan.iter().enumerate() {
             let state = match cache_state(&runs, &data_dir, &manifests, c) {
                 CacheState::Done => "cached".to_string(),
@@ -130,7 +166,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             let estimate = if state == "cached" {
                 Some(0.0)
             } else {
-                estimate_seconds(&history, c, &device)
+                estimate_seconds(&history, &c.cell, &device)
             };
             total = total.zip(estimate).map(|(t, e)| t + e);
             println!(
@@ -167,12 +203,72 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         }
     }
     let cuda = device.starts_with("cuda");
-    let binary = cell_launcher::build_fewshot(!args.dev_build, cuda)?;
+    let binary = match &args.binary {
+        Some(b) => b.clone(),
+        None => cell_launcher::build_fewshot(!args.dev_build, cuda)?,
+    };
     cell_launcher::check_libraries(&binary)?;
 
     let mut failed: Vec<(usize, PathBuf)> = Vec::new();
     let started_all = Instant::now();
+    // the shared pre-training nodes first; a node that fails fails the cells that start from it
+    for (node, users) in &nodes {
+        let hash = node.hash();
+        let label = format!(
+            "pre-training {} ({hash}) for {} cells",
+            node.dataset,
+            users.len()
+        );
+        let dir = runs.join(&hash);
+        let log = dir.join("reproduce.log");
+        if unavailable.iter().any(|(d, _)| d == &node.dataset) {
+            continue; // its cells report the dataset
+        }
+        if fewshot::run_folders::pretrain_done(&dir) {
+            println!("{label}: cached");
+            continue;
+        }
+        println!(
+            "{label}: {}",
+            if dir.join("checkpoint-last.safetensors").is_file() {
+                "resuming"
+            } else {
+                "training"
+            }
+        );
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("cell.toml");
+        fewshot::atomic_write::write_atomically(&config, toml_text(node)?.as_bytes())?;
+        let command = cell_launcher::CellCommand {
+            binary: &binary,
+            config: &config,
+            device: &device,
+            data_dir: &data_dir,
+            runs: &runs,
+            extra: Vec::new(),
+        };
+        let t = Instant::now();
+        let result = command.run("train", &log);
+        add_train_seconds(&dir, &device, t.elapsed().as_secs_f64())?;
+        match result {
+            Ok(()) => println!("{label}: done in {}", human(t.elapsed().as_secs_f64())),
+            Err(e) => {
+                println!("{label}: FAILED: {e:#} (log {})", log.display());
+                failed.extend(users.iter().map(|&k| (k, log.clone())));
+            }
+        }
+    }
+    if args.pretrain_only {
+        if !failed.is_empty() {
+            bail!("a pre-training node failed (logs above); re-running resumes it");
+        }
+        println!("pre-training nodes done; --pretrain-only stops here");
+        return Ok(());
+    }
     for (k, c) in plan.iter().enumerate() {
+        if failed.iter().any(|(i, _)| *i == k) {
+            continue;
+        }
         let hash = c.cell.hash();
         let dir = runs.join(&hash);
         let label = format!(
@@ -319,7 +415,38 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
-fn toml_text(cell: &fewshot::manifest::cell::CellConfig) -> Result<String> {
+/// The distinct pre-training nodes of `plan`, each with the indices of the cells that start from it.
+fn pretrain_nodes(plan: &[PlannedCell]) -> Vec<(CellConfig, Vec<usize>)> {
+    let mut nodes: Vec<(CellConfig, Vec<usize>)> = Vec::new();
+    for (k, c) in plan.iter().enumerate() {
+        let Some(node) = c.cell.pretrain_node() else {
+            continue;
+        };
+        match nodes.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, users)) => users.push(k),
+            None => nodes.push((node, vec![k])),
+        }
+    }
+    nodes
+}
+
+/// Adds `seconds` of training to the run folder's `phases.json` (a resumed run adds up).
+fn add_train_seconds(dir: &Path, device: &str, seconds: f64) -> Result<()> {
+    let path = dir.join("phases.json");
+    let mut phases: PhaseTimes = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    phases.device = device.to_string();
+    phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + seconds);
+    fewshot::atomic_write::write_atomically(
+        &path,
+        serde_json::to_string_pretty(&phases)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn toml_text(cell: &CellConfig) -> Result<String> {
     Ok(format!(
         "# resolved by `cargo xtask reproduce` from manifests/experiments/; cell hash {}\n{}",
         cell.hash(),
@@ -362,24 +489,29 @@ struct StepRecord {
     per_episode: f64,
 }
 
-fn cost_key(cell: &fewshot::manifest::cell::CellConfig, device: &str) -> String {
+fn cost_key(cell: &CellConfig, device: &str) -> String {
     format!(
         "{:?}/{}/{}/{}/{}",
         cell.backbone.kind,
-        cell.head.name(),
+        if cell.is_pretrain_node() {
+            "pre-training"
+        } else {
+            cell.head.name()
+        },
         cell.image_size,
         cell.episode.n_shot,
         device.split(':').next().unwrap_or(device)
     )
 }
 
-fn steps_of(cell: &fewshot::manifest::cell::CellConfig) -> f64 {
+/// Training steps the cell runs itself: a node's pre-training batches, a cell's episodes (its
+/// pre-training is its node's).
+fn steps_of(cell: &CellConfig) -> f64 {
     let t = &cell.train;
-    let pre = t
-        .pretrain
-        .as_ref()
-        .map(|p| p.epochs * p.batches_per_epoch)
-        .unwrap_or(0);
+    let pre = match (&t.pretrain, cell.is_pretrain_node()) {
+        (Some(p), true) => p.epochs * p.batches_per_epoch,
+        _ => 0,
+    };
     (t.epochs * t.episodes_per_epoch + pre) as f64
 }
 
@@ -395,10 +527,14 @@ fn step_history(runs: &Path) -> Vec<StepRecord> {
             .and_then(|t| serde_json::from_str(&t).ok());
         let cell = std::fs::read_to_string(dir.join("cell.toml"))
             .ok()
-            .and_then(|t| fewshot::manifest::cell::CellConfig::from_toml(&t).ok());
-        let done = read_train_log(&dir).map(|l| !l.is_empty()).unwrap_or(false);
+            .and_then(|t| CellConfig::from_toml(&t).ok());
+        let done = match &cell {
+            Some(c) if c.is_pretrain_node() => fewshot::run_folders::pretrain_done(&dir),
+            _ => read_train_log(&dir).map(|l| !l.is_empty()).unwrap_or(false),
+        };
         if let (Some(p), Some(cell), true) = (phases, cell, done) {
-            if let (Some(train), Some(eval)) = (p.train_seconds, p.eval_seconds) {
+            let eval = p.eval_seconds.or(cell.is_pretrain_node().then_some(0.0));
+            if let (Some(train), Some(eval)) = (p.train_seconds, eval) {
                 out.push(StepRecord {
                     key: cost_key(&cell, &p.device),
                     per_step: train / steps_of(&cell).max(1.0),
@@ -410,10 +546,10 @@ fn step_history(runs: &Path) -> Vec<StepRecord> {
     out
 }
 
-fn estimate_seconds(history: &[StepRecord], c: &PlannedCell, device: &str) -> Option<f64> {
-    let key = cost_key(&c.cell, device);
+fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
+    let key = cost_key(cell, device);
     let r = history.iter().find(|r| r.key == key)?;
-    Some(r.per_step * steps_of(&c.cell) + r.per_episode * c.cell.eval.test_episodes as f64)
+    Some(r.per_step * steps_of(cell) + r.per_episode * cell.eval.test_episodes as f64)
 }
 
 fn human(seconds: f64) -> String {
