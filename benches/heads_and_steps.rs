@@ -38,8 +38,20 @@ fn heads(c: &mut Criterion) {
     fewshot::allocator::keep_freed_pages();
     let channels = [320usize, 640];
     let configs = [
-        ("protonet", HeadConfig::Protonet { temperature: 64.0 }),
-        ("cosine", HeadConfig::Cosine { temperature: 0.2 }),
+        (
+            "protonet",
+            HeadConfig::Protonet {
+                temperature: 64.0,
+                flatten: false,
+            },
+        ),
+        (
+            "cosine",
+            HeadConfig::Cosine {
+                temperature: 0.2,
+                flatten: false,
+            },
+        ),
         (
             "deepemd",
             HeadConfig::Deepemd {

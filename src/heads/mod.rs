@@ -57,8 +57,20 @@ pub fn build_head(
     uniform_lwe: bool,
 ) -> Result<Box<dyn Head>> {
     Ok(match *config {
-        HeadConfig::Protonet { temperature } => Box::new(ProtoNetHead { temperature }),
-        HeadConfig::Cosine { temperature } => Box::new(CosineHead { temperature }),
+        HeadConfig::Protonet {
+            temperature,
+            flatten,
+        } => Box::new(ProtoNetHead {
+            temperature,
+            flatten,
+        }),
+        HeadConfig::Cosine {
+            temperature,
+            flatten,
+        } => Box::new(CosineHead {
+            temperature,
+            flatten,
+        }),
         HeadConfig::Deepemd {
             temperature,
             sfc,

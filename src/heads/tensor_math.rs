@@ -47,3 +47,13 @@ pub fn prototypes(x: &Tensor, n_way: usize, n_shot: usize) -> Result<Tensor> {
     dims.insert(0, n_shot);
     x.reshape(dims)?.mean(0)
 }
+
+/// One vector per image of pooled maps x (B, C, h, w): their spatial mean (B, C), or with
+/// `flatten` the whole maps (B, C·h·w).
+pub fn embedding(x: &Tensor, flatten: bool) -> Result<Tensor> {
+    if flatten {
+        x.flatten_from(1)
+    } else {
+        x.flatten_from(2)?.mean(D::Minus1)
+    }
+}

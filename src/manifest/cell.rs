@@ -201,7 +201,10 @@ impl CellConfig {
                 ..self.backbone.clone()
             },
             backbone_weights: self.backbone_weights.clone(),
-            head: HeadConfig::Protonet { temperature: 1.0 },
+            head: HeadConfig::Protonet {
+                temperature: 1.0,
+                flatten: false,
+            },
             train: TrainConfig {
                 epochs: 0,
                 episodes_per_epoch: 0,

@@ -136,10 +136,20 @@ impl BackboneConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum HeadConfig {
-    /// logit = −‖q − prototype‖² / temperature (prototype = mean of the shots' pooled features).
-    Protonet { temperature: f64 },
-    /// logit = cos(q, prototype) / temperature.
-    Cosine { temperature: f64 },
+    /// logit = −‖q − prototype‖² / temperature (prototype = mean of the shots' features). The
+    /// features are the pooled maps' spatial mean (C dims), or with `flatten` the whole pooled maps
+    /// (C·pool² dims: Snell et al.'s 1,600-dimensional Conv-4 embedding at pool 5).
+    Protonet {
+        temperature: f64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        flatten: bool,
+    },
+    /// logit = cos(q, prototype) / temperature, on the spatial mean or (`flatten`) the whole maps.
+    Cosine {
+        temperature: f64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        flatten: bool,
+    },
     /// logit = (temperature / nodes) · Σ flow · similarity, flow the exact EMD between the nodes
     /// (a constant for the gradient, as with the authors' OpenCV solver), or, when `sinkhorn` is
     /// given, the entropic plan that gradients flow through; K-shot against the mean prototype map,
@@ -200,6 +210,11 @@ pub fn min_attention_temperature(positions: usize) -> f64 {
     (2.0 * (p - 1.0)).sqrt() / (80.0 - p.ln())
 }
 
+/// Absent from the canonical JSON when false, so cells without the option keep their hashes.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A logit temperature must be a positive, finite number.
 fn positive_temperature(name: &str, value: f64) -> std::result::Result<(), String> {
     if value > 0.0 && value.is_finite() {
@@ -225,8 +240,14 @@ impl HeadConfig {
     /// T = 12.5, LWFM-SPM γ = 5, τ = 0.2, λ_m = 0.25 (miniImageNet's script).
     pub fn default_for(name: &str) -> Option<Self> {
         Some(match name {
-            "protonet" => HeadConfig::Protonet { temperature: 1.0 },
-            "cosine" => HeadConfig::Cosine { temperature: 0.2 },
+            "protonet" => HeadConfig::Protonet {
+                temperature: 1.0,
+                flatten: false,
+            },
+            "cosine" => HeadConfig::Cosine {
+                temperature: 0.2,
+                flatten: false,
+            },
             "deepemd" => HeadConfig::Deepemd {
                 temperature: 12.5,
                 sfc: None,
@@ -246,7 +267,7 @@ impl HeadConfig {
     pub fn validate(&self, pool: usize) -> std::result::Result<(), String> {
         let positions = pool.saturating_mul(pool);
         match self {
-            HeadConfig::Protonet { temperature } | HeadConfig::Cosine { temperature } => {
+            HeadConfig::Protonet { temperature, .. } | HeadConfig::Cosine { temperature, .. } => {
                 positive_temperature("temperature", *temperature)
             }
             HeadConfig::Deepemd {
@@ -387,14 +408,21 @@ mod tests {
             .unwrap_err()
             .contains("head.temperature = 0"));
         // the other heads: any pool, a positive finite temperature
-        assert!(HeadConfig::Protonet { temperature: 64.0 }
-            .validate(1)
-            .is_ok());
-        assert!(HeadConfig::Protonet { temperature: -1.0 }
-            .validate(1)
-            .is_err());
+        assert!(HeadConfig::Protonet {
+            temperature: 64.0,
+            flatten: false
+        }
+        .validate(1)
+        .is_ok());
+        assert!(HeadConfig::Protonet {
+            temperature: -1.0,
+            flatten: false
+        }
+        .validate(1)
+        .is_err());
         assert!(HeadConfig::Cosine {
-            temperature: f64::INFINITY
+            temperature: f64::INFINITY,
+            flatten: false
         }
         .validate(1)
         .is_err());

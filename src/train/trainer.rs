@@ -31,6 +31,8 @@ pub struct TrainOutcome {
     pub best_val: Option<f64>,
     pub best_epoch: Option<usize>,
     pub seconds_per_step: f64,
+    /// Epochs (pre-training and episodic, its node's included) this call ran.
+    pub epochs_run: usize,
     /// Pre-training epochs done and planned by this cell itself (0 and 0 unless it is a node).
     pub pretrain_epochs_done: usize,
     pub pretrain_epochs: usize,
@@ -78,14 +80,16 @@ pub fn train_cell(
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let state: TrainState = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        return outcome(cell, &state, 0.0);
+        return outcome(cell, &state, 0.0, 0);
     }
     let node = cell.pretrain_node().filter(|n| n != cell);
+    let mut epochs_this_run = 0;
     if let Some(node) = &node {
         let pre = train_cell(node, paths, device, stop_after_epochs)?;
         if pre.pretrain_epochs_done < pre.pretrain_epochs {
             return Ok(pre);
         }
+        epochs_this_run = pre.epochs_run;
     }
     let data = CellData::open(cell, paths)?;
     let dir = paths.run_dir(cell);
@@ -148,6 +152,10 @@ pub fn train_cell(
             }
         }
     };
+    if node.is_some() && state.epochs_done == 0 && !last_path.is_file() {
+        // the starting point taken from the node, committed before the first episode
+        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
+    }
     let spec = EpisodeSpec {
         n_way: cell.episode.n_way,
         n_shot: cell.episode.n_shot,
@@ -156,7 +164,6 @@ pub fn train_cell(
     let index = SplitIndex::from_header(&data.train.header);
     let sampler = EpisodeSampler::new(&cell.dataset, "train", spec, cell.seed, &index)?;
     let (test_transform, train_transform) = transforms(cell);
-    let mut epochs_this_run = 0;
     let class_of: std::collections::HashMap<&str, u32> = data
         .train
         .header
@@ -169,7 +176,7 @@ pub fn train_cell(
         let mut pre_step = (state.pretrain_epochs_done * pre.batches_per_epoch) as u64;
         while state.pretrain_epochs_done < pre.epochs {
             if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
-                return outcome(cell, &state, 0.0);
+                return outcome(cell, &state, 0.0, epochs_this_run);
             }
             let epoch = state.pretrain_epochs_done;
             let lr = multistep_lr(pre.lr, pre.gamma, &pre.milestones, epoch);
@@ -329,7 +336,7 @@ pub fn train_cell(
     } else {
         0.0
     };
-    outcome(cell, &state, per_step)
+    outcome(cell, &state, per_step, epochs_this_run)
 }
 
 /// Cross-entropy of `fc(GAP(backbone(x)))` over the training classes on one base-class batch of
@@ -363,7 +370,12 @@ fn base_class_loss(
     candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels).map_err(c)
 }
 
-fn outcome(cell: &CellConfig, state: &TrainState, seconds_per_step: f64) -> Result<TrainOutcome> {
+fn outcome(
+    cell: &CellConfig,
+    state: &TrainState,
+    seconds_per_step: f64,
+    epochs_run: usize,
+) -> Result<TrainOutcome> {
     Ok(TrainOutcome {
         cell_hash: cell.hash(),
         epochs_done: state.epochs_done,
@@ -371,6 +383,7 @@ fn outcome(cell: &CellConfig, state: &TrainState, seconds_per_step: f64) -> Resu
         best_val: state.best_val,
         best_epoch: state.best_epoch,
         seconds_per_step,
+        epochs_run,
         pretrain_epochs_done: state.pretrain_epochs_done,
         pretrain_epochs: match (&cell.train.pretrain, cell.is_pretrain_node()) {
             (Some(p), true) => p.epochs,

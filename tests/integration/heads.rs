@@ -118,7 +118,10 @@ fn protonet_and_cosine_match_hand_computed_values() {
         n_shot: 1,
     };
     let proto = build_head(
-        &HeadConfig::Protonet { temperature: 1.0 },
+        &HeadConfig::Protonet {
+            temperature: 1.0,
+            flatten: false,
+        },
         &[2],
         empty_vb(),
         false,
@@ -135,7 +138,10 @@ fn protonet_and_cosine_match_hand_computed_values() {
         vec![vec![-1.0, -2.0]]
     );
     let cos = build_head(
-        &HeadConfig::Cosine { temperature: 0.5 },
+        &HeadConfig::Cosine {
+            temperature: 0.5,
+            flatten: false,
+        },
         &[2],
         empty_vb(),
         false,
@@ -172,7 +178,10 @@ fn five_shot_prototypes_average_the_shots() {
         n_shot: 2,
     };
     let proto = build_head(
-        &HeadConfig::Protonet { temperature: 1.0 },
+        &HeadConfig::Protonet {
+            temperature: 1.0,
+            flatten: false,
+        },
         &[1],
         empty_vb(),
         false,

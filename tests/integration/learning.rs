@@ -1,5 +1,7 @@
-//! Real learning on real data, on CPU: a training run (pre-training + episodic) killed after an epoch
-//! (even between its checkpoint and its `state.json`) resumes to a bit-identical end state, and the cosine and DeepEMD-style heads train and evaluate.
+//! Real learning on real data, on CPU: a training run (shared pre-training node + episodic) killed
+//! after an epoch (inside the node, or between a checkpoint and its `state.json`) resumes to a
+//! bit-identical end state, cells share their pre-training node, and the cosine and DeepEMD-style
+//! heads train and evaluate.
 //! The full CI cells (Conv-4 ProtoNet and LWFM-SPM on Omniglot and on miniImageNet at 32×32) are
 //! trained by the accuracy gate, `cargo xtask regress`, against their blessed baselines.
 
@@ -39,18 +41,26 @@ fn a_killed_run_resumes_bit_identically() {
     small.train.milestones = vec![1];
     small.train.val_episodes = 3;
     small.train.aux_batch = 8;
-    // with a base-class pre-training stage first, killed between the stages' epochs
+    // with a shared pre-training node first, killed inside it and between the stages' epochs
     small.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
-        epochs: 1,
+        epochs: 2,
         batches_per_epoch: 3,
         batch: 8,
         lr: 0.05,
-        milestones: vec![],
+        milestones: vec![1],
         gamma: 0.1,
     });
+    let node = small.pretrain_node().unwrap();
     let straight = tempfile::tempdir().unwrap();
     let resumed = tempfile::tempdir().unwrap();
     train_cell(&small, &paths(straight.path()), &Device::Cpu, None).unwrap();
+    let inside = train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(1)).unwrap();
+    assert_eq!(
+        (inside.cell_hash.as_str(), inside.pretrain_epochs_done),
+        (node.hash().as_str(), 1),
+        "stopped as if killed after the node's first pre-training epoch"
+    );
+    assert!(!resumed.path().join(small.hash()).exists());
     let first = train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(2)).unwrap();
     assert_eq!(
         first.epochs_done, 1,
@@ -65,13 +75,83 @@ fn a_killed_run_resumes_bit_identically() {
     std::fs::write(&state_json, serde_json::to_vec(&state).unwrap()).unwrap();
     let second = train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
     assert_eq!(second.epochs_done, 2);
-    let read = |dir: &std::path::Path| {
-        std::fs::read(dir.join(small.hash()).join("checkpoint-last.safetensors")).unwrap()
+    for hash in [node.hash(), small.hash()] {
+        let read = |dir: &std::path::Path| {
+            std::fs::read(dir.join(&hash).join("checkpoint-last.safetensors")).unwrap()
+        };
+        assert!(
+            read(straight.path()) == read(resumed.path()),
+            "{hash}: the resumed run's weights, statistics and momentum differ"
+        );
+    }
+}
+
+/// Cells that differ only in head, shot, taps or episodic schedule start from one pre-training
+/// node, run once: the second cell finds it done and takes its backbone as it is.
+#[test]
+fn cells_share_their_pretraining_node() {
+    let mut a = cell("omniglot-conv4-protonet-5w1s.toml");
+    a.train.epochs = 0;
+    a.train.val_episodes = 0;
+    a.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
+        epochs: 1,
+        batches_per_epoch: 2,
+        batch: 8,
+        lr: 0.05,
+        milestones: vec![],
+        gamma: 0.1,
+    });
+    let mut b = a.clone();
+    b.head = fewshot::manifest::model::HeadConfig::Cosine {
+        temperature: 0.2,
+        flatten: false,
     };
-    assert!(
-        read(straight.path()) == read(resumed.path()),
-        "the resumed run's weights, statistics and momentum differ"
+    b.backbone.taps = vec![3, 4];
+    b.episode.n_shot = 5;
+    b.train.lr *= 2.0;
+    let node = a.pretrain_node().unwrap();
+    assert_eq!(b.pretrain_node().as_ref(), Some(&node));
+    assert_ne!(a.hash(), b.hash());
+    let runs = tempfile::tempdir().unwrap();
+    let paths = paths(runs.path());
+    train_cell(&a, &paths, &Device::Cpu, None).unwrap();
+    let node_checkpoint = runs
+        .path()
+        .join(node.hash())
+        .join("checkpoint-last.safetensors");
+    let written = std::fs::metadata(&node_checkpoint)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let outcome = train_cell(&b, &paths, &Device::Cpu, None).unwrap();
+    assert_eq!(outcome.epochs_run, 0, "the node ran again");
+    assert_eq!(
+        std::fs::metadata(&node_checkpoint)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written
     );
+    // no episodic epoch: the cell's backbone is the node's, bit for bit
+    let load = |p: &std::path::Path| candle_core::safetensors::load(p, &Device::Cpu).unwrap();
+    let (pre, cell_b) = (
+        load(&node_checkpoint),
+        load(
+            &runs
+                .path()
+                .join(b.hash())
+                .join("checkpoint-last.safetensors"),
+        ),
+    );
+    let backbone: Vec<&String> = pre.keys().filter(|k| k.starts_with("backbone.")).collect();
+    assert!(backbone.len() >= 16);
+    for k in backbone {
+        let (x, y) = (
+            pre[k].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            cell_b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(x, y, "{k}");
+    }
 }
 
 #[test]
@@ -103,7 +183,10 @@ fn the_cosine_and_deepemd_heads_train_and_evaluate_too() {
     let base = cell("omniglot-conv4-protonet-5w1s.toml");
     let heads = [
         (
-            fewshot::manifest::model::HeadConfig::Cosine { temperature: 0.2 },
+            fewshot::manifest::model::HeadConfig::Cosine {
+                temperature: 0.2,
+                flatten: false,
+            },
             vec![4],
             1,
         ),
