@@ -72,6 +72,10 @@ enum Command {
         /// suite's own names).
         #[arg(long, requires = "torch_backbone")]
         key_map: Option<String>,
+        /// Score the frozen validation episodes instead of the test episodes (for choosing a
+        /// recipe; writes episodes-val*.jsonl and eval-val*.json).
+        #[arg(long)]
+        val: bool,
     },
     /// Show or prune the run folders under runs/.
     Runs {
@@ -234,9 +238,10 @@ fn run(command: Command) -> fewshot::Result<()> {
             checkpoint,
             torch_backbone,
             key_map,
+            val,
         } => {
             let (cell, paths, device) = run.open()?;
-            use fewshot::eval::cell_eval::{eval_cell, Weights};
+            use fewshot::eval::cell_eval::{eval_cell_on, Episodes, Weights};
             let weights = match (untrained, checkpoint, torch_backbone) {
                 (true, _, _) => Weights::Untrained,
                 (false, Some(file), _) => Weights::File(file),
@@ -250,7 +255,8 @@ fn run(command: Command) -> fewshot::Result<()> {
                 },
                 (false, None, None) => Weights::BestOfRun,
             };
-            let s = eval_cell(&cell, &paths, &device, &weights)?;
+            let on = if val { Episodes::Val } else { Episodes::Test };
+            let s = eval_cell_on(&cell, &paths, &device, &weights, on)?;
             println!(
                 "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes ({})",
                 s.dataset,

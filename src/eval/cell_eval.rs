@@ -1,6 +1,8 @@
 //! Evaluating a trained cell on its frozen test episodes: `runs/<hash>/episodes.jsonl` (one accuracy
 //! per episode) and `runs/<hash>/eval.json` (mean, 95% CI and the formula, with the provenance every
 //! reported number carries: cell hash, store fingerprint, episode-file hash, seed, git commit).
+//! [`Episodes::Val`] scores the frozen validation episodes instead (`episodes-val*.jsonl`), for
+//! choosing between recipes without looking at test episodes.
 
 use std::path::PathBuf;
 
@@ -33,6 +35,16 @@ pub enum Weights {
     },
 }
 
+/// Which frozen episodes an evaluation scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Episodes {
+    /// The first `eval.test_episodes` test episodes: the reported numbers.
+    Test,
+    /// Every frozen validation episode (classes disjoint from train and test): for model and
+    /// recipe selection.
+    Val,
+}
+
 /// Evaluates `weights` on the first `eval.test_episodes` frozen test episodes and writes the
 /// outputs into the run folder.
 pub fn eval_cell(
@@ -40,6 +52,17 @@ pub fn eval_cell(
     paths: &RunPaths,
     device: &Device,
     weights: &Weights,
+) -> Result<EvalSummary> {
+    eval_cell_on(cell, paths, device, weights, Episodes::Test)
+}
+
+/// [`eval_cell`] on the chosen episodes; validation outputs carry `-val` in their names.
+pub fn eval_cell_on(
+    cell: &CellConfig,
+    paths: &RunPaths,
+    device: &Device,
+    weights: &Weights,
+    on: Episodes,
 ) -> Result<EvalSummary> {
     let data = CellData::open(cell, paths)?;
     let model = data.model(cell, paths, device)?;
@@ -99,16 +122,26 @@ pub fn eval_cell(
             )
         }
     };
-    let n = cell.eval.test_episodes.min(data.test_episodes.len());
+    let (store, episodes, episodes_sha256, suffix) = match on {
+        Episodes::Test => {
+            let n = cell.eval.test_episodes.min(data.test_episodes.len());
+            let e = &data.test_episodes[..n];
+            (&data.test, e, &data.test_sha256, suffix)
+        }
+        Episodes::Val => (
+            &data.val,
+            &data.val_episodes[..],
+            &data.val_sha256,
+            format!("-val{suffix}"),
+        ),
+    };
     let (test_transform, _) = transforms(cell);
-    let records = evaluate(
-        &model,
-        &data.test,
-        &data.test_episodes[..n],
-        test_transform,
-        "test episodes",
-    )
-    .map_err(|e| Error::invalid(format!("evaluation failed: {e}")))?;
+    let label = match on {
+        Episodes::Test => "test episodes",
+        Episodes::Val => "validation episodes",
+    };
+    let records = evaluate(&model, store, episodes, test_transform, label)
+        .map_err(|e| Error::invalid(format!("evaluation failed: {e}")))?;
     let stats = summarise(&records);
     let summary = EvalSummary {
         cell_hash: cell.hash(),
@@ -119,8 +152,8 @@ pub fn eval_cell(
         ci95: stats.ci95,
         n: stats.n,
         ci_formula: CI_FORMULA.to_string(),
-        store_fingerprint: data.test.header.fingerprint.clone(),
-        episodes_sha256: data.test_sha256.clone(),
+        store_fingerprint: store.header.fingerprint.clone(),
+        episodes_sha256: episodes_sha256.clone(),
         seed: cell.seed,
         checkpoint: checkpoint_name.clone(),
         device: if device.is_cuda() {

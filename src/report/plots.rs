@@ -490,6 +490,7 @@ mod tests {
                     mean_loss: 2.0 - 0.3 * e as f64,
                     val_accuracy: 0.3 + 0.1 * e as f64,
                     seconds: 1.0,
+                    commit: None,
                 })
                 .collect(),
             phases: None,

@@ -146,6 +146,7 @@ mod tests {
                             mean_loss: 1.0,
                             val_accuracy: 0.5,
                             seconds: 1.0,
+                            commit: None,
                         }]
                     } else {
                         Vec::new()

@@ -14,7 +14,8 @@ use crate::manifest::experiment::PlannedCell;
 /// `eval.json`, as the report reads it.
 pub use crate::eval::summary::EvalSummary as EvalRecord;
 
-/// One line of `train-log.jsonl`.
+/// One episodic epoch of `train-log.jsonl` (lines with a `stage`, the pre-training node's epochs
+/// and the starting point's validation, are not epochs of the cell and are skipped).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
@@ -22,6 +23,9 @@ pub struct EpochRecord {
     pub mean_loss: f64,
     pub val_accuracy: f64,
     pub seconds: f64,
+    /// The commit the binary that trained this epoch was built from (absent in older logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// Wall time of each phase of a cell, in seconds, as `reproduce` measured it.
@@ -70,12 +74,15 @@ pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
-        })
-        .collect()
+    let bad = |e: serde_json::Error| Error::invalid(format!("{}: {e}", path.display()));
+    let mut epochs = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+        if value.get("stage").is_none() {
+            epochs.push(serde_json::from_value(value).map_err(bad)?);
+        }
+    }
+    Ok(epochs)
 }
 
 impl CellResult {

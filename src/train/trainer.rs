@@ -152,10 +152,6 @@ pub fn train_cell(
             }
         }
     };
-    if node.is_some() && state.epochs_done == 0 && !last_path.is_file() {
-        // the starting point taken from the node, committed before the first episode
-        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
-    }
     let spec = EpisodeSpec {
         n_way: cell.episode.n_way,
         n_shot: cell.episode.n_shot,
@@ -172,6 +168,34 @@ pub fn train_cell(
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i as u32))
         .collect();
+    if node.is_some() && state.epochs_done == 0 && !last_path.is_file() {
+        // The starting point taken from the node competes in model selection: its validation
+        // accuracy is the best so far (best_epoch None), so episodic epochs that only lose
+        // accuracy leave the pre-trained backbone as the cell's best checkpoint.
+        if t.val_episodes > 0 {
+            let started = Instant::now();
+            let n = t.val_episodes.min(data.val_episodes.len());
+            let records = evaluate(
+                &model,
+                &data.val,
+                &data.val_episodes[..n],
+                test_transform,
+                "validation of the starting point",
+            )
+            .map_err(c)?;
+            let v = summarise(&records).mean;
+            state.best_val = Some(v);
+            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None, None)?;
+            let log = serde_json::json!({
+                "stage": "start", "val_accuracy": v,
+                "seconds": started.elapsed().as_secs_f64(),
+                "commit": crate::git_state::BUILD_COMMIT,
+            });
+            append_line(&dir.join("train-log.jsonl"), &log.to_string())?;
+        }
+        // committed before the first episode
+        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
+    }
     if let (Some(pre), None) = (&t.pretrain, &node) {
         let mut pre_step = (state.pretrain_epochs_done * pre.batches_per_epoch) as u64;
         while state.pretrain_epochs_done < pre.epochs {

@@ -152,6 +152,22 @@ fn cells_share_their_pretraining_node() {
         );
         assert_eq!(x, y, "{k}");
     }
+    // with validation, the starting point competes in model selection: before any episodic epoch
+    // it is the best checkpoint, and its line in the log is not read as an epoch
+    let mut c = b.clone();
+    c.train.val_episodes = 4;
+    assert_eq!(c.pretrain_node().as_ref(), Some(&node));
+    let outcome = train_cell(&c, &paths, &Device::Cpu, None).unwrap();
+    assert!(outcome.best_val.is_some_and(|v| (0.0..=1.0).contains(&v)));
+    assert_eq!(outcome.best_epoch, None);
+    let dir = runs.path().join(c.hash());
+    assert!(dir.join("checkpoint-best.safetensors").is_file());
+    let log = std::fs::read_to_string(dir.join("train-log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    assert!(log.contains(r#""stage":"start""#), "{log}");
+    assert!(fewshot::report::run_results::read_train_log(&dir)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
