@@ -101,6 +101,10 @@ pub struct Profile {
     /// Patches for the cells of one method, applied after `patch` and `group_patch`.
     #[serde(default)]
     pub method_patch: BTreeMap<String, toml::Table>,
+    /// What the report says about this profile beside published numbers (default: that Δ says
+    /// nothing, for profiles that shorten or shrink the runs).
+    #[serde(default)]
+    pub report_note: Option<String>,
 }
 
 /// One resolved cell of a plan.
@@ -336,6 +340,58 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("smoke"));
+    }
+
+    /// Issue #28's table, guarded without training it: eight Conv-4 cells on real miniImageNet at
+    /// 84×84 (4 heads × 2 shots), one base-class pre-training shared by all, the 2,000 frozen test
+    /// episodes, model selection on validation episodes.
+    #[test]
+    fn the_cpu_conv4_profile_plans_eight_cells_on_one_shared_pretraining() {
+        let e = Experiment::read(&manifests(), "table1").unwrap();
+        let plan = e.plan(&manifests(), "cpu-conv4").unwrap();
+        assert_eq!(plan.len(), 8);
+        for method in ["protonet", "cosine", "deepemd", "lwfm-spm"] {
+            for shot in [1, 5] {
+                assert_eq!(
+                    plan.iter()
+                        .filter(|c| c.method == method && c.shot == shot)
+                        .count(),
+                    1,
+                    "{method} {shot}-shot"
+                );
+            }
+        }
+        let node = plan[0].cell.pretrain_node().expect("a pre-training node");
+        assert_eq!(node.train.pretrain.as_ref().unwrap().epochs, 30);
+        for c in &plan {
+            assert_eq!(c.group, "controlled");
+            assert_eq!(c.dataset, "mini-imagenet");
+            assert!(!c.imagenet_pretrained && c.cell.backbone_weights.is_none());
+            let cell = &c.cell;
+            assert_eq!((cell.store_size, cell.image_size), (84, 84));
+            assert_eq!(
+                cell.backbone.kind,
+                crate::manifest::model::BackboneKind::Conv4
+            );
+            assert_eq!(cell.eval.test_episodes, 2000);
+            assert!(cell.train.val_episodes > 0, "model selection on validation");
+            assert_eq!(cell.train.aux_batch, 0);
+            assert_eq!(
+                cell.pretrain_node().as_ref(),
+                Some(&node),
+                "one shared node"
+            );
+            let episodes = manifests().join(format!(
+                "episodes/mini-imagenet/test-5w{}s15q-seed1-n2000.episodes.json.gz",
+                c.shot
+            ));
+            assert!(episodes.is_file(), "{}", episodes.display());
+        }
+        let mut hashes: Vec<String> = plan.iter().map(|c| c.cell.hash()).collect();
+        hashes.sort();
+        hashes.dedup();
+        assert_eq!(hashes.len(), 8);
+        assert_eq!(e.profile["cpu-conv4"].device, "cpu");
     }
 
     #[test]

@@ -52,6 +52,17 @@ pub enum BackboneKind {
     Resnet18,
 }
 
+impl BackboneKind {
+    /// The name papers print: Conv-4, ResNet-12, ResNet-18.
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            BackboneKind::Conv4 => "Conv-4",
+            BackboneKind::Resnet12 => "ResNet-12",
+            BackboneKind::Resnet18 => "ResNet-18",
+        }
+    }
+}
+
 /// A backbone as data (serialised into every cell config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,7 +1,7 @@
 //! The accuracy table: one row per (row group, method, dataset, shot), the measured accuracy ± 95% CI
 //! over the frozen test episodes (averaged over training seeds, with the spread across seeds beside
-//! it), the method's own authors' number with Δ, the range of listed reproductions, n and the CI
-//! formula. Cells not run are kept as rows and marked; published numbers that do not exist are "n/a".
+//! it), the method's own authors' number with Δ, the range of listed reproductions and related
+//! methods' numbers (all of the row's own backbone only), n and the CI formula. Cells not run are kept as rows and marked; published numbers that do not exist are "n/a".
 //! Written as Markdown and CSV.
 
 use serde::Serialize;
@@ -30,6 +30,10 @@ pub struct TableRow {
     pub delta: Option<f64>,
     /// (min, max, count) of listed reproductions.
     pub reproductions: Option<(f64, f64, usize)>,
+    /// Related methods' published numbers beside this row: (name, accuracy in %).
+    pub related: Vec<(String, f64)>,
+    /// The row's backbone, as papers print it (references are matched on it).
+    pub backbone: String,
     pub imagenet_overlap: bool,
     /// `done`, `failed`, `not run`, or `k/n seeds`.
     pub status: String,
@@ -76,7 +80,8 @@ pub fn table_rows(results: &[CellResult], refs: &References, ci_formula: &str) -
             let m = accuracy.unwrap();
             (means.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (means.len() - 1) as f64).sqrt()
         });
-        let authors = refs.authors(&p.method, &p.dataset, p.shot);
+        let backbone = p.cell.backbone.kind;
+        let authors = refs.authors(&p.method, &p.dataset, p.shot, backbone);
         let published = authors.map(|(_, v)| v.accuracy);
         let failed = same
             .iter()
@@ -104,9 +109,14 @@ pub fn table_rows(results: &[CellResult], refs: &References, ci_formula: &str) -
             published,
             published_source: authors
                 .map(|(s, _)| format!("{} ({})", s.source, s.backbone))
-                .or_else(|| refs.missing(&p.method).map(|m| format!("n/a: {m}"))),
+                .or_else(|| {
+                    refs.missing(&p.method, backbone)
+                        .map(|m| format!("n/a: {m}"))
+                }),
             delta: accuracy.zip(published).map(|(a, b)| a - b),
-            reproductions: refs.reproduction_range(&p.method, &p.dataset, p.shot),
+            reproductions: refs.reproduction_range(&p.method, &p.dataset, p.shot, backbone),
+            related: refs.related(&p.method, &p.dataset, p.shot, backbone),
+            backbone: backbone.display_name().to_string(),
             imagenet_overlap: p.imagenet_pretrained
                 && IMAGENET_TEST_CLASSES.contains(&p.dataset.as_str()),
             status,
@@ -123,13 +133,20 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// The Markdown table, one section per row group, footnotes for the flags.
-pub fn markdown(rows: &[TableRow], group_titles: &[(String, String)], profile: &str) -> String {
-    let mut out = format!("Profile: `{profile}`. Accuracy in %, mean ± 95% CI over the frozen test episodes ({}); Δ = ours − the method's own authors' number.\n\n", rows.first().map(|r| r.ci_formula.as_str()).unwrap_or(""));
-    if profile != "full" {
-        out += &format!("**Not the paper's protocol**: the `{profile}` profile shortens or shrinks the runs (see `manifests/experiments/`), so Δ against published numbers says nothing about the methods.\n\n");
+pub fn markdown(
+    rows: &[TableRow],
+    group_titles: &[(String, String)],
+    profile: &str,
+    profile_note: Option<&str>,
+) -> String {
+    let mut out = format!("Profile: `{profile}`. Accuracy in %, mean ± 95% CI over the frozen test episodes ({}); Δ = ours − the method's own authors' number; published numbers are shown only beside rows of their own backbone.\n\n", rows.first().map(|r| r.ci_formula.as_str()).unwrap_or(""));
+    match (profile, profile_note) {
+        ("full", _) => {}
+        (_, Some(note)) => out += &format!("**Not the paper's protocol**: {note}\n\n"),
+        (_, None) => out += &format!("**Not the paper's protocol**: the `{profile}` profile shortens or shrinks the runs (see `manifests/experiments/`), so Δ against published numbers says nothing about the methods.\n\n"),
     }
     for (group, title) in group_titles {
-        out += &format!("### {title}\n\n| method | dataset | shot | ours | n | seeds | authors | Δ | reproductions | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        out += &format!("### {title}\n\n| method | backbone | dataset | shot | ours | n | seeds | authors | Δ | reproductions | related methods | status |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows.iter().filter(|r| &r.group == group) {
             let ours = match (r.accuracy, r.ci95) {
                 (Some(a), Some(c)) => format!(
@@ -152,9 +169,19 @@ pub fn markdown(rows: &[TableRow], group_titles: &[(String, String)], profile: &
                     }
                 })
                 .unwrap_or_else(|| "—".into());
+            let related = if r.related.is_empty() {
+                "—".to_string()
+            } else {
+                r.related
+                    .iter()
+                    .map(|(name, a)| format!("{name} {a:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             out += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.method,
+                r.backbone,
                 r.dataset,
                 r.shot,
                 ours,
@@ -167,6 +194,7 @@ pub fn markdown(rows: &[TableRow], group_titles: &[(String, String)], profile: &
                     .map(|d| format!("{d:+.2}"))
                     .unwrap_or_else(|| "—".into()),
                 repro,
+                related,
                 r.status
             );
         }
@@ -203,7 +231,7 @@ fn csv_field(s: &str) -> String {
 
 /// The CSV (one line per row, every number unrounded).
 pub fn csv(rows: &[TableRow], profile: &str) -> String {
-    let mut out = String::from("profile,group,method,dataset,shot,accuracy,ci95,n_episodes,seeds_done,seeds_planned,seed_spread,published,delta,reproductions_min,reproductions_max,reproductions_count,imagenet_overlap,status,ci_formula,cell_hashes,published_source\n");
+    let mut out = String::from("profile,group,method,backbone,dataset,shot,accuracy,ci95,n_episodes,seeds_done,seeds_planned,seed_spread,published,delta,reproductions_min,reproductions_max,reproductions_count,related,imagenet_overlap,status,ci_formula,cell_hashes,published_source\n");
     let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     for r in rows {
         let (lo, hi, n) = match r.reproductions {
@@ -214,6 +242,7 @@ pub fn csv(rows: &[TableRow], profile: &str) -> String {
             profile.to_string(),
             r.group.clone(),
             r.method.clone(),
+            r.backbone.clone(),
             r.dataset.clone(),
             r.shot.to_string(),
             num(r.accuracy),
@@ -227,6 +256,11 @@ pub fn csv(rows: &[TableRow], profile: &str) -> String {
             lo,
             hi,
             n,
+            r.related
+                .iter()
+                .map(|(name, a)| format!("{name} {a}"))
+                .collect::<Vec<_>>()
+                .join("; "),
             r.imagenet_overlap.to_string(),
             r.status.clone(),
             r.ci_formula.clone(),

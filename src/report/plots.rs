@@ -401,6 +401,8 @@ mod tests {
             published_source: None,
             delta: None,
             reproductions: None,
+            related: vec![],
+            backbone: "ResNet-12".into(),
             imagenet_overlap: false,
             status: "done".into(),
             cell_hashes: vec![],

@@ -49,7 +49,15 @@ pub fn write_report(
         format!(
             "# {}\n\n{}",
             experiment.title,
-            markdown(&rows, &titles, profile)
+            markdown(
+                &rows,
+                &titles,
+                profile,
+                experiment
+                    .profile
+                    .get(profile)
+                    .and_then(|p| p.report_note.as_deref())
+            )
         ),
     )?;
     put(format!("{name}.csv"), csv(&rows, profile))?;
@@ -167,12 +175,12 @@ mod tests {
         let out = write_report(dir.path(), &manifests, &e, "smoke", &results, build).unwrap();
         let md = std::fs::read_to_string(dir.path().join("table1.md")).unwrap();
         assert!(
-            md.contains("| protonet | mini-imagenet | 1 | 52.00 ± 1.00 |"),
+            md.contains("| protonet | Conv-4 | mini-imagenet | 1 | 52.00 ± 1.00 |"),
             "{md}"
         );
         assert!(md.contains("not run"), "cells not run are kept as rows");
         assert!(
-            md.contains("| lwfm-spm | mini-imagenet | 1 | 62.00 ± 1.00 |"),
+            md.contains("| lwfm-spm | Conv-4 | mini-imagenet | 1 | 62.00 ± 1.00 |"),
             "{md}"
         );
         assert!(
