@@ -496,6 +496,7 @@ mod tests {
                 })
                 .collect(),
             phases: None,
+            train_commits: vec![],
         }
     }
 

@@ -1,7 +1,8 @@
 //! `provenance.json`: where every number of a report comes from — for the table: git commit and dirty
 //! flag, the `fewshot` binary's version and features, device and driver, profile, the experiment and
 //! reference files' hashes; per cell: config hash, dataset fingerprint, episode-file hash, seed,
-//! checkpoint, thread count, the commit that evaluated it, and wall time per phase.
+//! checkpoint, thread count, every commit it was trained under (its pre-training node's included),
+//! the commit that evaluated it, and wall time per phase.
 
 use std::path::Path;
 
@@ -36,6 +37,8 @@ pub struct CellProvenance {
     pub episodes_sha256: Option<String>,
     pub checkpoint: Option<String>,
     pub threads: Option<usize>,
+    /// The builds that trained it, in order (pre-training node first).
+    pub trained_at_commits: Vec<String>,
     pub evaluated_at_commit: Option<String>,
     pub phases: Option<PhaseTimes>,
 }
@@ -78,6 +81,7 @@ pub fn cell_provenance(r: &CellResult) -> CellProvenance {
         episodes_sha256: e.map(|e| e.episodes_sha256.clone()),
         checkpoint: e.map(|e| e.checkpoint.clone()),
         threads: e.map(|e| e.threads),
+        trained_at_commits: r.train_commits.clone(),
         evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
         phases: r.phases.clone(),
     }

@@ -1,6 +1,7 @@
 //! Writes one experiment's report into its profile's folder: `<table>.md` and `<table>.csv` (the
-//! accuracy table), `<table>-paired.md`/`.csv` (paired comparisons), `provenance.json` (table and
-//! cells), and the figures under `figures/`. Every file is written atomically.
+//! accuracy table), `<table>-paired.md`/`.csv` (paired comparisons), `<table>-episodes.csv` (every
+//! finished cell's per-episode accuracy, the numbers the table and the tests are computed from),
+//! `provenance.json` (table and cells), and the figures under `figures/`. Every file is written atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,7 @@ pub fn write_report(
         ),
     )?;
     put(format!("{name}-paired.csv"), paired_section::csv(&paired))?;
+    put(format!("{name}-episodes.csv"), episodes_csv(results))?;
     let provenance = TableProvenance {
         experiment: name.clone(),
         profile: profile.to_string(),
@@ -94,6 +96,21 @@ pub fn write_report(
         files,
         figures_skipped: skipped,
     })
+}
+
+/// One line per (finished cell, test episode): `group,method,dataset,shot,seed,cell_hash,episode,accuracy`.
+pub fn episodes_csv(results: &[CellResult]) -> String {
+    let mut out = String::from("group,method,dataset,shot,seed,cell_hash,episode,accuracy\n");
+    for r in results {
+        let p = &r.planned;
+        for e in r.episodes.iter().flatten() {
+            out += &format!(
+                "{},{},{},{},{},{},{},{}\n",
+                p.group, p.method, p.dataset, p.shot, p.seed, r.hash, e.episode, e.accuracy
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -160,6 +177,7 @@ mod tests {
                         Vec::new()
                     },
                     phases: None,
+                    train_commits: vec![],
                 }
             })
             .collect();
@@ -193,6 +211,9 @@ mod tests {
             1 + 10,
             "one line per (group, method, dataset, shot)"
         );
+        let episodes = std::fs::read_to_string(dir.path().join("table1-episodes.csv")).unwrap();
+        assert_eq!(episodes.lines().count(), 1 + 2 * 40, "two finished cells");
+        assert!(episodes.contains(",lwfm-spm,mini-imagenet,1,"));
         let paired = std::fs::read_to_string(dir.path().join("table1-paired.csv")).unwrap();
         assert_eq!(
             paired.lines().count(),

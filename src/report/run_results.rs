@@ -55,6 +55,9 @@ pub struct CellResult {
     pub episodes: Option<Vec<EpisodeAccuracy>>,
     pub epochs: Vec<EpochRecord>,
     pub phases: Option<PhaseTimes>,
+    /// Every commit a binary that trained this cell was built from, in order: its pre-training
+    /// node's epochs first, then its own (a run resumed under another build lists both).
+    pub train_commits: Vec<String>,
 }
 
 pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
@@ -85,6 +88,25 @@ pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
     Ok(epochs)
 }
 
+/// The distinct `commit`s of a `train-log.jsonl`, in order of first appearance (every stage).
+pub fn read_train_commits(run_dir: &Path) -> Result<Vec<String>> {
+    let path = run_dir.join("train-log.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    let mut commits: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        if let Some(c) = value.get("commit").and_then(|c| c.as_str()) {
+            if !commits.iter().any(|k| k == c) {
+                commits.push(c.to_string());
+            }
+        }
+    }
+    Ok(commits)
+}
+
 impl CellResult {
     /// Reads the run folder of `planned` under `runs`; `failed_log` marks a cell that failed this time.
     pub fn load(runs: &Path, planned: &PlannedCell, failed_log: Option<&Path>) -> Result<Self> {
@@ -106,9 +128,19 @@ impl CellResult {
             (None, Some(_)) => CellStatus::Done,
             (None, None) => CellStatus::NotRun,
         };
+        let mut train_commits = match planned.cell.pretrain_node() {
+            Some(node) => read_train_commits(&runs.join(node.hash()))?,
+            None => Vec::new(),
+        };
+        for c in read_train_commits(&dir)? {
+            if !train_commits.contains(&c) {
+                train_commits.push(c);
+            }
+        }
         Ok(Self {
             planned: planned.clone(),
             epochs: read_train_log(&dir)?,
+            train_commits,
             hash,
             status,
             eval,
