@@ -1,5 +1,5 @@
 //! The heads against what their formulas must give: LWFM-SPM against the authors' own code's logits
-//! (`../shared/fixtures/lwfm-spm-golden/`, written by their `Method.cca` in eval mode), ProtoNet and
+//! (`tests/fixtures/lwfm-spm-golden/`, written by their `Method.cca` in eval mode), ProtoNet and
 //! cosine against hand-computed values, DeepEMD's flow-weighted similarity against its definition,
 //! and a gradient check that the SPM term moves the features it matched.
 
@@ -12,12 +12,10 @@ use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 use fewshot::manifest::model::SinkhornConfig;
 
 fn golden(name: &str) -> HashMap<String, Tensor> {
-    let dir = std::env::var_os("FEWSHOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("fixtures/lwfm-spm-golden");
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing: the golden fixtures live in ../shared/fixtures (or $FEWSHOT_SHARED/fixtures)", path.display());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lwfm-spm-golden")
+        .join(name);
+    assert!(path.is_file(), "{} is missing from the clone", path.display());
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
 }
 
