@@ -57,23 +57,30 @@ pub fn run(args: CellArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build [--release] --bin fewshot [--features cuda]`; returns the binary's path. The dev build
-/// is what `cargo test` already built (CI's gate uses it); CUDA runs need the release build.
+/// `cargo build [--release] --bin fewshot [--features cuda]`; returns the binary's path as cargo
+/// reports it (so `CARGO_TARGET_DIR` and `build.target-dir` are honoured). The dev build is what
+/// `cargo test` already built (CI's gate uses it); CUDA runs need the release build.
 pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
     if cuda && !release {
         bail!("a CUDA run needs the release build with the cuda feature, not the dev build");
     }
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--bin", "fewshot"])
-        .current_dir(repo::root());
+    cmd.args([
+        "build",
+        "--bin",
+        "fewshot",
+        "--message-format=json-render-diagnostics",
+    ])
+    .current_dir(repo::root())
+    .stderr(std::process::Stdio::inherit());
     if release {
         cmd.arg("--release");
     }
     if cuda {
         cmd.args(["--features", "cuda"]);
     }
-    let status = cmd.status().context("running cargo build")?;
-    if !status.success() {
+    let output = cmd.output().context("running cargo build")?;
+    if !output.status.success() {
         let hint = if cuda {
             " (a CUDA build needs the toolkit: `eval \"$(../shared/tools/cuda-build-env.sh)\"` first)"
         } else {
@@ -81,8 +88,19 @@ pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
         };
         bail!("building the fewshot binary failed{hint}");
     }
-    let profile = if release { "release" } else { "debug" };
-    Ok(repo::root().join("target").join(profile).join("fewshot"))
+    fewshot_executable(&String::from_utf8_lossy(&output.stdout)).context(
+        "cargo build succeeded but named no fewshot executable in its JSON messages",
+    )
+}
+
+/// The `fewshot` executable among cargo's JSON build messages (`compiler-artifact` lines).
+fn fewshot_executable(messages: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "fewshot")
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .last()
 }
 
 /// One `fewshot train|eval` invocation for a cell, as `regress` and `reproduce` launch it: the
@@ -159,6 +177,23 @@ fn missing_libraries(ldd: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binary_is_where_cargo_says_it_put_it() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"fewshot","kind":["lib"]},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"fewshot","kind":["bin"]},"executable":"/elsewhere/target/release/fewshot"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+            "\n"
+        );
+        assert_eq!(
+            fewshot_executable(messages),
+            Some(PathBuf::from("/elsewhere/target/release/fewshot"))
+        );
+        assert_eq!(fewshot_executable("not json\n"), None);
+    }
 
     #[test]
     fn names_the_libraries_ldd_cannot_find() {
