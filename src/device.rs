@@ -43,7 +43,7 @@ impl DeviceSpec {
             DeviceSpec::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
                     return Err(Error::invalid(
-                        "this binary was built without CUDA: rebuild with `cargo build --release --features cuda` (see ../shared/tools/cuda-build-env.sh) or use --device cpu",
+                        "this binary was built without CUDA: rebuild with `cargo build --release --features cuda` (needs the CUDA 13 toolkit's nvcc and cuDNN 9; README, Set-up) or use --device cpu",
                     ));
                 }
                 candle_core::Device::new_cuda(n)

@@ -15,7 +15,11 @@ fn golden(name: &str) -> HashMap<String, Tensor> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lwfm-spm-golden")
         .join(name);
-    assert!(path.is_file(), "{} is missing from the clone", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing from the clone",
+        path.display()
+    );
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
 }
 

@@ -33,6 +33,9 @@ pub struct CellArgs {
 
 pub fn run(args: CellArgs) -> Result<()> {
     let cuda = args.device.starts_with("cuda");
+    if cuda {
+        cuda_ready(&probe_cuda(), args.binary.is_some(), "this cell")?;
+    }
     let binary = match args.binary {
         Some(b) => b,
         None => build_fewshot(true, cuda)?,
@@ -53,6 +56,48 @@ pub fn run(args: CellArgs) -> Result<()> {
         .with_context(|| format!("starting {}", binary.display()))?;
     if !status.success() {
         bail!("{} {action} failed ({status})", binary.display());
+    }
+    Ok(())
+}
+
+/// What this machine offers a CUDA run: GPUs that `nvidia-smi -L` lists, and whether `nvcc` (the
+/// toolkit the `cuda` feature's build needs) answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CudaProbe {
+    pub gpus: usize,
+    pub nvcc: bool,
+}
+
+pub fn probe_cuda() -> CudaProbe {
+    let answers = |program: &str, arg: &str| {
+        Command::new(program)
+            .arg(arg)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    CudaProbe {
+        gpus: answers("nvidia-smi", "-L")
+            .map(|out| out.lines().filter(|l| l.starts_with("GPU ")).count())
+            .unwrap_or(0),
+        nvcc: answers("nvcc", "--version").is_some(),
+    }
+}
+
+/// Refuses a CUDA run up front, before anything is fetched or built, when this machine has no GPU
+/// or (unless a prebuilt binary is given) no CUDA toolkit; the message says what runs here instead.
+pub fn cuda_ready(probe: &CudaProbe, prebuilt: bool, what: &str) -> Result<()> {
+    if probe.gpus == 0 {
+        bail!(
+            "{what} runs on CUDA, but this machine has no NVIDIA GPU (`nvidia-smi -L` lists none); on the CPU run `cargo xtask reproduce --table 1 --profile cpu-conv4` (Conv-4, about 10 hours on 2 cores) or `--profile smoke` (minutes), or pass --device cpu"
+        );
+    }
+    if !probe.nvcc && !prebuilt {
+        bail!(
+            "{what} runs on CUDA, but `nvcc` does not answer: the `cuda` build needs the CUDA 13 toolkit and cuDNN 9 on PATH, or pass --binary with a fewshot built with --features cuda"
+        );
     }
     Ok(())
 }
@@ -82,15 +127,14 @@ pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
     let output = cmd.output().context("running cargo build")?;
     if !output.status.success() {
         let hint = if cuda {
-            " (a CUDA build needs the toolkit: `eval \"$(../shared/tools/cuda-build-env.sh)\"` first)"
+            " (a CUDA build needs the CUDA 13 toolkit's nvcc and cuDNN 9 on PATH and LD_LIBRARY_PATH; README, Set-up)"
         } else {
             ""
         };
         bail!("building the fewshot binary failed{hint}");
     }
-    fewshot_executable(&String::from_utf8_lossy(&output.stdout)).context(
-        "cargo build succeeded but named no fewshot executable in its JSON messages",
-    )
+    fewshot_executable(&String::from_utf8_lossy(&output.stdout))
+        .context("cargo build succeeded but named no fewshot executable in its JSON messages")
 }
 
 /// The `fewshot` executable among cargo's JSON build messages (`compiler-artifact` lines).
@@ -177,6 +221,41 @@ fn missing_libraries(ldd: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cuda_run_without_a_gpu_or_toolkit_is_refused_with_what_runs_here() {
+        let none = CudaProbe {
+            gpus: 0,
+            nvcc: false,
+        };
+        let err = cuda_ready(&none, false, "profile full")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no NVIDIA GPU")
+                && err.contains("--profile cpu-conv4")
+                && err.contains("--device cpu"),
+            "{err}"
+        );
+        let no_toolkit = CudaProbe {
+            gpus: 1,
+            nvcc: false,
+        };
+        assert!(cuda_ready(&no_toolkit, false, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("nvcc"));
+        cuda_ready(&no_toolkit, true, "x").unwrap();
+        cuda_ready(
+            &CudaProbe {
+                gpus: 1,
+                nvcc: true,
+            },
+            false,
+            "x",
+        )
+        .unwrap();
+    }
 
     #[test]
     fn the_binary_is_where_cargo_says_it_put_it() {

@@ -188,6 +188,13 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         return Ok(());
     }
 
+    if device.starts_with("cuda") {
+        cell_launcher::cuda_ready(
+            &cell_launcher::probe_cuda(),
+            args.binary.is_some(),
+            &format!("profile {}", args.profile),
+        )?;
+    }
     // datasets: the same verified path as fetch-data; a dataset that cannot be set up fails its cells only
     let mut datasets: Vec<String> = plan.iter().map(|c| c.dataset.clone()).collect();
     datasets.sort();
