@@ -141,10 +141,10 @@ pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
 fn fewshot_executable(messages: &str) -> Option<PathBuf> {
     messages
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "fewshot")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// One `fewshot train|eval` invocation for a cell, as `regress` and `reproduce` launch it: the
