@@ -2,6 +2,7 @@
 //! comparisons on identical episodes, plots, and the provenance of every number.
 
 pub mod accuracy_table;
+pub mod consistency;
 pub mod paired_section;
 pub mod paired_tests;
 pub mod plots;

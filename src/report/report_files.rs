@@ -138,6 +138,9 @@ mod tests {
                         accuracy: acc + 0.01 * (i % 5) as f64,
                     })
                     .collect();
+                let stats = crate::eval::stats::mean_ci95(
+                    &episodes.iter().map(|e| e.accuracy).collect::<Vec<_>>(),
+                );
                 CellResult {
                     planned: p.clone(),
                     hash: p.cell.hash(),
@@ -151,8 +154,8 @@ mod tests {
                         dataset: p.dataset.clone(),
                         method: p.method.clone(),
                         shot: p.shot,
-                        mean: acc + 0.02,
-                        ci95: 0.01,
+                        mean: stats.mean,
+                        ci95: stats.ci95,
                         n: 40,
                         ci_formula: e.protocol.ci_formula.clone(),
                         store_fingerprint: "f".into(),
@@ -193,12 +196,12 @@ mod tests {
         let out = write_report(dir.path(), &manifests, &e, "smoke", &results, build).unwrap();
         let md = std::fs::read_to_string(dir.path().join("table1.md")).unwrap();
         assert!(
-            md.contains("| protonet | Conv-4 | mini-imagenet | 1 | 52.00 ± 1.00 |"),
+            md.contains("| protonet | Conv-4 | mini-imagenet | 1 | 52.00 ± 0.44 |"),
             "{md}"
         );
         assert!(md.contains("not run"), "cells not run are kept as rows");
         assert!(
-            md.contains("| lwfm-spm | Conv-4 | mini-imagenet | 1 | 62.00 ± 1.00 |"),
+            md.contains("| lwfm-spm | Conv-4 | mini-imagenet | 1 | 62.00 ± 0.44 |"),
             "{md}"
         );
         assert!(
@@ -214,6 +217,22 @@ mod tests {
         let episodes = std::fs::read_to_string(dir.path().join("table1-episodes.csv")).unwrap();
         assert_eq!(episodes.lines().count(), 1 + 2 * 40, "two finished cells");
         assert!(episodes.contains(",lwfm-spm,mini-imagenet,1,"));
+        // the table follows from the per-episode file; one episode changed, it no longer does
+        use crate::report::consistency::check_table_against_episodes;
+        assert_eq!(
+            check_table_against_episodes(dir.path(), "table1").unwrap(),
+            2
+        );
+        let tampered = episodes.replacen(",0,0.5\n", ",0,0.7\n", 1);
+        assert_ne!(tampered, episodes);
+        std::fs::write(dir.path().join("table1-episodes.csv"), tampered).unwrap();
+        let err = check_table_against_episodes(dir.path(), "table1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("table1.csv") && err.contains("protonet mini-imagenet 1-shot"),
+            "{err}"
+        );
         let paired = std::fs::read_to_string(dir.path().join("table1-paired.csv")).unwrap();
         assert_eq!(
             paired.lines().count(),
