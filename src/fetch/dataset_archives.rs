@@ -395,7 +395,7 @@ fn pin_if_needed(
             pinned_at: utc_now(),
         },
     )?;
-    println!(
+    tracing::warn!(
         "{}: no SHA-256 is published for {}; pinned {} in {} ({checked}); commit that file to check every later download",
         manifest.name,
         archive.file,

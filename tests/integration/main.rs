@@ -13,6 +13,7 @@ mod learning;
 mod loopback_server;
 mod pixels;
 mod real_data;
+mod tidy;
 mod torch_checkpoints;
 mod toy_manifest;
 

@@ -7,6 +7,7 @@ mod fetch_data;
 mod regress;
 mod repo;
 mod reproduce;
+mod step_costs;
 
 use clap::{Parser, Subcommand};
 

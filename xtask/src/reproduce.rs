@@ -19,8 +19,9 @@ use fewshot::manifest::experiment::{Experiment, PlannedCell};
 use fewshot::manifest::load_dataset;
 use fewshot::report::provenance::BuildInfo;
 use fewshot::report::report_files::write_report;
-use fewshot::report::run_results::{read_eval, read_train_log, CellResult, PhaseTimes};
+use fewshot::report::run_results::{read_eval, CellResult, PhaseTimes};
 
+use crate::step_costs::{estimate_seconds, human, step_history};
 use crate::{cell_launcher, fetch_data, repo};
 
 #[derive(Args)]
@@ -486,87 +487,6 @@ fn current_test_fingerprint(data_dir: &Path, manifests: &Path, c: &PlannedCell) 
     Store::open(&path)
         .ok()
         .map(|s| s.header.fingerprint.clone())
-}
-
-/// (backbone, head, image size, shot, device) → seconds per training step and per test episode, from
-/// finished runs that recorded their phase times.
-struct StepRecord {
-    key: String,
-    per_step: f64,
-    per_episode: f64,
-}
-
-fn cost_key(cell: &CellConfig, device: &str) -> String {
-    format!(
-        "{:?}/{}/{}/{}/{}",
-        cell.backbone.kind,
-        if cell.is_pretrain_node() {
-            "pre-training"
-        } else {
-            cell.head.name()
-        },
-        cell.image_size,
-        cell.episode.n_shot,
-        device.split(':').next().unwrap_or(device)
-    )
-}
-
-/// Training steps the cell runs itself: a node's pre-training batches, a cell's episodes (its
-/// pre-training is its node's).
-fn steps_of(cell: &CellConfig) -> f64 {
-    let t = &cell.train;
-    let pre = match (&t.pretrain, cell.is_pretrain_node()) {
-        (Some(p), true) => p.epochs * p.batches_per_epoch,
-        _ => 0,
-    };
-    (t.epochs * t.episodes_per_epoch + pre) as f64
-}
-
-fn step_history(runs: &Path) -> Vec<StepRecord> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(runs) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let phases: Option<PhaseTimes> = std::fs::read_to_string(dir.join("phases.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let cell = std::fs::read_to_string(dir.join("cell.toml"))
-            .ok()
-            .and_then(|t| CellConfig::from_toml(&t).ok());
-        let done = match &cell {
-            Some(c) if c.is_pretrain_node() => fewshot::run_folders::pretrain_done(&dir),
-            _ => read_train_log(&dir).map(|l| !l.is_empty()).unwrap_or(false),
-        };
-        if let (Some(p), Some(cell), true) = (phases, cell, done) {
-            let eval = p.eval_seconds.or(cell.is_pretrain_node().then_some(0.0));
-            if let (Some(train), Some(eval)) = (p.train_seconds, eval) {
-                out.push(StepRecord {
-                    key: cost_key(&cell, &p.device),
-                    per_step: train / steps_of(&cell).max(1.0),
-                    per_episode: eval / cell.eval.test_episodes.max(1) as f64,
-                });
-            }
-        }
-    }
-    out
-}
-
-fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
-    let key = cost_key(cell, device);
-    let r = history.iter().find(|r| r.key == key)?;
-    Some(r.per_step * steps_of(cell) + r.per_episode * cell.eval.test_episodes as f64)
-}
-
-fn human(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.1} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
 }
 
 fn build_info(root: &Path, binary: &Path, device: &str) -> BuildInfo {

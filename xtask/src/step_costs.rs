@@ -1,0 +1,119 @@
+//! Cost estimates for `reproduce --dry-run`: seconds per training step and per test episode, read
+//! from the `phases.json` of finished run folders and keyed by (backbone, head, image size, shot,
+//! device); a pre-training node is timed by its batches, a cell by its own episodes.
+
+use std::path::Path;
+
+use fewshot::manifest::cell::CellConfig;
+use fewshot::report::run_results::{read_train_log, PhaseTimes};
+
+/// (backbone, head, image size, shot, device) → seconds per training step and per test episode, from
+/// finished runs that recorded their phase times.
+pub struct StepRecord {
+    key: String,
+    per_step: f64,
+    per_episode: f64,
+}
+
+pub fn cost_key(cell: &CellConfig, device: &str) -> String {
+    format!(
+        "{:?}/{}/{}/{}/{}",
+        cell.backbone.kind,
+        if cell.is_pretrain_node() {
+            "pre-training"
+        } else {
+            cell.head.name()
+        },
+        cell.image_size,
+        cell.episode.n_shot,
+        device.split(':').next().unwrap_or(device)
+    )
+}
+
+/// Training steps the cell runs itself: a node's pre-training batches, a cell's episodes (its
+/// pre-training is its node's).
+pub fn steps_of(cell: &CellConfig) -> f64 {
+    let t = &cell.train;
+    let pre = match (&t.pretrain, cell.is_pretrain_node()) {
+        (Some(p), true) => p.epochs * p.batches_per_epoch,
+        _ => 0,
+    };
+    (t.epochs * t.episodes_per_epoch + pre) as f64
+}
+
+pub fn step_history(runs: &Path) -> Vec<StepRecord> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let phases: Option<PhaseTimes> = std::fs::read_to_string(dir.join("phases.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let cell = std::fs::read_to_string(dir.join("cell.toml"))
+            .ok()
+            .and_then(|t| CellConfig::from_toml(&t).ok());
+        let done = match &cell {
+            Some(c) if c.is_pretrain_node() => fewshot::run_folders::pretrain_done(&dir),
+            _ => read_train_log(&dir).map(|l| !l.is_empty()).unwrap_or(false),
+        };
+        if let (Some(p), Some(cell), true) = (phases, cell, done) {
+            let eval = p.eval_seconds.or(cell.is_pretrain_node().then_some(0.0));
+            if let (Some(train), Some(eval)) = (p.train_seconds, eval) {
+                out.push(StepRecord {
+                    key: cost_key(&cell, &p.device),
+                    per_step: train / steps_of(&cell).max(1.0),
+                    per_episode: eval / cell.eval.test_episodes.max(1) as f64,
+                });
+            }
+        }
+    }
+    out
+}
+
+pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
+    let key = cost_key(cell, device);
+    let r = history.iter().find(|r| r.key == key)?;
+    Some(r.per_step * steps_of(cell) + r.per_episode * cell.eval.test_episodes as f64)
+}
+
+pub fn human(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_is_estimated_from_a_finished_run_of_its_kind_only() {
+        let manifests = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let e = fewshot::manifest::experiment::Experiment::read(&manifests, "table1").unwrap();
+        let plan = e.plan(&manifests, "cpu-conv4").unwrap();
+        let (protonet_1, cosine_1) = (&plan[0].cell, &plan[2].cell);
+        assert_eq!(steps_of(protonet_1), 2000.0, "10 epochs of 200 episodes");
+        let node = protonet_1.pretrain_node().unwrap();
+        assert_eq!(steps_of(&node), 9000.0, "30 epochs of 300 batches");
+        let history = vec![StepRecord {
+            key: cost_key(protonet_1, "cpu"),
+            per_step: 0.5,
+            per_episode: 0.02,
+        }];
+        assert_eq!(
+            estimate_seconds(&history, protonet_1, "cpu"),
+            Some(0.5 * 2000.0 + 0.02 * 2000.0)
+        );
+        assert_eq!(estimate_seconds(&history, cosine_1, "cpu"), None);
+        assert_eq!(estimate_seconds(&history, protonet_1, "cuda:0"), None);
+        assert_eq!(human(90.0), "90 s");
+        assert_eq!(human(5400.0), "90.0 min");
+        assert_eq!(human(36000.0), "10.0 h");
+    }
+}
