@@ -159,7 +159,7 @@ pub fn train_cell(
     };
     let index = SplitIndex::from_header(&data.train.header);
     let sampler = EpisodeSampler::new(&cell.dataset, "train", spec, cell.seed, &index)?;
-    let (test_transform, train_transform) = transforms(cell);
+    let train_transform = transforms(cell).1;
     let class_of: std::collections::HashMap<&str, u32> = data
         .train
         .header
@@ -174,16 +174,7 @@ pub fn train_cell(
         // accuracy leave the pre-trained backbone as the cell's best checkpoint.
         if t.val_episodes > 0 {
             let started = Instant::now();
-            let n = t.val_episodes.min(data.val_episodes.len());
-            let records = evaluate(
-                &model,
-                &data.val,
-                &data.val_episodes[..n],
-                test_transform,
-                "validation of the starting point",
-            )
-            .map_err(c)?;
-            let v = summarise(&records).mean;
+            let v = validation_accuracy(&model, &data, cell, "validation of the starting point")?;
             state.best_val = Some(v);
             checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None, None)?;
             let log = serde_json::json!({
@@ -309,16 +300,7 @@ pub fn train_cell(
         state.epochs_done += 1;
         epochs_this_run += 1;
         let val_accuracy = if t.val_episodes > 0 {
-            let n = t.val_episodes.min(data.val_episodes.len());
-            let records = evaluate(
-                &model,
-                &data.val,
-                &data.val_episodes[..n],
-                test_transform,
-                "validation",
-            )
-            .map_err(c)?;
-            Some(summarise(&records).mean)
+            Some(validation_accuracy(&model, &data, cell, "validation")?)
         } else {
             None
         };
@@ -361,6 +343,25 @@ pub fn train_cell(
         0.0
     };
     outcome(cell, &state, per_step, epochs_this_run)
+}
+
+/// Mean accuracy on the first `train.val_episodes` frozen validation episodes (test transform).
+fn validation_accuracy(
+    model: &FewShotModel,
+    data: &CellData,
+    cell: &CellConfig,
+    label: &str,
+) -> Result<f64> {
+    let n = cell.train.val_episodes.min(data.val_episodes.len());
+    let records = evaluate(
+        model,
+        &data.val,
+        &data.val_episodes[..n],
+        transforms(cell).0,
+        label,
+    )
+    .map_err(c)?;
+    Ok(summarise(&records).mean)
 }
 
 /// Cross-entropy of `fc(GAP(backbone(x)))` over the training classes on one base-class batch of

@@ -159,7 +159,25 @@ pub struct CellCommand<'a> {
     pub extra: Vec<std::ffi::OsString>,
 }
 
-impl CellCommand<'_> {
+impl<'a> CellCommand<'a> {
+    /// The command for one cell's config, with no extra arguments.
+    pub fn new(
+        binary: &'a Path,
+        config: &'a Path,
+        device: &'a str,
+        data_dir: &'a Path,
+        runs: &'a Path,
+    ) -> Self {
+        Self {
+            binary,
+            config,
+            device,
+            data_dir,
+            runs,
+            extra: Vec::new(),
+        }
+    }
+
     /// Runs `fewshot <action>` with stdout and stderr appended to `log`; an error on a non-zero exit.
     pub fn run(&self, action: &str, log: &Path) -> Result<()> {
         let file = std::fs::OpenOptions::new()

@@ -224,14 +224,7 @@ fn run_gate(
     log: &Path,
 ) -> Result<Vec<EpisodeAccuracy>> {
     let manifests = repo::manifests();
-    let mut command = CellCommand {
-        binary,
-        config: cell_file,
-        device: "cpu",
-        data_dir,
-        runs,
-        extra: Vec::new(),
-    };
+    let mut command = CellCommand::new(binary, cell_file, "cpu", data_dir, runs);
     if let Some(s) = cell.sabotage {
         command.extra.extend(["--sabotage".into(), s.name().into()]);
     }

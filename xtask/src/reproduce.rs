@@ -247,14 +247,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("cell.toml");
         fewshot::atomic_write::write_atomically(&config, toml_text(node)?.as_bytes())?;
-        let command = cell_launcher::CellCommand {
-            binary: &binary,
-            config: &config,
-            device: &device,
-            data_dir: &data_dir,
-            runs: &runs,
-            extra: Vec::new(),
-        };
+        let command = cell_launcher::CellCommand::new(&binary, &config, &device, &data_dir, &runs);
         let t = Instant::now();
         let result = command.run("train", &log);
         add_train_seconds(&dir, &device, t.elapsed().as_secs_f64())?;
@@ -327,14 +320,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         phases.device = device.clone();
-        let command = cell_launcher::CellCommand {
-            binary: &binary,
-            config: &config,
-            device: &device,
-            data_dir: &data_dir,
-            runs: &runs,
-            extra: Vec::new(),
-        };
+        let command = cell_launcher::CellCommand::new(&binary, &config, &device, &data_dir, &runs);
         let run_phase = |action: &str| -> Result<f64> {
             let t = Instant::now();
             command.run(action, &log)?;
