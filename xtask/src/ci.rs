@@ -80,9 +80,15 @@ pub fn run(args: CiArgs) -> Result<()> {
         );
     }
     println!("== ci: cuda: cargo clippy --features cuda (through cuda-build-env.sh)");
+    // beside the CPU build (its own folder: other features, other toolchain environment)
+    let cuda_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("cuda-check");
     let script = format!(
-        "set -e; cargo fetch --quiet; eval \"$('{}')\"; cargo clippy -p fewshot --features cuda --all-targets --target-dir target/cuda-check -- -D warnings",
-        env_script.display()
+        "set -e; cargo fetch --quiet; eval \"$('{}')\"; cargo clippy -p fewshot --features cuda --all-targets --target-dir '{}' -- -D warnings",
+        env_script.display(),
+        cuda_dir.display()
     );
     let status = Command::new("bash")
         .args(["-c", &script])
