@@ -1,5 +1,5 @@
 //! Times one training step by phase on a device, for the GPU comparison of issue #6 and for the same
-//! measurement on CPU: `step_timing <cpu|cuda[:N]> <step> <stock|fast|fast-tf32> [steps] [warm-up]` (defaults 20 timed steps after 5 warm-up steps).
+//! measurement on CPU: `step_timing <cpu|cuda[:N]> <step> <stock|fast|fast-tf32|fast-fastest> [steps] [warm-up]` (defaults 20 timed steps after 5 warm-up steps).
 //! - `conv4`, `resnet12`: the benches' ProtoNet step (5-way 5-shot 15-query, 100 seeded images at
 //!   84×84, `benches/shared/protonet_step.rs`), as `../shared/bench/torch_reference.py` times PyTorch.
 //! - `conv4-eval`, `resnet12-eval`: the same ProtoNet episode evaluated (evaluation mode, no
@@ -138,7 +138,7 @@ impl Built {
 fn main() {
     fewshot::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|conv4-episodes|resnet12-episodes|lwfm-r18-1s|lwfm-r18-5s|lwfm-r18-1s-eval|lwfm-r18-5s-eval|layers-conv4|layers-resnet12> <stock|fast|fast-tf32> [steps] [warm-up]";
+    let usage = "usage: step_timing <cpu|cuda[:N]> <conv4|resnet12|conv4-eval|resnet12-eval|conv4-episodes|resnet12-episodes|lwfm-r18-1s|lwfm-r18-5s|lwfm-r18-1s-eval|lwfm-r18-5s-eval|layers-conv4|layers-resnet12> <stock|fast|fast-tf32|fast-fastest> [steps] [warm-up]";
     if !(4..=6).contains(&args.len()) {
         eprintln!("{usage}");
         std::process::exit(2);

@@ -5,7 +5,7 @@
 //! (`#[path]`): it is measuring scaffolding, not part of the library.
 
 use candle_core::{Device, Tensor, Var};
-use fewshot::layers::{ConvMath, LayerOps, OpsPath};
+use fewshot::layers::{ConvAlgorithms, ConvMath, LayerOps, OpsPath};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
 use fewshot::train::model::FewShotModel;
@@ -20,18 +20,26 @@ pub fn parse_backbone(name: &str) -> Result<BackboneKind, String> {
     }
 }
 
-/// The layers' ops from their command-line name: `stock`, `fast` (f32) or `fast-tf32` (the fast
-/// path with TF32 convolutions, as eager PyTorch convolves by default on a GPU).
+/// The layers' ops from their command-line name: `stock`, `fast` (f32, deterministic cuDNN
+/// algorithms), `fast-tf32` (the fast path with TF32 convolutions, as eager PyTorch convolves by
+/// default on a GPU) or `fast-fastest` (f32, whatever algorithm cuDNN ranks first, deterministic or
+/// not: what determinism costs).
 #[allow(dead_code)] // the bench takes its paths from a list
 pub fn parse_ops(name: &str) -> Result<LayerOps, String> {
     match name {
         "fast" => Ok(LayerOps::f32(OpsPath::Fast)),
         "stock" => Ok(LayerOps::f32(OpsPath::Stock)),
         "fast-tf32" => Ok(LayerOps {
-            path: OpsPath::Fast,
             conv_math: ConvMath::Tf32,
+            ..LayerOps::f32(OpsPath::Fast)
         }),
-        other => Err(format!("unknown ops {other:?} (stock, fast or fast-tf32)")),
+        "fast-fastest" => Ok(LayerOps {
+            conv_algorithms: ConvAlgorithms::Fastest,
+            ..LayerOps::f32(OpsPath::Fast)
+        }),
+        other => Err(format!(
+            "unknown ops {other:?} (stock, fast, fast-tf32 or fast-fastest)"
+        )),
     }
 }
 

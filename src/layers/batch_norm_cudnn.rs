@@ -18,13 +18,10 @@ use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
+use super::cuda_rules::batch_norm_epsilon;
 use super::cudnn_descriptors::{check, one, zero, TensorDescriptor};
 use super::cudnn_handle::CudnnHandle;
 use super::op_operands::contiguous_view;
-
-/// The smallest ε older cuDNN releases accept (`CUDNN_BN_MIN_EPSILON`, 1e-5; cuDNN 9 headers say 0):
-/// refused here with the layer's value rather than as a bare status code.
-const MIN_EPSILON: f64 = 1e-5;
 
 /// What both passes set up: the handle and its stream, the data's (batch, c, h·w, 1) descriptor and
 /// the per-channel parameters' one, and the outputs, uninitialised: one the data's size (y or dx)
@@ -45,9 +42,11 @@ impl Call {
         eps: f64,
         device: &CudaDevice,
     ) -> Result<Self> {
-        if eps < MIN_EPSILON {
-            candle_core::bail!("{op}: cuDNN needs ε ≥ {MIN_EPSILON}, the layer has {eps}");
-        }
+        // the linked library's minimum (`CUDNN_BN_MIN_EPSILON`: 0 since cuDNN 8), refused here
+        // with the layer's value rather than as a bare status code
+        let version = unsafe { sys::cudnnGetVersion() };
+        batch_norm_epsilon(eps, version)
+            .map_err(|e| candle_core::Error::Msg(format!("{op}: {e}")))?;
         let handle = CudnnHandle::for_device(device)?;
         let stream = handle.stream().clone();
         let data = TensorDescriptor::nchw([batch, channels, planes, 1])?;

@@ -7,16 +7,18 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use super::im2col::{conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry};
 use super::op_operands::contiguous_f32;
 use super::tf32_rounding::operand;
+#[cfg(test)]
 use super::ConvMath;
+use super::ConvSettings;
 
 /// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias, in the
-/// arithmetic `math` (for the gradients too).
+/// arithmetic and with the GPU algorithms of `settings` (for the gradients too).
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
     stride: usize,
     padding: usize,
-    math: ConvMath,
+    settings: ConvSettings,
 ) -> Result<Tensor> {
     let (batch, c_in, h, w) = x.dims4()?;
     let (c_out, w_in, k, k2) = weight.dims4()?;
@@ -43,11 +45,11 @@ pub fn conv2d(
         padding,
     };
     x.contiguous()?
-        .apply_op2(&weight.contiguous()?, ConvForward(geometry, math))
+        .apply_op2(&weight.contiguous()?, ConvForward(geometry, settings))
 }
 
 /// Forward: (x, weight) → out.
-struct ConvForward(ConvGeometry, ConvMath);
+struct ConvForward(ConvGeometry, ConvSettings);
 
 impl CustomOp2 for ConvForward {
     fn name(&self) -> &'static str {
@@ -62,8 +64,8 @@ impl CustomOp2 for ConvForward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let x = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
-        let w = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let x = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
+        let w = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
         let out = conv_forward(g, &x, &w);
         let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
         Ok((CpuStorage::F32(out), shape))
@@ -108,7 +110,7 @@ impl CustomOp2 for ConvForward {
 }
 
 /// Backward-data: (grad, weight) → dx.
-struct ConvBackwardData(ConvGeometry, ConvMath);
+struct ConvBackwardData(ConvGeometry, ConvSettings);
 
 impl CustomOp2 for ConvBackwardData {
     fn name(&self) -> &'static str {
@@ -123,8 +125,8 @@ impl CustomOp2 for ConvBackwardData {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let grad = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
-        let w = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let grad = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
+        let w = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
         let dx = conv_backward_data(g, &grad, &w);
         Ok((
             CpuStorage::F32(dx),
@@ -147,7 +149,7 @@ impl CustomOp2 for ConvBackwardData {
 }
 
 /// Backward-filter: (x, grad) → dW.
-struct ConvBackwardFilter(ConvGeometry, ConvMath);
+struct ConvBackwardFilter(ConvGeometry, ConvSettings);
 
 impl CustomOp2 for ConvBackwardFilter {
     fn name(&self) -> &'static str {
@@ -162,8 +164,8 @@ impl CustomOp2 for ConvBackwardFilter {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let x = operand(self.1, contiguous_f32(self.name(), s1, l1)?);
-        let grad = operand(self.1, contiguous_f32(self.name(), s2, l2)?);
+        let x = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
+        let grad = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
         let dw = conv_backward_filter(g, &x, &grad);
         Ok((
             CpuStorage::F32(dw),
@@ -206,7 +208,7 @@ mod tests {
             let x = Var::from_tensor(&seeded(&[2, c_in, hw, hw], "x")).unwrap();
             let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "w")).unwrap();
             let stock = x.conv2d(&w, padding, stride, 1, 1).unwrap();
-            let fast = conv2d(&x, &w, stride, padding, ConvMath::F32).unwrap();
+            let fast = conv2d(&x, &w, stride, padding, ConvMath::F32.into()).unwrap();
             assert_eq!(stock.dims(), fast.dims());
             assert!(
                 max_relative(&fast, &stock) <= 1e-4,
@@ -226,13 +228,15 @@ mod tests {
     fn non_f32_and_misfitting_operands_are_refused_with_the_reason() {
         let x = seeded(&[1, 3, 8, 8], "x");
         let w = seeded(&[4, 2, 3, 3], "w");
-        let e = conv2d(&x, &w, 1, 1, ConvMath::F32).unwrap_err().to_string();
+        let e = conv2d(&x, &w, 1, 1, ConvMath::F32.into())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("do not fit"), "{e}");
         let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
         let w64 = seeded(&[4, 3, 3, 3], "w")
             .to_dtype(candle_core::DType::F64)
             .unwrap();
-        let e = conv2d(&x64, &w64, 1, 1, ConvMath::F32)
+        let e = conv2d(&x64, &w64, 1, 1, ConvMath::F32.into())
             .unwrap_err()
             .to_string();
         assert!(e.contains("f32"), "{e}");

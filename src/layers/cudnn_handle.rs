@@ -1,8 +1,9 @@
 //! One cuDNN handle per thread and CUDA device, bound to the stream candle runs that device's
 //! kernels on (so cuDNN's work is ordered with candle's without synchronising), with what the fast
 //! path's cuDNN calls share: one workspace, grown to the largest request and reused by every later
-//! call, and the convolution algorithms, chosen once per shape and pass by cuDNN's heuristics
-//! (`cudnnGetConvolution*Algorithm_v7`, as eager PyTorch does without `cudnn.benchmark`) and cached.
+//! call, and the convolution algorithms: cuDNN's heuristic ranking (`cudnnGetConvolution*Algorithm_v7`,
+//! as eager PyTorch without `cudnn.benchmark`) filtered by `cuda_rules` (deterministic by default),
+//! walked by `conv_cudnn` until one runs, and cached per shape, settings and pass.
 //! cuDNN handles are not thread-safe (cuDNN developer guide, "Thread Safety"), hence per thread, as
 //! candle keeps its own.
 //!
@@ -19,11 +20,10 @@ use candle_core::{CudaDevice, Result};
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
 
-use super::cudnn_descriptors::{
-    check, math_type, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor,
-};
+use super::cuda_rules::{record_choice, usable_algorithms, Candidate, KernelMath, Ranked};
+use super::cudnn_descriptors::{check, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor};
 use super::im2col::ConvGeometry;
-use super::ConvMath;
+use super::ConvSettings;
 
 /// The most workspace one convolution may ask for; algorithms wanting more are passed over.
 const WORKSPACE_LIMIT: usize = 1 << 30;
@@ -37,26 +37,21 @@ pub(super) enum ConvPass {
 }
 
 /// A chosen algorithm of one pass.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Algorithm {
     Forward(sys::cudnnConvolutionFwdAlgo_t),
     BackwardData(sys::cudnnConvolutionBwdDataAlgo_t),
     BackwardFilter(sys::cudnnConvolutionBwdFilterAlgo_t),
 }
 
-/// A chosen algorithm, its math type and the workspace it needs, in bytes.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ChosenAlgorithm {
-    pub(super) algorithm: Algorithm,
-    pub(super) math: sys::cudnnMathType_t,
-    pub(super) workspace: usize,
-}
+/// A chosen algorithm, the math type it runs in and the workspace it needs, in bytes.
+pub(super) type ChosenAlgorithm = Candidate<Algorithm>;
 
 pub(super) struct CudnnHandle {
     pub(super) raw: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
     workspace: RefCell<Option<CudaSlice<u8>>>,
-    algorithms: RefCell<HashMap<(ConvGeometry, ConvMath, ConvPass), ChosenAlgorithm>>,
+    algorithms: RefCell<HashMap<(ConvGeometry, ConvSettings, ConvPass), ChosenAlgorithm>>,
 }
 
 thread_local! {
@@ -67,14 +62,17 @@ thread_local! {
 impl CudnnHandle {
     /// This thread's handle for `device`, made on first use.
     pub(super) fn for_device(device: &CudaDevice) -> Result<Rc<CudnnHandle>> {
+        // every cuDNN entry point comes through here: bind this device's context each time, since
+        // a thread may have bound another device's since (cuDNN works in the current context)
+        let stream = device.cuda_stream();
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| candle_core::Error::Cuda(format!("binding the context: {e}").into()))?;
         HANDLES.with(|handles| {
             if let Some(h) = handles.borrow().get(&device.id()) {
                 return Ok(h.clone());
             }
-            let stream = device.cuda_stream();
-            stream.context().bind_to_thread().map_err(|e| {
-                candle_core::Error::Cuda(format!("binding the context: {e}").into())
-            })?;
             let mut raw = std::ptr::null_mut();
             check(unsafe { sys::cudnnCreate(&mut raw) }, "create handle")?;
             let handle = Rc::new(CudnnHandle {
@@ -118,140 +116,137 @@ impl CudnnHandle {
         call(ptr as *mut c_void)
     }
 
-    /// The algorithm for one pass of convolution `g` (descriptors already made for it): cached,
-    /// or the first of cuDNN's heuristic ranking that succeeds within the workspace limit (for f32
-    /// in FMA math only, so no TF32) — implicit GEMM when none does — with its workspace as cuDNN
-    /// sizes it. cuDNN picks kernels by algorithm and math type together, so the descriptor is set
-    /// to the chosen math type (here and before every launch).
-    pub(super) fn algorithm(
+    /// The algorithm chosen earlier for one pass of convolution `g` in `settings`, if any.
+    pub(super) fn cached(
         &self,
         g: &ConvGeometry,
-        arithmetic: ConvMath,
+        settings: ConvSettings,
         pass: ConvPass,
-        descriptors: (
+    ) -> Option<ChosenAlgorithm> {
+        self.algorithms.borrow().get(&(*g, settings, pass)).copied()
+    }
+
+    /// Keeps the algorithm that ran for one pass and shape, and records it (once per shape) for
+    /// the examples' output: algorithm, math type, workspace, and those that failed before it.
+    pub(super) fn remember(
+        &self,
+        (g, settings, pass): (&ConvGeometry, ConvSettings, ConvPass),
+        chosen: ChosenAlgorithm,
+        failed: &[String],
+    ) {
+        self.algorithms
+            .borrow_mut()
+            .insert((*g, settings, pass), chosen);
+        let skipped = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", failed.join(", "))
+        };
+        record_choice(format!(
+            "cudnn conv {pass:?} {g:?} {:?} {:?}: {:?} math={:?} workspace={}{skipped}",
+            settings.math, settings.algorithms, chosen.algorithm, chosen.math, chosen.workspace
+        ));
+    }
+
+    /// The algorithms to try for one pass of convolution `g` (descriptors already made for it), in
+    /// the order of cuDNN's heuristic ranking (`cudnnGetConvolution*Algorithm_v7`, as eager
+    /// PyTorch without `cudnn.benchmark`) filtered by `cuda_rules::usable_algorithms`:
+    /// deterministic only unless the cell allows the fastest, f32 without tensor cores, implicit
+    /// GEMM last.
+    pub(super) fn candidates(
+        &self,
+        settings: ConvSettings,
+        pass: ConvPass,
+        (x, w, conv, y): (
             &TensorDescriptor,
             &FilterDescriptor,
             &ConvolutionDescriptor,
             &TensorDescriptor,
         ),
-    ) -> Result<ChosenAlgorithm> {
-        if let Some(chosen) = self.algorithms.borrow().get(&(*g, arithmetic, pass)) {
-            return Ok(*chosen);
+    ) -> Result<Vec<Candidate<Algorithm>>> {
+        macro_rules! ranking {
+            ($perf:ty, $query:ident, $variant:ident, $args:expr, $what:literal) => {{
+                let mut perf = [std::mem::zeroed::<$perf>(); 16];
+                let mut n = 0;
+                let (a, b, c, d) = $args;
+                check(
+                    sys::$query(self.raw, a, b, c, d, 16, &mut n, perf.as_mut_ptr()),
+                    $what,
+                )?;
+                perf[..n.max(0) as usize]
+                    .iter()
+                    .map(|p| Ranked {
+                        algorithm: Algorithm::$variant(p.algo),
+                        supported: p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS,
+                        deterministic: p.determinism
+                            == sys::cudnnDeterminism_t::CUDNN_DETERMINISTIC,
+                        math: kernel_math(p.mathType),
+                        workspace: p.memory,
+                    })
+                    .collect::<Vec<_>>()
+            }};
         }
-        let (x, w, conv, y) = descriptors;
-        let ranked: Vec<(Algorithm, sys::cudnnStatus_t, sys::cudnnMathType_t, usize)> = unsafe {
+        let ranked = unsafe {
             match pass {
-                ConvPass::Forward => {
-                    let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); 16];
-                    let mut n = 0;
-                    check(
-                        sys::cudnnGetConvolutionForwardAlgorithm_v7(
-                            self.raw,
-                            x.0,
-                            w.0,
-                            conv.0,
-                            y.0,
-                            16,
-                            &mut n,
-                            perf.as_mut_ptr(),
-                        ),
-                        "forward algorithm",
-                    )?;
-                    perf[..n.max(0) as usize]
-                        .iter()
-                        .map(|p| (Algorithm::Forward(p.algo), p.status, p.mathType, p.memory))
-                        .collect()
-                }
-                ConvPass::BackwardData => {
-                    let mut perf =
-                        [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); 16];
-                    let mut n = 0;
-                    check(
-                        sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                            self.raw,
-                            w.0,
-                            y.0,
-                            conv.0,
-                            x.0,
-                            16,
-                            &mut n,
-                            perf.as_mut_ptr(),
-                        ),
-                        "backward-data algorithm",
-                    )?;
-                    perf[..n.max(0) as usize]
-                        .iter()
-                        .map(|p| {
-                            (
-                                Algorithm::BackwardData(p.algo),
-                                p.status,
-                                p.mathType,
-                                p.memory,
-                            )
-                        })
-                        .collect()
-                }
-                ConvPass::BackwardFilter => {
-                    let mut perf =
-                        [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); 16];
-                    let mut n = 0;
-                    check(
-                        sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                            self.raw,
-                            x.0,
-                            y.0,
-                            conv.0,
-                            w.0,
-                            16,
-                            &mut n,
-                            perf.as_mut_ptr(),
-                        ),
-                        "backward-filter algorithm",
-                    )?;
-                    perf[..n.max(0) as usize]
-                        .iter()
-                        .map(|p| {
-                            (
-                                Algorithm::BackwardFilter(p.algo),
-                                p.status,
-                                p.mathType,
-                                p.memory,
-                            )
-                        })
-                        .collect()
-                }
+                ConvPass::Forward => ranking!(
+                    sys::cudnnConvolutionFwdAlgoPerf_t,
+                    cudnnGetConvolutionForwardAlgorithm_v7,
+                    Forward,
+                    (x.0, w.0, conv.0, y.0),
+                    "forward algorithm"
+                ),
+                ConvPass::BackwardData => ranking!(
+                    sys::cudnnConvolutionBwdDataAlgoPerf_t,
+                    cudnnGetConvolutionBackwardDataAlgorithm_v7,
+                    BackwardData,
+                    (w.0, y.0, conv.0, x.0),
+                    "backward-data algorithm"
+                ),
+                ConvPass::BackwardFilter => ranking!(
+                    sys::cudnnConvolutionBwdFilterAlgoPerf_t,
+                    cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                    BackwardFilter,
+                    (x.0, y.0, conv.0, w.0),
+                    "backward-filter algorithm"
+                ),
             }
         };
-        // f32 takes FMA kernels only; TF32 takes whatever cuDNN ranks first
-        let heuristic = ranked.iter().find(|(_, status, math, memory)| {
-            *status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                && (arithmetic == ConvMath::Tf32 || *math == sys::cudnnMathType_t::CUDNN_FMA_MATH)
-                && *memory <= WORKSPACE_LIMIT
-        });
-        // without a usable ranking, the implicit-GEMM algorithms, which run in FMA math for any shape
-        let (algorithm, math, ranked_memory) = match heuristic {
-            Some(&(algorithm, _, math, memory)) => (algorithm, math, memory),
-            None => (
-                match pass {
-                    ConvPass::Forward => Algorithm::Forward(
-                        sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-                    ),
-                    ConvPass::BackwardData => Algorithm::BackwardData(
-                        sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
-                    ),
-                    ConvPass::BackwardFilter => Algorithm::BackwardFilter(
-                        sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
-                    ),
-                },
-                math_type(arithmetic),
-                0,
+        // implicit GEMM: deterministic and FMA for every shape (cuDNN API reference, per algorithm)
+        let fallback = match pass {
+            ConvPass::Forward => Algorithm::Forward(
+                sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+            ),
+            ConvPass::BackwardData => Algorithm::BackwardData(
+                sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+            ),
+            ConvPass::BackwardFilter => Algorithm::BackwardFilter(
+                sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
             ),
         };
-        conv.set_math(math)?;
-        // the workspace as cuDNN sizes it for this algorithm, or the ranking's figure if larger
+        Ok(usable_algorithms(
+            &ranked,
+            settings.math,
+            settings.algorithms,
+            WORKSPACE_LIMIT,
+            fallback,
+        ))
+    }
+
+    /// The workspace `algorithm` needs as cuDNN sizes it (descriptor set to its math type), or the
+    /// ranking's figure if larger.
+    pub(super) fn workspace_size(
+        &self,
+        candidate: &Candidate<Algorithm>,
+        (x, w, conv, y): (
+            &TensorDescriptor,
+            &FilterDescriptor,
+            &ConvolutionDescriptor,
+            &TensorDescriptor,
+        ),
+    ) -> Result<usize> {
         let mut sized = 0usize;
         let status = unsafe {
-            match algorithm {
+            match candidate.algorithm {
                 Algorithm::Forward(a) => sys::cudnnGetConvolutionForwardWorkspaceSize(
                     self.raw, x.0, w.0, conv.0, y.0, a, &mut sized,
                 ),
@@ -267,17 +262,33 @@ impl CudnnHandle {
         };
         check(
             status,
-            &format!("{pass:?} workspace size of {algorithm:?} for {g:?} (FMA math)"),
+            &format!("workspace size of {:?}", candidate.algorithm),
         )?;
-        let chosen = ChosenAlgorithm {
-            algorithm,
-            math,
-            workspace: sized.max(ranked_memory),
-        };
-        self.algorithms
-            .borrow_mut()
-            .insert((*g, arithmetic, pass), chosen);
-        Ok(chosen)
+        Ok(sized.max(candidate.workspace))
+    }
+}
+
+/// cuDNN's math type as the rules see it.
+fn kernel_math(math: sys::cudnnMathType_t) -> KernelMath {
+    match math {
+        sys::cudnnMathType_t::CUDNN_FMA_MATH => KernelMath::Fma,
+        sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH => KernelMath::TensorOp,
+        sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION => {
+            KernelMath::TensorOpAllowConversion
+        }
+        _ => KernelMath::Default,
+    }
+}
+
+/// The math type to set on the descriptor to launch in `math`.
+pub(super) fn launch_math(math: KernelMath) -> sys::cudnnMathType_t {
+    match math {
+        KernelMath::Fma => sys::cudnnMathType_t::CUDNN_FMA_MATH,
+        KernelMath::Default => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
+        KernelMath::TensorOp => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
+        KernelMath::TensorOpAllowConversion => {
+            sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
+        }
     }
 }
 

@@ -106,7 +106,7 @@ fn convolutions(device: &Device, math: ConvMath, out: &mut Vec<Comparison>) -> R
         let x = Var::from_tensor(&seeded(&[batch, c_in, size, size], "check-x", 0.0, device)?)?;
         let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "check-w", 0.0, device)?)?;
         let stock = x.conv2d(&w, padding, stride, 1, 1)?;
-        let fast = super::conv_ops::conv2d(&x, &w, stride, padding, math)?;
+        let fast = super::conv_ops::conv2d(&x, &w, stride, padding, math.into())?;
         let stock_grads = gradients(&stock, "check-r", &[&x, &w])?;
         let fast_grads = gradients(&fast, "check-r", &[&x, &w])?;
         out.push(Comparison {
@@ -250,7 +250,46 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
     let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
-    output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))
+    output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))?;
+    max_pool_ties(device, out)
+}
+
+/// Max pooling where most windows hold a tied maximum (whole numbers in −3…3), against the fast op's
+/// CPU formulas: the output must match; where a tie's gradient goes is cuDNN's undocumented rule,
+/// so what is bound is each plane's gradient total (kept by any rule that routes a window's
+/// gradient to its maxima), while the element-wise difference from the CPU's first-maximum rule is
+/// reported (`reported`, no bound) for a GPU run to show which rule cuDNN follows. On the CPU it
+/// compares the op with itself.
+fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
+    let op = "max pool 2x2 s2 ties (4,8,20,20) vs cpu".to_string();
+    let x = (seeded(&[4, 8, 20, 20], "check-pool-ties", 0.0, device)? * 3.0)?.round()?;
+    let on_device = Var::from_tensor(&x)?;
+    let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
+    let fast = super::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
+    let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
+    let df = gradients(&fast, "check-pool-ties-r", &[&on_device])?;
+    let dc = gradients(&cpu, "check-pool-ties-r", &[&on_cpu])?;
+    let host = |t: &Tensor| t.to_device(&Device::Cpu);
+    let plane_totals = |t: &Tensor| host(t)?.sum((2, 3));
+    out.push(Comparison {
+        op: op.clone(),
+        quantity: "forward",
+        max_relative: max_relative(&host(&fast)?, &host(&cpu)?)?,
+        bound: TOLERANCE,
+    });
+    out.push(Comparison {
+        op: op.clone(),
+        quantity: "dx per plane",
+        max_relative: max_relative(&plane_totals(&df[0])?, &plane_totals(&dc[0])?)?,
+        bound: TOLERANCE,
+    });
+    out.push(Comparison {
+        op,
+        quantity: "dx tie rule",
+        max_relative: max_relative(&host(&df[0])?, &host(&dc[0])?)?,
+        bound: f32::INFINITY,
+    });
+    Ok(())
 }
 
 /// The SGD update: the in-place ops against `Sgd`'s composition of candle ops, weight and momentum
@@ -368,7 +407,7 @@ mod tests {
         let comparisons = compare_with_stock(&Device::Cpu).unwrap();
         assert_eq!(
             comparisons.len(),
-            2 * 5 * 3 + 6 + 2 * 4 + 2 + 3 * 2 + 2 * 2 + 3 * 2 + 1
+            2 * 5 * 3 + 6 + 2 * 4 + 2 + 3 * 2 + 2 * 2 + 3 * 2 + 1 + 3
         );
         for c in &comparisons {
             assert!(c.passes(), "{c:?}");

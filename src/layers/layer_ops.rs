@@ -1,12 +1,31 @@
 //! What a backbone's layers run: the ops path (candle's stock ops or the fast path's custom ops) and,
 //! on the fast path, the convolutions' arithmetic — both from the cell's `[backbone]` table.
 
-use crate::manifest::model::{BackboneConfig, ConvMath, OpsPath};
+use crate::manifest::model::{BackboneConfig, ConvAlgorithms, ConvMath, OpsPath};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerOps {
     pub path: OpsPath,
     pub conv_math: ConvMath,
+    pub conv_algorithms: ConvAlgorithms,
+}
+
+/// How the fast path's convolutions compute: the arithmetic, and on a GPU which cuDNN algorithms
+/// may run (the cache key of the chosen ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvSettings {
+    pub math: ConvMath,
+    pub algorithms: ConvAlgorithms,
+}
+
+impl From<ConvMath> for ConvSettings {
+    /// `math` with deterministic algorithms.
+    fn from(math: ConvMath) -> Self {
+        Self {
+            math,
+            algorithms: ConvAlgorithms::Deterministic,
+        }
+    }
 }
 
 impl LayerOps {
@@ -14,6 +33,15 @@ impl LayerOps {
         Self {
             path: config.ops,
             conv_math: config.conv_math,
+            conv_algorithms: config.conv_algorithms,
+        }
+    }
+
+    /// The convolutions' settings.
+    pub fn conv(&self) -> ConvSettings {
+        ConvSettings {
+            math: self.conv_math,
+            algorithms: self.conv_algorithms,
         }
     }
 
@@ -22,6 +50,7 @@ impl LayerOps {
         Self {
             path,
             conv_math: ConvMath::F32,
+            conv_algorithms: ConvAlgorithms::Deterministic,
         }
     }
 }

@@ -14,6 +14,7 @@ mod conv2d;
 #[cfg(feature = "cuda")]
 mod conv_cudnn;
 pub mod conv_ops;
+pub mod cuda_rules;
 #[cfg(feature = "cuda")]
 mod cudnn_descriptors;
 #[cfg(feature = "cuda")]
@@ -40,7 +41,7 @@ pub use leaky_relu::LeakyRelu;
 pub use max_pool::MaxPool2d;
 pub use pooling::{adaptive_avg_pool2d, max_pool2d};
 
-pub use crate::manifest::model::{ConvMath, OpsPath};
-pub use layer_ops::LayerOps;
+pub use crate::manifest::model::{ConvAlgorithms, ConvMath, OpsPath};
+pub use layer_ops::{ConvSettings, LayerOps};
 #[cfg(feature = "cuda")]
 pub use nvrtc_kernels::compile_module as compile_nvrtc_kernels;

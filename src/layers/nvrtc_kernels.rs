@@ -1,15 +1,18 @@
 //! The fast path's own CUDA kernels, for the ops cuDNN has no call for: the leaky ReLU's forward and
 //! backward (`leaky_relu_ops`), the evaluation-mode batch norm's per-channel normalisation
 //! (`batch_norm_eval_ops`) and the SGD update's two in-place passes (`sgd_update_ops`), each the
-//! same formula as the op's CPU side. One module compiled once per
-//! process with NVRTC (cudarc's `compile_ptx`; the GPU machine's CUDA 13 `libnvrtc`) and loaded into
-//! candle's device as a custom module.
+//! same formula as the op's CPU side. The source is `fast_path_kernels.cu`; build.rs compiles it to
+//! PTX with the build machine's nvcc (the toolkit candle's kernels are built with), which is what
+//! loads; NVRTC (cudarc's `compile_ptx`, the GPU machine's `libnvrtc`) compiles it again only if the
+//! driver refuses that PTX. Launches follow `cuda_rules::launch_grid` (none for an empty tensor,
+//! 64-bit indices).
 
 use std::sync::OnceLock;
 
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
+use super::cuda_rules::launch_grid;
 use super::op_operands::{contiguous_view, contiguous_view_mut};
 
 const MODULE: &str = "fewshot_fast_path";
@@ -28,70 +31,17 @@ const KERNELS: [&str; 5] = [
     SGD_WEIGHT,
 ];
 
-const SOURCE: &str = r#"
-extern "C" __global__ void leaky_relu_forward(
-    const float* x, float* y, const float slope, const unsigned int n) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        const float v = x[i];
-        // slope 0 is ReLU: 0 for x <= 0 (also for -inf, where v * 0 would be NaN), NaN kept
-        y[i] = slope == 0.0f ? (v <= 0.0f ? 0.0f : v) : (v > 0.0f ? v : v * slope);
-    }
-}
+/// The kernels' source, shared by nvcc (build.rs) and NVRTC.
+const SOURCE: &str = include_str!("fast_path_kernels.cu");
 
-extern "C" __global__ void leaky_relu_backward(
-    const float* x, const float* dy, float* dx, const float slope, const unsigned int n) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        const float v = x[i];
-        dx[i] = slope == 0.0f ? (v <= 0.0f ? 0.0f : dy[i]) : (v > 0.0f ? dy[i] : dy[i] * slope);
-    }
-}
+/// The PTX build.rs made with the build machine's nvcc (the toolkit candle's own kernels were built
+/// with, so it loads wherever they do).
+const BUILT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fast_path_kernels.ptx"));
 
-// p = [mean (c), deviation (c), gamma (c), beta (c)]; NCHW with `planes` = h·w
-extern "C" __global__ void channel_normalise(
-    const float* x, const float* p, float* y, const unsigned int channels,
-    const unsigned int planes, const unsigned int n) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        const unsigned int c = (i / planes) % channels;
-        y[i] = __fadd_rn(__fmul_rn(__fdiv_rn(__fsub_rn(x[i], p[c]), p[channels + c]),
-                                   p[2 * channels + c]), p[3 * channels + c]);
-    }
-}
+/// The NVRTC fallback's module, apart from the built one.
+const NVRTC_MODULE: &str = "fewshot_fast_path_nvrtc";
 
-// x·s as candle's affine kernel computes it: x·s + 0, which nvcc contracts to one fused
-// multiply-add (the same value; a negative product that underflows stays −0, where the CPU's
-// separate add makes it +0)
-__device__ float scaled(const float x, const float s) { return __fmaf_rn(x, s, 0.0f); }
-
-// d = g + w·λ, or g
-__device__ float decayed(const float g, const float w, const float wd, const unsigned int decays) {
-    return decays ? __fadd_rn(g, scaled(w, wd)) : g;
-}
-
-// b ← d (first step) or b·μ + d, in place
-extern "C" __global__ void sgd_momentum_buffer(
-    float* b, const float* g, const float* w, const float momentum, const float wd,
-    const unsigned int decays, const unsigned int first, const unsigned int n) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        const float d = decayed(g[i], w[i], wd, decays);
-        b[i] = first ? d : __fadd_rn(scaled(b[i], momentum), d);
-    }
-}
-
-// w ← w − η·s; step 0: s = d, 1: s = b (heavy ball), 2: s = d + b·μ (Nesterov)
-extern "C" __global__ void sgd_weight(
-    float* w, const float* g, const float* b, const float lr, const float momentum, const float wd,
-    const unsigned int decays, const unsigned int step, const unsigned int n) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-        const float v = w[i];
-        const float s = step == 1 ? b[i]
-            : (step == 2 ? __fadd_rn(decayed(g[i], v, wd, decays), scaled(b[i], momentum))
-                         : decayed(g[i], v, wd, decays));
-        w[i] = __fsub_rn(v, scaled(s, lr));
-    }
-}
-"#;
-
-/// The module's PTX, compiled on first use (or why it could not be).
+/// The module's PTX compiled by NVRTC on first use (or why it could not be): the fallback.
 fn ptx() -> Result<&'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
     PTX.get_or_init(|| {
@@ -103,26 +53,59 @@ fn ptx() -> Result<&'static str> {
     .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
 }
 
+/// Kernel `name` on `device`, from the PTX built with the build machine's nvcc, or NVRTC's when
+/// the driver refuses that (a PTX ISA newer than the driver knows fails to load; the message says
+/// both). A macro, as candle's function type cannot be named outside it.
+macro_rules! kernel {
+    ($device:expr, $name:expr) => {
+        match $device.get_or_load_custom_func($name, MODULE, BUILT_PTX) {
+            Ok(f) => f,
+            Err(built) => ptx()
+                .and_then(|ptx| $device.get_or_load_custom_func($name, NVRTC_MODULE, ptx))
+                .map_err(|nvrtc| refused($name, built, nvrtc))?,
+        }
+    };
+}
+
+fn refused(name: &str, built: candle_core::Error, nvrtc: candle_core::Error) -> candle_core::Error {
+    candle_core::Error::Cuda(
+        format!(
+            "loading the fast path's kernel `{name}`: the PTX built with nvcc failed ({built}) and so did NVRTC's ({nvrtc}); a driver older than the CUDA toolkit refuses its PTX: update the driver, or build with the toolkit the driver supports"
+        )
+        .into(),
+    )
+}
+
+/// The launch of `n` elements (`cuda_rules::launch_grid`), or `None` for none.
+fn launch_config(n: usize) -> Option<LaunchConfig> {
+    launch_grid(n).map(|(blocks, threads)| LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
 /// Compiles the module with NVRTC (no device needed, only `libnvrtc`) and checks that the PTX defines
 /// every kernel the launchers load; returns the PTX's size in bytes. `examples/fast_ops_check.rs
 /// kernels` runs it where the CUDA build is made, so a kernel that does not compile is found before
 /// any GPU time is spent.
 pub fn compile_module() -> Result<usize> {
     let ptx = ptx()?;
-    for name in KERNELS {
-        if !ptx.contains(&format!(".entry {name}(")) {
-            return Err(candle_core::Error::Cuda(
-                format!("the fast path's PTX has no kernel `{name}`").into(),
-            ));
+    for (source, ptx) in [("NVRTC", ptx), ("nvcc", BUILT_PTX)] {
+        for name in KERNELS {
+            if !ptx.contains(&format!(".entry {name}(")) {
+                return Err(candle_core::Error::Cuda(
+                    format!("the fast path's PTX from {source} has no kernel `{name}`").into(),
+                ));
+            }
         }
     }
     Ok(ptx.len())
 }
 
-fn element_count(n: usize) -> Result<u32> {
-    u32::try_from(n).map_err(|_| {
-        candle_core::Error::Cuda(format!("fast path kernel: {n} elements exceed u32").into())
-    })
+fn narrow(n: usize) -> Result<u32> {
+    u32::try_from(n)
+        .map_err(|_| candle_core::Error::Cuda(format!("fast path kernel: {n} exceeds u32").into()))
 }
 
 /// y = leaky_relu(x).
@@ -134,12 +117,15 @@ pub(super) fn leaky_relu_forward(
     let device: &CudaDevice = &x.device;
     let x = contiguous_view(op, x, lx)?;
     let n = x.len();
-    let count = element_count(n)?;
+    let count = n as u64;
     let mut y = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func(LEAKY_RELU_FORWARD, MODULE, ptx()?)?;
+    let Some(config) = launch_config(n) else {
+        return Ok(CudaStorage::wrap_cuda_slice(y, device.clone()));
+    };
+    let func = kernel!(device, LEAKY_RELU_FORWARD);
     let mut launch = func.builder();
     launch.arg(&x).arg(&mut y).arg(&slope).arg(&count);
-    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+    unsafe { launch.launch(config) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(CudaStorage::wrap_cuda_slice(y, device.clone()))
 }
@@ -157,12 +143,15 @@ pub(super) fn leaky_relu_backward(
         candle_core::bail!("{op}: x and dy differ in size");
     }
     let n = x.len();
-    let count = element_count(n)?;
+    let count = n as u64;
     let mut dx = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func(LEAKY_RELU_BACKWARD, MODULE, ptx()?)?;
+    let Some(config) = launch_config(n) else {
+        return Ok(CudaStorage::wrap_cuda_slice(dx, device.clone()));
+    };
+    let func = kernel!(device, LEAKY_RELU_BACKWARD);
     let mut launch = func.builder();
     launch.arg(&x).arg(&dy).arg(&mut dx).arg(&slope).arg(&count);
-    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+    unsafe { launch.launch(config) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(CudaStorage::wrap_cuda_slice(dx, device.clone()))
 }
@@ -181,10 +170,13 @@ pub(super) fn channel_normalise(
         candle_core::bail!("{op}: expected 4 × {channels} parameters");
     }
     let n = x.len();
-    let count = element_count(n)?;
-    let (channels, planes) = (element_count(channels)?, element_count(planes)?);
+    let count = n as u64;
+    let (channels, planes) = (narrow(channels)?, narrow(planes)?);
     let mut y = unsafe { device.alloc::<f32>(n) }?;
-    let func = device.get_or_load_custom_func(CHANNEL_NORMALISE, MODULE, ptx()?)?;
+    let Some(config) = launch_config(n) else {
+        return Ok(CudaStorage::wrap_cuda_slice(y, device.clone()));
+    };
+    let func = kernel!(device, CHANNEL_NORMALISE);
     let mut launch = func.builder();
     launch
         .arg(&x)
@@ -193,17 +185,17 @@ pub(super) fn channel_normalise(
         .arg(&channels)
         .arg(&planes)
         .arg(&count);
-    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+    unsafe { launch.launch(config) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(CudaStorage::wrap_cuda_slice(y, device.clone()))
 }
 
 /// Checks that an in-place op's operands are the size of the tensor it writes.
-fn same_length(op: &str, n: usize, others: [usize; 2]) -> Result<u32> {
+fn same_length(op: &str, n: usize, others: [usize; 2]) -> Result<usize> {
     if others.iter().any(|&m| m != n) {
         candle_core::bail!("{op}: operands differ in size ({n} and {others:?})");
     }
-    element_count(n)
+    Ok(n)
 }
 
 /// b ← d or b·μ + d in place, from [g, w]; `[μ, λ]`, `[λ ≠ 0, first step]`.
@@ -217,11 +209,12 @@ pub(super) fn sgd_momentum_buffer(
     let device: CudaDevice = b.device.clone();
     let (g, w) = (contiguous_view(op, g, lg)?, contiguous_view(op, w, lw)?);
     let mut b = contiguous_view_mut(op, b, lb)?;
-    let count = same_length(op, b.len(), [g.len(), w.len()])?;
-    if count == 0 {
+    let n = same_length(op, b.len(), [g.len(), w.len()])?;
+    let Some(config) = launch_config(n) else {
         return Ok(()); // a grid of no blocks is a launch error
-    }
-    let func = device.get_or_load_custom_func(SGD_MOMENTUM_BUFFER, MODULE, ptx()?)?;
+    };
+    let count = n as u64;
+    let func = kernel!(&device, SGD_MOMENTUM_BUFFER);
     let mut launch = func.builder();
     launch
         .arg(&mut b)
@@ -232,7 +225,7 @@ pub(super) fn sgd_momentum_buffer(
         .arg(&decays)
         .arg(&first)
         .arg(&count);
-    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+    unsafe { launch.launch(config) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(())
 }
@@ -248,11 +241,12 @@ pub(super) fn sgd_weight(
     let device: CudaDevice = w.device.clone();
     let (g, b) = (contiguous_view(op, g, lg)?, contiguous_view(op, b, lb)?);
     let mut w = contiguous_view_mut(op, w, lw)?;
-    let count = same_length(op, w.len(), [g.len(), b.len()])?;
-    if count == 0 {
+    let n = same_length(op, w.len(), [g.len(), b.len()])?;
+    let Some(config) = launch_config(n) else {
         return Ok(()); // a grid of no blocks is a launch error
-    }
-    let func = device.get_or_load_custom_func(SGD_WEIGHT, MODULE, ptx()?)?;
+    };
+    let count = n as u64;
+    let func = kernel!(&device, SGD_WEIGHT);
     let mut launch = func.builder();
     launch
         .arg(&mut w)
@@ -264,7 +258,7 @@ pub(super) fn sgd_weight(
         .arg(&decays)
         .arg(&step)
         .arg(&count);
-    unsafe { launch.launch(LaunchConfig::for_num_elems(count)) }
+    unsafe { launch.launch(config) }
         .map_err(|e| candle_core::Error::Cuda(format!("{op}: {e}").into()))?;
     Ok(())
 }

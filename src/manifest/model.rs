@@ -30,6 +30,24 @@ pub enum ConvMath {
     Tf32,
 }
 
+/// Which cuDNN convolution algorithms the fast path may run on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvAlgorithms {
+    /// Only those cuDNN reports deterministic (no atomics in the backward passes), so a GPU run
+    /// repeats bit for bit on the same card and library.
+    #[default]
+    Deterministic,
+    /// Whatever cuDNN's heuristics rank first, deterministic or not (faster for some shapes).
+    Fastest,
+}
+
+impl ConvAlgorithms {
+    pub fn is_deterministic(&self) -> bool {
+        *self == ConvAlgorithms::Deterministic
+    }
+}
+
 impl ConvMath {
     pub fn is_f32(&self) -> bool {
         *self == ConvMath::F32
@@ -80,6 +98,10 @@ pub struct BackboneConfig {
     /// The fast path's convolution arithmetic; absent = f32 (so existing cells keep their hashes).
     #[serde(default, skip_serializing_if = "ConvMath::is_f32")]
     pub conv_math: ConvMath,
+    /// The fast path's cuDNN algorithms on a GPU; absent = deterministic (hashes unchanged). No
+    /// effect on the CPU, whose convolutions are deterministic.
+    #[serde(default, skip_serializing_if = "ConvAlgorithms::is_deterministic")]
+    pub conv_algorithms: ConvAlgorithms,
 }
 
 impl BackboneConfig {
@@ -98,6 +120,7 @@ impl BackboneConfig {
             in_channels,
             ops: OpsPath::Stock,
             conv_math: ConvMath::F32,
+            conv_algorithms: ConvAlgorithms::Deterministic,
         }
     }
 
@@ -138,6 +161,11 @@ impl BackboneConfig {
                 "conv_math = \"{}\" is a setting of the fast path's convolutions: add ops = \"fast\" to the [backbone] table, or drop conv_math",
                 self.conv_math.name()
             ));
+        }
+        if !self.conv_algorithms.is_deterministic() && self.ops != OpsPath::Fast {
+            return Err(
+                "conv_algorithms = \"fastest\" is a setting of the fast path's convolutions: add ops = \"fast\" to the [backbone] table, or drop conv_algorithms".into(),
+            );
         }
         Ok(())
     }
@@ -366,6 +394,24 @@ mod tests {
         assert!(e.contains("ops = \"fast\""), "{e}");
         let e = backbone(&format!("{base}ops = \"fast\"\nconv_math = \"bf17\"\n")).unwrap_err();
         assert!(e.contains("bf17"), "{e}");
+    }
+
+    #[test]
+    fn conv_algorithms_default_to_deterministic_and_are_absent_then() {
+        let base = "kind = \"conv4\"\ntaps = [3, 4]\npool = 3\nin_channels = 3\n";
+        let plain = backbone(base).unwrap();
+        assert_eq!(plain.conv_algorithms, ConvAlgorithms::Deterministic);
+        assert!(!toml::to_string(&plain).unwrap().contains("conv_algorithms"));
+        let fastest = backbone(&format!(
+            "{base}ops = \"fast\"\nconv_algorithms = \"fastest\"\n"
+        ))
+        .unwrap();
+        assert_eq!(fastest.conv_algorithms, ConvAlgorithms::Fastest);
+        assert!(toml::to_string(&fastest)
+            .unwrap()
+            .contains("conv_algorithms = \"fastest\""));
+        let e = backbone(&format!("{base}conv_algorithms = \"fastest\"\n")).unwrap_err();
+        assert!(e.contains("ops = \"fast\""), "{e}");
     }
 
     #[test]
