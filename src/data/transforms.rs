@@ -239,6 +239,26 @@ mod tests {
         assert!((out[2 * 84 * 84 + 5] - v).abs() < 1e-6);
     }
 
+    /// CUB's store holds box crops at 92×92 (RENet's and DeepEMD's `Resize([92, 92])`, done once at
+    /// prepare time), so the test transform's resize is the identity there, as Pillow's is for an
+    /// image of the asked size, and the tensor is the centre 84×84 of the stored pixels.
+    #[test]
+    fn on_a_92_store_the_test_transform_is_the_centre_crop() {
+        let side = 92usize;
+        let pixels: Vec<u8> = (0..side * side * 3)
+            .map(|i| ((i * 7919) % 251) as u8)
+            .collect();
+        let mut rng = CounterRng::new([0, 0], 0);
+        let stored = StoredImage {
+            pixels: &pixels,
+            side: side as u32,
+            channels: 3,
+            fault: None,
+        };
+        let out = transform_pixels(Transform::PROTOCOL_TEST, stored, &mut rng);
+        assert_eq!(out, crop_box(&pixels, side, 3, (4, 4, 84, 84)));
+    }
+
     #[test]
     fn centre_crop_takes_the_middle() {
         // an image whose left half is 0 and right half 255, resized 84->92 and cropped 84: the centre
