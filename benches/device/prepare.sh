@@ -5,7 +5,7 @@
 # ../shared/tools/gpu-env.sh, ../shared/bench/torch_reference.py and run_step_timing.sh. Run from
 # the repository root:
 #
-#   bash benches/device/prepare.sh            # CUDA build (../shared/tools/cuda-build-env.sh)
+#   bash benches/device/prepare.sh            # CUDA build (environment from `cargo xtask cuda-env`)
 #   bash benches/device/prepare.sh --cpu      # CPU build, to try the run script here first
 #
 # Then, with the device tool: run(command="bash device-run/run_step_timing.sh cuda",
@@ -24,9 +24,8 @@ if [ "$mode" = "--cpu" ]; then
   cargo build --release --example step_timing --example fast_ops_check --target-dir target
   built="target/release/examples"
 else
-  # cuda-build-env.sh patches cudarc's sources in cargo's registry: a fresh checkout has not fetched them
   cargo fetch --locked
-  eval "$("$shared/tools/cuda-build-env.sh")"
+  eval "$(cargo xtask cuda-env)"
   cargo build --release --features cuda --example step_timing --example fast_ops_check \
     --target-dir target/cuda
   built="target/cuda/release/examples"

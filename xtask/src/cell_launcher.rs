@@ -26,7 +26,7 @@ pub struct CellArgs {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Run this binary instead of building one (e.g. a CUDA build made with cuda-build-env.sh).
+    /// Run this binary instead of building one (e.g. a CUDA build made aside).
     #[arg(long)]
     binary: Option<PathBuf>,
 }
@@ -96,7 +96,7 @@ pub fn cuda_ready(probe: &CudaProbe, prebuilt: bool, what: &str) -> Result<()> {
     }
     if !probe.nvcc && !prebuilt {
         bail!(
-            "{what} runs on CUDA, but `nvcc` does not answer: the `cuda` build needs the CUDA 13 toolkit and cuDNN 9 on PATH, or pass --binary with a fewshot built with --features cuda"
+            "{what} runs on CUDA, but `nvcc` does not answer: the `cuda` build needs the CUDA 13 toolkit and cuDNN 9 (`eval \"$(cargo xtask cuda-env)\"` sets them up), or pass --binary with a fewshot built with --features cuda"
         );
     }
     Ok(())
@@ -220,7 +220,7 @@ pub fn check_libraries(binary: &Path) -> Result<()> {
     let missing = missing_libraries(&String::from_utf8_lossy(&out.stdout));
     if !missing.is_empty() {
         bail!(
-            "{} cannot start: these shared libraries do not resolve: {}. A CUDA build needs them at load time; add the folders that hold them to LD_LIBRARY_PATH (on the GPU machine: `source gpu-env.sh`; here, for CPU paths only: LD_LIBRARY_PATH=$FEWSHOT_CUDA_LOCAL_LD_PATH from cuda-build-env.sh)",
+            "{} cannot start: these shared libraries do not resolve: {}. A CUDA build needs them at load time; add the folders that hold them to LD_LIBRARY_PATH (on the GPU machine: `source gpu-env.sh`; here, for CPU paths only: LD_LIBRARY_PATH=$FEWSHOT_CUDA_LOCAL_LD_PATH from `cargo xtask cuda-env`)",
             binary.display(),
             missing.join(", ")
         );

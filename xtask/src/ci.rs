@@ -4,8 +4,8 @@
 //! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
 //! against `manifests/baselines/ci.toml`), table 1's `smoke` profile end to end into fresh run folders
 //! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), and
-//! the CUDA code compiled and linted with `--features cuda` through
-//! `../shared/tools/cuda-build-env.sh` (no GPU is needed to compile; none runs in CI). The CUDA step
+//! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
+//! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
 
 use std::path::PathBuf;
@@ -72,29 +72,35 @@ pub fn run(args: CiArgs) -> Result<()> {
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
     crate::regress::run(crate::regress::RegressArgs::default())?;
     smoke_reproduction(&root)?;
-    let env_script = root.join("../shared/tools/cuda-build-env.sh");
-    if !env_script.is_file() {
-        bail!(
-            "{} is missing: the CUDA compile check needs it (it installs the CUDA toolkit wheels and a libcuda link stub)",
-            env_script.display()
-        );
-    }
-    println!("== ci: cuda: cargo clippy --features cuda (through cuda-build-env.sh)");
+    println!("== ci: cuda: cargo clippy --features cuda (environment from `cargo xtask cuda-env`)");
+    // a system toolkit must not decide what CI checks: always the pinned wheels (kept outside the
+    // clone when .ci/run gives FEWSHOT_CUDA_HOME)
+    let env = crate::cuda_env::setup(&crate::cuda_env::CudaEnvArgs {
+        wheels: true,
+        compute_cap: "90".into(),
+        ..Default::default()
+    })?;
     // beside the CPU build (its own folder: other features, other toolchain environment)
     let cuda_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("cuda-check");
-    let script = format!(
-        "set -e; cargo fetch --quiet; eval \"$('{}')\"; cargo clippy -p fewshot --features cuda --all-targets --target-dir '{}' -- -D warnings",
-        env_script.display(),
-        cuda_dir.display()
-    );
-    let status = Command::new("bash")
-        .args(["-c", &script])
+    let status = Command::new("cargo")
+        .args([
+            "clippy",
+            "-p",
+            "fewshot",
+            "--features",
+            "cuda",
+            "--all-targets",
+            "--target-dir",
+        ])
+        .arg(&cuda_dir)
+        .args(["--", "-D", "warnings"])
+        .envs(env)
         .current_dir(&root)
         .status()
-        .context("running bash for the CUDA compile check")?;
+        .context("running cargo clippy for the CUDA compile check")?;
     if !status.success() {
         bail!("ci step `cuda` failed ({status})");
     }

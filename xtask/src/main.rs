@@ -1,8 +1,9 @@
 //! `cargo xtask`: the suite's entry points. `fetch-data` downloads, verifies and prepares datasets;
-//! `ci` runs the checks CI runs; `regress` is the accuracy gate. Each subcommand lives in its own file.
+//! `ci` runs the checks CI runs; `cuda-env` sets up the CUDA build; `regress` is the accuracy gate. Each subcommand lives in its own file.
 
 mod cell_launcher;
 mod ci;
+mod cuda_env;
 mod fetch_data;
 mod regress;
 mod repo;
@@ -30,6 +31,9 @@ enum Command {
     FetchData(fetch_data::FetchDataArgs),
     /// Train or evaluate one cell with the release `fewshot` binary (checks CUDA libraries first).
     Cell(cell_launcher::CellArgs),
+    /// Set up what the `cuda` build needs (system toolkit, or NVIDIA's CUDA 13 + cuDNN 9 wheels in
+    /// .cuda/) and print its environment: eval "$(cargo xtask cuda-env)".
+    CudaEnv(cuda_env::CudaEnvArgs),
     /// Run what CI runs: formatting, lints, the test suite and the accuracy gate (needs the mirror).
     Ci(ci::CiArgs),
     /// Train and evaluate a results table's cells and write its report (tables, paired tests, plots).
@@ -44,6 +48,7 @@ fn main() {
     let result = match cli.command {
         Command::FetchData(args) => fetch_data::run(args),
         Command::Ci(args) => ci::run(args),
+        Command::CudaEnv(args) => cuda_env::run(args),
         Command::Cell(args) => cell_launcher::run(args),
         Command::Regress(args) => regress::run(args),
         Command::Reproduce(args) => reproduce::run(args),
