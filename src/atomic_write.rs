@@ -26,6 +26,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    write_atomically(
+        path,
+        &serde_json::to_vec_pretty(value).expect("serialisable"),
+    )
+}
+
 /// `dir/.name.tmp`: the temporary name a file is written under before its rename.
 pub fn temporary_path(path: &Path) -> std::path::PathBuf {
     let name = path

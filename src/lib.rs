@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod atomic_write;
 #[cfg(feature = "train")]
 pub mod backbones;
+pub mod clock;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -10,11 +10,12 @@ use candle_core::Device;
 
 use super::runner::{evaluate, summarise, write_records};
 use super::stats::CI_FORMULA;
+use crate::atomic_write::write_json;
 use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::train::checkpoint;
 use crate::train::episode_batch::transforms;
-use crate::train::run_context::{write_json, CellData, RunPaths};
+use crate::train::run_context::{CellData, RunPaths};
 
 pub use super::summary::EvalSummary;
 

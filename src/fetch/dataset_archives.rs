@@ -11,8 +11,9 @@ use super::checksum::{hash_file, Digests, Expected};
 use super::location::{Location, Mirror};
 use super::transfer::{part_path, transfer};
 use crate::atomic_write::write_atomically;
+use crate::clock::utc_now;
 use crate::error::{Error, Result};
-use crate::manifest::{lock::utc_now, Archive, DatasetManifest, LockFile, LockedArchive, Source};
+use crate::manifest::{Archive, DatasetManifest, LockFile, LockedArchive, Source};
 
 /// Where data lives and where it may come from.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Where a cell's inputs and outputs are: its stores and frozen episode files (resolved through the
 //! dataset manifest), and its output folder `runs/<cell-hash>/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
 use crate::data::frozen_episodes::{
@@ -175,12 +175,4 @@ impl CellData {
             weights.as_deref(),
         )
     }
-}
-
-/// Writes `value` as pretty JSON, atomically.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    crate::atomic_write::write_atomically(
-        path,
-        &serde_json::to_vec_pretty(value).expect("serialisable"),
-    )
 }

@@ -7,7 +7,6 @@
 //! the baseline, with the reason, commit, machine and date, for review in the diff.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -168,7 +167,7 @@ pub fn run(args: RegressArgs) -> Result<()> {
         }
         let commit = fewshot::git_state::git_description(&root);
         let machine = machine_description();
-        let at = chrono_like_now();
+        let at = fewshot::clock::utc_now();
         for (i, records) in &measured {
             let g = &mut baselines.gate[*i];
             let stats = fewshot::eval::stats::mean_ci95(
@@ -314,14 +313,4 @@ pub fn machine_description() -> String {
         std::env::consts::OS,
         std::env::consts::ARCH
     )
-}
-
-/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (from `date`, to keep xtask free of a time crate).
-fn chrono_like_now() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
 }
