@@ -77,6 +77,38 @@ enum Command {
         #[arg(long)]
         val: bool,
     },
+    /// Train then evaluate one cell, holding its run folder's lock and recording each phase's wall
+    /// time in `phases.json`: what `cargo xtask reproduce` runs per cell, locally or as a Slurm task.
+    #[cfg(feature = "train")]
+    Cell {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Train only (a shared pre-training node has no test evaluation).
+        #[arg(long)]
+        train_only: bool,
+    },
+    /// Write an experiment's report from the run folders as they stand (what a Slurm report job runs
+    /// once the plan's cells are over): a planned cell without a result is reported as failed.
+    Report {
+        /// The table (`manifests/experiments/table<N>.toml`).
+        #[arg(long)]
+        table: u32,
+        #[arg(long)]
+        profile: String,
+        /// Only the cells whose hashes this file lists, one per line (default: the whole plan).
+        #[arg(long)]
+        cells: Option<PathBuf>,
+        /// The report folder (default: the profile's).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The device the cells ran on (for the provenance).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "manifests")]
+        manifests: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
     /// Show or prune the run folders under runs/.
     Runs {
         #[command(subcommand)]
@@ -269,6 +301,17 @@ fn run(command: Command) -> fewshot::Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "train")]
+        Command::Cell { run, train_only } => run_cell(&run, train_only),
+        Command::Report {
+            table,
+            profile,
+            cells,
+            out,
+            device,
+            manifests,
+            runs,
+        } => report(table, &profile, cells, out, &device, &manifests, &runs),
         Command::Runs { action } => match action {
             RunsAction::List { runs } => {
                 let all = fewshot::run_folders::list(&runs)?;
@@ -335,4 +378,82 @@ fn run(command: Command) -> fewshot::Result<()> {
             }
         }
     }
+}
+
+/// `fewshot cell`: train, then evaluate on the test episodes, under the run folder's lock.
+#[cfg(feature = "train")]
+fn run_cell(args: &RunArgs, train_only: bool) -> fewshot::Result<()> {
+    use fewshot::run_folders::{lock, record_phase, Phase};
+    let (cell, paths, device) = args.open()?;
+    let dir = paths.runs.join(cell.hash());
+    let (_held, waited) = lock(&dir)?;
+    if waited && dir.join("eval.json").is_file() {
+        println!(
+            "{}: finished by another process while this one waited for its lock",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let name = args.device.to_string();
+    let t = std::time::Instant::now();
+    fewshot::train::trainer::train_cell(&cell, &paths, &device, None)?;
+    record_phase(&dir, Phase::Train, &name, t.elapsed().as_secs_f64())?;
+    if train_only {
+        return Ok(());
+    }
+    use fewshot::eval::cell_eval::{eval_cell_on, Episodes, Weights};
+    let t = std::time::Instant::now();
+    let s = eval_cell_on(&cell, &paths, &device, &Weights::BestOfRun, Episodes::Test)?;
+    record_phase(&dir, Phase::Eval, &name, t.elapsed().as_secs_f64())?;
+    println!(
+        "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes",
+        s.dataset,
+        s.method,
+        s.shot,
+        100.0 * s.mean,
+        100.0 * s.ci95,
+        s.n
+    );
+    Ok(())
+}
+
+/// `fewshot report`: the plan's report from its run folders.
+fn report(
+    table: u32,
+    profile: &str,
+    cells: Option<PathBuf>,
+    out: Option<PathBuf>,
+    device: &str,
+    manifests: &std::path::Path,
+    runs: &std::path::Path,
+) -> fewshot::Result<()> {
+    use fewshot::manifest::experiment::Experiment;
+    use fewshot::report::plan_report::{report_plan, Missing, PlanRuns};
+    let experiment = Experiment::read(manifests, &format!("table{table}"))?;
+    let mut plan = experiment.plan(manifests, profile)?;
+    if let Some(list) = &cells {
+        let text = std::fs::read_to_string(list).map_err(|e| fewshot::Error::io(list, e))?;
+        let wanted: Vec<&str> = text.lines().map(str::trim).collect();
+        plan.retain(|c| wanted.contains(&c.cell.hash().as_str()));
+    }
+    let out = match out {
+        Some(o) => o,
+        None => PathBuf::from(&experiment.profile(profile)?.reports),
+    };
+    let binary = std::env::current_exe().map_err(|e| fewshot::Error::io("fewshot", e))?;
+    let root = std::env::current_dir().map_err(|e| fewshot::Error::io(".", e))?;
+    let build = fewshot::report::provenance::BuildInfo::collect(&root, &binary, device);
+    let runs = PlanRuns {
+        manifests,
+        experiment: &experiment,
+        profile,
+        plan: &plan,
+        runs,
+    };
+    let outcome = report_plan(&out, runs, Missing::AllFailed, build)?;
+    println!("report: {} files in {}", outcome.files.len(), out.display());
+    for f in &outcome.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
 }

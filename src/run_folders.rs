@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::manifest::baseline::CiBaselines;
 use crate::manifest::cell::CellConfig;
-use crate::manifest::experiment::Experiment;
+use crate::manifest::experiment::{Experiment, PlannedCell};
+use crate::report::run_results::PhaseTimes;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -53,7 +54,8 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        if !dir.is_dir() {
+        // `.slurm/` (submissions) and other dot-folders are not run folders
+        if !dir.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
         let cell = std::fs::read_to_string(dir.join("cell.toml"))
@@ -101,6 +103,112 @@ pub fn pretrain_done(dir: &Path) -> bool {
     match (cell.and_then(|c| c.train.pretrain), state) {
         (Some(p), Some(s)) => s["pretrain_epochs_done"].as_u64() == Some(p.epochs as u64),
         _ => false,
+    }
+}
+
+/// Where a planned cell's run folder stands — the cache rule of `reproduce`: a result is reused unless
+/// the test store it was scored on is no longer the prepared one; a folder with a last checkpoint
+/// resumes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheState {
+    Done,
+    Resumable,
+    New,
+    /// A result whose store fingerprint no longer matches the prepared store.
+    Stale(String),
+}
+
+/// The cache state of `c`'s run folder under `runs`, against the prepared test store under `data_dir`.
+pub fn cache_state(runs: &Path, data_dir: &Path, manifests: &Path, c: &PlannedCell) -> CacheState {
+    cache_rule(
+        &runs.join(c.cell.hash()),
+        current_test_fingerprint(data_dir, manifests, c).as_deref(),
+    )
+}
+
+/// The rule itself: `current` is the fingerprint of the test store as prepared now (`None`: not
+/// prepared, so a result cannot be checked and stands).
+pub fn cache_rule(dir: &Path, current: Option<&str>) -> CacheState {
+    match crate::report::run_results::read_eval(dir) {
+        Ok(Some(e)) => match current {
+            Some(fp) if fp != e.store_fingerprint => CacheState::Stale(format!(
+                "test store fingerprint {} ≠ {}",
+                &fp[..12.min(fp.len())],
+                &e.store_fingerprint[..12.min(e.store_fingerprint.len())]
+            )),
+            _ => CacheState::Done,
+        },
+        _ if dir.join("checkpoint-last.safetensors").is_file() => CacheState::Resumable,
+        _ => CacheState::New,
+    }
+}
+
+/// The fingerprint of the cell's prepared test store, when it is prepared.
+pub fn current_test_fingerprint(
+    data_dir: &Path,
+    manifests: &Path,
+    c: &PlannedCell,
+) -> Option<String> {
+    let m = crate::manifest::load_dataset(manifests, &c.dataset).ok()?;
+    let (variant, _) = m.split_lists(c.cell.split_variant.as_deref()).ok()?;
+    let path = crate::data::prepare::store_dir(data_dir, &m, variant).join(
+        crate::data::prepare::store_file_name(&m, "test", c.cell.store_size),
+    );
+    crate::data::store::Store::open(&path)
+        .ok()
+        .map(|s| s.header.fingerprint.clone())
+}
+
+/// A phase of a cell whose wall time `phases.json` records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// Adds up over resumed runs.
+    Train,
+    /// The last evaluation's time.
+    Eval,
+}
+
+/// Records `seconds` of `phase` on `device` in the run folder's `phases.json` (written atomically).
+pub fn record_phase(dir: &Path, phase: Phase, device: &str, seconds: f64) -> Result<()> {
+    let path = dir.join("phases.json");
+    let mut phases: PhaseTimes = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    phases.device = device.to_string();
+    match phase {
+        Phase::Train => phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + seconds),
+        Phase::Eval => phases.eval_seconds = Some(seconds),
+    }
+    crate::atomic_write::write_json(&path, &phases)
+}
+
+/// The phase times recorded in `dir`, if any.
+pub fn phases(dir: &Path) -> Option<PhaseTimes> {
+    std::fs::read_to_string(dir.join("phases.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Takes the run folder's lock (`flock` on `dir/.lock`), waiting while another process holds it, so
+/// that two submissions of one plan never train the same cell at once; the kernel releases it when the
+/// holder exits or is killed. Returns the held lock and whether it had to wait.
+pub fn lock(dir: &Path) -> Result<(std::fs::File, bool)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok((file, false)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            file.lock().map_err(|e| Error::io(&path, e))?;
+            Ok((file, true))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 
@@ -196,5 +304,62 @@ mod tests {
             .map(|r| r.folder)
             .collect();
         assert_eq!(left, vec![kept]);
+    }
+
+    #[test]
+    fn the_cache_rule_reuses_results_resumes_checkpoints_and_sets_stale_ones_apart() {
+        let runs = tempfile::tempdir().unwrap();
+        let dir = runs.path().join("0123456789abcdef");
+        assert_eq!(cache_rule(&dir, None), CacheState::New);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("checkpoint-last.safetensors"), b"x").unwrap();
+        assert_eq!(cache_rule(&dir, Some("aaaa")), CacheState::Resumable);
+        let eval = serde_json::json!({
+            "cell_hash": "0123456789abcdef", "dataset": "mini-imagenet", "method": "protonet", "shot": 1,
+            "mean": 0.5, "ci95": 0.01, "n": 2000, "ci_formula": "1.96 * std(ddof=1) / sqrt(n)",
+            "store_fingerprint": "9df30158d9febf377072", "episodes_sha256": "fe79", "seed": 1,
+            "checkpoint": "checkpoint-best.safetensors", "device": "cpu", "threads": 2, "git_commit": null
+        });
+        std::fs::write(dir.join("eval.json"), eval.to_string()).unwrap();
+        assert_eq!(
+            cache_rule(&dir, Some("9df30158d9febf377072")),
+            CacheState::Done
+        );
+        assert_eq!(
+            cache_rule(&dir, None),
+            CacheState::Done,
+            "an unprepared store cannot make it stale"
+        );
+        assert_eq!(
+            cache_rule(&dir, Some("18b7f2acc1907e022b30")),
+            CacheState::Stale("test store fingerprint 18b7f2acc190 ≠ 9df30158d9fe".into())
+        );
+        std::fs::write(dir.join("eval.json"), b"{").unwrap();
+        assert_eq!(
+            cache_rule(&dir, None),
+            CacheState::Resumable,
+            "an unreadable result is redone"
+        );
+    }
+
+    #[test]
+    fn phases_add_up_over_resumes_and_the_lock_waits_for_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        record_phase(dir.path(), Phase::Train, "cpu", 10.0).unwrap();
+        record_phase(dir.path(), Phase::Train, "cpu", 5.0).unwrap();
+        record_phase(dir.path(), Phase::Eval, "cpu", 3.0).unwrap();
+        record_phase(dir.path(), Phase::Eval, "cpu", 2.0).unwrap();
+        let p = phases(dir.path()).unwrap();
+        assert_eq!((p.train_seconds, p.eval_seconds), (Some(15.0), Some(2.0)));
+        let (held, waited) = lock(dir.path()).unwrap();
+        assert!(!waited);
+        let path = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || lock(&path).map(|(_, waited)| waited).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!second.is_finished(), "a second holder waits");
+        drop(held);
+        assert!(second.join().unwrap(), "and says it waited");
+        // the lock file is a dot-file and the folder has no run folders in it
+        assert!(list(dir.path()).unwrap().is_empty());
     }
 }

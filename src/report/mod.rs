@@ -5,6 +5,7 @@ pub mod accuracy_table;
 pub mod consistency;
 pub mod paired_section;
 pub mod paired_tests;
+pub mod plan_report;
 pub mod plots;
 pub mod provenance;
 pub mod readme_block;

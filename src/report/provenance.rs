@@ -24,6 +24,40 @@ pub struct BuildInfo {
     pub driver: Option<String>,
 }
 
+impl BuildInfo {
+    /// The build and machine behind a report: the checkout at `root`, `binary --version`, and the
+    /// driver that `nvidia-smi` reports on a CUDA device.
+    pub fn collect(root: &Path, binary: &Path, device: &str) -> Self {
+        let run = |cmd: &mut std::process::Command| {
+            cmd.output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let cuda = device.starts_with("cuda");
+        let version = run(std::process::Command::new(binary).arg("--version"))
+            .unwrap_or_else(|| "unknown".into());
+        let driver = cuda
+            .then(|| {
+                run(std::process::Command::new("nvidia-smi")
+                    .args(["--query-gpu=driver_version", "--format=csv,noheader"]))
+            })
+            .flatten();
+        let mut features = vec!["train".to_string()];
+        if cuda {
+            features.push("cuda".into());
+        }
+        BuildInfo {
+            git_commit: crate::git_state::git_commit(root),
+            git_dirty: crate::git_state::git_dirty(root),
+            binary_version: version,
+            binary_features: features,
+            device: device.to_string(),
+            driver,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CellProvenance {
     pub group: String,

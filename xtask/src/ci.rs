@@ -3,7 +3,8 @@
 //! prepare of the real miniImageNet and Omniglot mirror, so FEWSHOT_MIRROR must point at it), the docs
 //! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
 //! against `manifests/baselines/ci.toml`), table 1's `smoke` profile end to end into fresh run folders
-//! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), and
+//! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), the
+//! Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
@@ -72,6 +73,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
     crate::regress::run(crate::regress::RegressArgs::default())?;
     smoke_reproduction(&root)?;
+    slurm_cluster_test(&root)?;
     println!("== ci: cuda: cargo clippy --features cuda (environment from `cargo xtask cuda-env`)");
     // a system toolkit must not decide what CI checks: always the pinned wheels (kept outside the
     // clone when .ci/run gives FEWSHOT_CUDA_HOME)
@@ -105,6 +107,41 @@ pub fn run(args: CiArgs) -> Result<()> {
         bail!("ci step `cuda` failed ({status})");
     }
     println!("== ci: all steps passed");
+    Ok(())
+}
+
+/// The Slurm executor against a real one-node cluster (`slurm_tests`, ignored by a plain `cargo test`
+/// because it starts daemons); where Slurm is not installed it says so, loudly, and goes on.
+fn slurm_cluster_test(root: &std::path::Path) -> Result<()> {
+    let installed = ["slurmctld", "slurmd", "munged", "sbatch"].iter().all(|p| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {p}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !installed {
+        println!("== ci: slurm: NOT RUN: slurm-wlm and munge are not installed here (apt-get install slurm-wlm munge)");
+        return Ok(());
+    }
+    println!(
+        "== ci: slurm: cargo test -p xtask slurm_tests -- --ignored (a real one-node cluster)"
+    );
+    let status = Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "xtask",
+            "slurm_tests",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .current_dir(root)
+        .status()
+        .context("running the Slurm test")?;
+    if !status.success() {
+        bail!("ci step `slurm` failed ({status})");
+    }
     Ok(())
 }
 

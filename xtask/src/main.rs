@@ -4,10 +4,17 @@
 mod cell_launcher;
 mod ci;
 mod cuda_env;
+mod dry_run;
 mod fetch_data;
 mod regress;
 mod repo;
 mod reproduce;
+mod slurm;
+#[cfg(test)]
+mod slurm_cluster;
+mod slurm_script;
+#[cfg(test)]
+mod slurm_tests;
 mod step_costs;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +44,7 @@ enum Command {
     /// Run what CI runs: formatting, lints, the test suite and the accuracy gate (needs the mirror).
     Ci(ci::CiArgs),
     /// Train and evaluate a results table's cells and write its report (tables, paired tests, plots).
-    Reproduce(reproduce::ReproduceArgs),
+    Reproduce(Box<reproduce::ReproduceArgs>),
     /// The CI accuracy gate: gate cells on real data against manifests/baselines/ci.toml.
     Regress(regress::RegressArgs),
 }
@@ -51,7 +58,7 @@ fn main() {
         Command::CudaEnv(args) => cuda_env::run(args),
         Command::Cell(args) => cell_launcher::run(args),
         Command::Regress(args) => regress::run(args),
-        Command::Reproduce(args) => reproduce::run(args),
+        Command::Reproduce(args) => reproduce::run(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

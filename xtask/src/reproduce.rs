@@ -5,64 +5,78 @@
 //! from its checkpoint; a finished one is reused unless its store fingerprint changed), and writes the
 //! report into the profile's folder (`reports/` for `full`, `reports/smoke/` for `smoke`). A failing cell
 //! is reported with its log and the others go on; the exit code says whether any failed.
+//! `--executor slurm` hands the same cells to Slurm as a job array instead (see `slurm`). Steps: plan
+//! (the cells and their cache state), prepare (datasets, the binary), execute (here or on Slurm),
+//! record (the report).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fewshot::data::prepare::{store_dir, store_file_name};
-use fewshot::data::store::Store;
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::experiment::{Experiment, PlannedCell};
-use fewshot::manifest::load_dataset;
+use fewshot::report::plan_report::{report_plan, Missing, PlanRuns};
 use fewshot::report::provenance::BuildInfo;
-use fewshot::report::report_files::write_report;
-use fewshot::report::run_results::{read_eval, CellResult, PhaseTimes};
+use fewshot::report::run_results::read_eval;
 
-use crate::step_costs::{estimate_seconds, human, step_history};
+use crate::step_costs::human;
 use crate::{cell_launcher, fetch_data, repo};
+use fewshot::run_folders::{cache_state, CacheState};
 
 #[derive(Args)]
 pub struct ReproduceArgs {
     /// The table to reproduce (`manifests/experiments/table<N>.toml`).
     #[arg(long)]
-    table: u32,
+    pub(crate) table: u32,
     /// full (the paper's protocol, GPU), quick (shortened training) or smoke (CPU, minutes).
     #[arg(long, default_value = "full")]
-    profile: String,
+    pub(crate) profile: String,
     /// Only these datasets (repeatable).
     #[arg(long)]
-    dataset: Vec<String>,
+    pub(crate) dataset: Vec<String>,
     /// Only these methods (repeatable).
     #[arg(long)]
-    method: Vec<String>,
+    pub(crate) method: Vec<String>,
     /// Only these shots (repeatable).
     #[arg(long)]
-    shot: Vec<usize>,
+    pub(crate) shot: Vec<usize>,
     /// cpu, cuda or cuda:N (default: the profile's).
     #[arg(long)]
-    device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Print the plan (cells, cached or not, estimated cost) and stop.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Use the dev build of `fewshot` (what `cargo test` builds) instead of a release build.
     #[arg(long)]
-    dev_build: bool,
+    pub(crate) dev_build: bool,
     /// Where datasets live (default: ./datasets, or FEWSHOT_DATA).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Where run folders go (default: ./runs).
     #[arg(long)]
-    runs: Option<PathBuf>,
+    pub(crate) runs: Option<PathBuf>,
     /// Run this `fewshot` binary instead of building one: for long runs, a release build copied aside
     /// at a recorded commit, so that resuming after the checkout moved on runs the same code.
     #[arg(long)]
-    binary: Option<PathBuf>,
+    pub(crate) binary: Option<PathBuf>,
     /// Run the plan's shared pre-training nodes only, then stop.
     #[arg(long)]
-    pretrain_only: bool,
+    pub(crate) pretrain_only: bool,
+    /// The report folder (default: the profile's, e.g. `reports/smoke/`).
+    #[arg(long)]
+    pub(crate) reports: Option<PathBuf>,
+    /// Where the cells run: here, one after another (`local`), or as a Slurm job array (`slurm`).
+    #[arg(long, value_enum, default_value = "local")]
+    pub(crate) executor: Executor,
+    #[command(flatten)]
+    pub slurm: crate::slurm::SlurmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug, clap::ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 impl ReproduceArgs {
@@ -82,19 +96,78 @@ impl ReproduceArgs {
             runs: Some(runs),
             binary: None,
             pretrain_only: false,
+            reports: None,
+            executor: Executor::Local,
+            slurm: crate::slurm::SlurmArgs::default(),
         }
     }
 }
 
-enum CacheState {
-    Done,
-    Resumable,
-    New,
-    /// A result whose store fingerprint no longer matches the prepared store.
-    Stale(String),
+/// What `reproduce` is asked to do, resolved: the experiment, its filtered cells and their nodes.
+pub struct Plan {
+    pub name: String,
+    pub experiment: Experiment,
+    pub profile_name: String,
+    pub reports: PathBuf,
+    pub device: String,
+    pub runs: PathBuf,
+    pub data_dir: PathBuf,
+    pub manifests: PathBuf,
+    pub cells: Vec<PlannedCell>,
+    /// Shared pre-training nodes, each with the indices of the cells that start from it.
+    pub nodes: Vec<(CellConfig, Vec<usize>)>,
+}
+
+/// A cell (or node) ready to run: its run folder with `cell.toml` written.
+pub struct Staged {
+    pub index: usize,
+    pub label: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
 }
 
 pub fn run(args: ReproduceArgs) -> Result<()> {
+    let plan = plan(&args)?;
+    println!(
+        "{} ({}), profile {}: {} cells on {}",
+        plan.name,
+        plan.experiment.title,
+        plan.profile_name,
+        plan.cells.len(),
+        plan.device
+    );
+    if args.dry_run {
+        crate::dry_run::print(&plan);
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (binary, unavailable) = prepare(&plan, &args)?;
+    let by_job = args.executor == Executor::Slurm;
+    let failed = match args.executor {
+        Executor::Local => {
+            let failed = run_nodes_locally(&plan, &binary, &unavailable)?;
+            if args.pretrain_only {
+                if !failed.is_empty() {
+                    bail!("a pre-training node failed (logs above); re-running resumes it");
+                }
+                println!("pre-training nodes done; --pretrain-only stops here");
+                return Ok(());
+            }
+            run_cells_locally(&plan, &binary, &unavailable, failed)?
+        }
+        Executor::Slurm => {
+            match crate::slurm::submit_and_follow(&plan, &binary, &unavailable, &args.slurm)? {
+                Some(failed) => failed,
+                None => return Ok(()), // --no-wait
+            }
+        }
+    };
+    record(&plan, &binary, &failed, started, by_job)
+}
+
+/// Resolves the experiment, the profile and the filters into cells.
+pub fn plan(args: &ReproduceArgs) -> Result<Plan> {
     let root = repo::root();
     let manifests = repo::manifests();
     let name = format!("table{}", args.table);
@@ -104,100 +177,47 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         .device
         .clone()
         .unwrap_or_else(|| profile.device.clone());
-    let runs = args.runs.clone().unwrap_or_else(|| root.join("runs"));
-    let data_dir = repo::data_dir(args.data_dir.clone());
-    let plan: Vec<PlannedCell> = experiment
+    let cells: Vec<PlannedCell> = experiment
         .plan(&manifests, &args.profile)?
         .into_iter()
         .filter(|c| args.dataset.is_empty() || args.dataset.contains(&c.dataset))
         .filter(|c| args.method.is_empty() || args.method.contains(&c.method))
         .filter(|c| args.shot.is_empty() || args.shot.contains(&c.shot))
         .collect();
-    if plan.is_empty() {
+    if cells.is_empty() {
         bail!(
             "the filters leave no cell of {name} under profile {}",
             args.profile
         );
     }
-    println!(
-        "{name} ({}), profile {}: {} — {} cells on {device}",
-        experiment.title,
-        args.profile,
-        profile.description,
-        plan.len()
-    );
+    Ok(Plan {
+        nodes: pretrain_nodes(&cells),
+        reports: args
+            .reports
+            .clone()
+            .unwrap_or_else(|| root.join(&profile.reports)),
+        runs: args.runs.clone().unwrap_or_else(|| root.join("runs")),
+        data_dir: repo::data_dir(args.data_dir.clone()),
+        profile_name: args.profile.clone(),
+        name,
+        experiment,
+        device,
+        manifests,
+        cells,
+    })
+}
 
-    let nodes = pretrain_nodes(&plan);
-
-    if args.dry_run {
-        let history = step_history(&runs);
-        if !nodes.is_empty() {
-            println!("\n| pre-training node | cell | shared by | state | estimate |\n|---|---|---|---|---|");
-        }
-        let mut total = Some(0.0);
-        for (node, users) in &nodes {
-            let dir = runs.join(node.hash());
-            let (state, estimate) = if fewshot::run_folders::pretrain_done(&dir) {
-                ("cached", Some(0.0))
-            } else if dir.join("checkpoint-last.safetensors").is_file() {
-                ("resumes", estimate_seconds(&history, node, &device))
-            } else {
-                ("new", estimate_seconds(&history, node, &device))
-            };
-            total = total.zip(estimate).map(|(t, e)| t + e);
-            let users: Vec<String> = users.iter().map(|k| format!("#{}", k + 1)).collect();
-            println!(
-                "| {}/{} {} epochs | {} | {} | {state} | {} |",
-                node.dataset,
-                format!("{:?}", node.backbone.kind).to_lowercase(),
-                node.train.pretrain.as_ref().map_or(0, |p| p.epochs),
-                node.hash(),
-                users.join(" "),
-                estimate.map(human).unwrap_or_else(|| "unknown".into())
-            );
-        }
-        println!("\n| # | group | method | dataset | shot | seed | cell | state | estimate |\n|---|---|---|---|---|---|---|---|---|");
-        for (k, c) in plan.iter().enumerate() {
-            let state = match cache_state(&runs, &data_dir, &manifests, c) {
-                CacheState::Done => "cached".to_string(),
-                CacheState::Resumable => "resumes".to_string(),
-                CacheState::New => "new".to_string(),
-                CacheState::Stale(why) => format!("stale ({why})"),
-            };
-            let estimate = if state == "cached" {
-                Some(0.0)
-            } else {
-                estimate_seconds(&history, &c.cell, &device)
-            };
-            total = total.zip(estimate).map(|(t, e)| t + e);
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {state} | {} |",
-                k + 1,
-                c.group,
-                c.method,
-                c.dataset,
-                c.shot,
-                c.seed,
-                c.cell.hash(),
-                estimate.map(human).unwrap_or_else(|| "unknown".into())
-            );
-        }
-        match total {
-            Some(t) => println!("\nestimated total: {} (from recorded step times of finished cells with the same backbone, head, image size, shot and device)", human(t)),
-            None => println!("\nestimated total: unknown (some cells have no finished run with the same backbone, head, image size, shot and device to time them by)"),
-        }
-        return Ok(());
-    }
-
-    if device.starts_with("cuda") {
+/// Datasets set up (a dataset that cannot be is listed with the reason, and fails its cells only) and
+/// the `fewshot` binary built (or the one given).
+fn prepare(plan: &Plan, args: &ReproduceArgs) -> Result<(PathBuf, Vec<(String, String)>)> {
+    if plan.device.starts_with("cuda") {
         cell_launcher::cuda_ready(
             &cell_launcher::probe_cuda(),
             args.binary.is_some(),
-            &format!("profile {}", args.profile),
+            &format!("profile {}", plan.profile_name),
         )?;
     }
-    // datasets: the same verified path as fetch-data; a dataset that cannot be set up fails its cells only
-    let mut datasets: Vec<String> = plan.iter().map(|c| c.dataset.clone()).collect();
+    let mut datasets: Vec<String> = plan.cells.iter().map(|c| c.dataset.clone()).collect();
     datasets.sort();
     datasets.dedup();
     let mut unavailable: Vec<(String, String)> = Vec::new();
@@ -210,200 +230,270 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             unavailable.push((d.clone(), format!("{e:#}")));
         }
     }
-    let cuda = device.starts_with("cuda");
     let binary = match &args.binary {
         Some(b) => b.clone(),
-        None => cell_launcher::build_fewshot(!args.dev_build, cuda)?,
+        None => cell_launcher::build_fewshot(!args.dev_build, plan.device.starts_with("cuda"))?,
     };
     cell_launcher::check_libraries(&binary)?;
+    Ok((binary, unavailable))
+}
 
-    let mut failed: Vec<(usize, PathBuf)> = Vec::new();
-    let started_all = Instant::now();
-    // the shared pre-training nodes first; a node that fails fails the cells that start from it
-    for (node, users) in &nodes {
-        let hash = node.hash();
-        let label = format!(
-            "pre-training {} ({hash}) for {} cells",
-            node.dataset,
-            users.len()
-        );
-        let dir = runs.join(&hash);
-        let log = dir.join("reproduce.log");
-        if unavailable.iter().any(|(d, _)| d == &node.dataset) {
-            continue; // its cells report the dataset
-        }
-        if fewshot::run_folders::pretrain_done(&dir) {
-            println!("{label}: cached");
+/// The pre-training nodes that are not finished, their folders and configs written.
+pub fn stage_nodes(plan: &Plan, unavailable: &[(String, String)]) -> Result<Vec<Staged>> {
+    let mut staged = Vec::new();
+    for (k, (node, users)) in plan.nodes.iter().enumerate() {
+        let dir = plan.runs.join(node.hash());
+        // a node of an unavailable dataset: its cells report the dataset
+        if unavailable.iter().any(|(d, _)| d == &node.dataset)
+            || fewshot::run_folders::pretrain_done(&dir)
+        {
             continue;
         }
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("cell.toml");
+        fewshot::atomic_write::write_atomically(&config, toml_text(node)?.as_bytes())?;
+        staged.push(Staged {
+            index: k,
+            label: format!(
+                "pre-training {} ({}) for {} cells",
+                node.dataset,
+                node.hash(),
+                users.len()
+            ),
+            log: dir.join("reproduce.log"),
+            dir,
+            config,
+        });
+    }
+    Ok(staged)
+}
+
+/// Stages cell `k`: `None` when it is cached; an error line in its log when its dataset is
+/// unavailable (`Err` holds the log); a stale result is moved aside first.
+pub fn stage_cell(
+    plan: &Plan,
+    k: usize,
+    unavailable: &[(String, String)],
+) -> Result<Option<std::result::Result<Staged, PathBuf>>> {
+    let c = &plan.cells[k];
+    let hash = c.cell.hash();
+    let dir = plan.runs.join(&hash);
+    let label = format!(
+        "[{}/{}] {}/{}/{}/{}-shot/seed {} ({hash})",
+        k + 1,
+        plan.cells.len(),
+        c.group,
+        c.method,
+        c.dataset,
+        c.shot,
+        c.seed
+    );
+    let log = dir.join("reproduce.log");
+    if let Some((_, why)) = unavailable.iter().find(|(d, _)| d == &c.dataset) {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            &log,
+            format!("dataset {} is not available: {why}\n", c.dataset),
+        )?;
         println!(
-            "{label}: {}",
-            if dir.join("checkpoint-last.safetensors").is_file() {
+            "{label}: FAILED (dataset unavailable; log {})",
+            log.display()
+        );
+        return Ok(Some(Err(log)));
+    }
+    match cache_state(&plan.runs, &plan.data_dir, &plan.manifests, c) {
+        CacheState::Done => {
+            println!("{label}: cached");
+            return Ok(None);
+        }
+        CacheState::Stale(why) => {
+            let aside = plan
+                .runs
+                .join(format!("{hash}.stale-{}", std::process::id()));
+            println!(
+                "{label}: stale ({why}); moved to {} and recomputed",
+                aside.display()
+            );
+            std::fs::rename(&dir, &aside)?;
+        }
+        CacheState::Resumable => println!("{label}: resuming"),
+        CacheState::New => println!("{label}: training"),
+    }
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("cell.toml");
+    fewshot::atomic_write::write_atomically(&config, toml_text(&c.cell)?.as_bytes())?;
+    Ok(Some(Ok(Staged {
+        index: k,
+        label,
+        dir,
+        config,
+        log,
+    })))
+}
+
+/// Runs the unfinished pre-training nodes here; returns the cells of the nodes that failed.
+fn run_nodes_locally(
+    plan: &Plan,
+    binary: &Path,
+    unavailable: &[(String, String)],
+) -> Result<Vec<(usize, PathBuf)>> {
+    let mut failed = Vec::new();
+    for (node, users) in &plan.nodes {
+        if fewshot::run_folders::pretrain_done(&plan.runs.join(node.hash()))
+            && !unavailable.iter().any(|(d, _)| d == &node.dataset)
+        {
+            println!(
+                "pre-training {} ({}) for {} cells: cached",
+                node.dataset,
+                node.hash(),
+                users.len()
+            );
+        }
+    }
+    for s in stage_nodes(plan, unavailable)? {
+        println!(
+            "{}: {}",
+            s.label,
+            if s.dir.join("checkpoint-last.safetensors").is_file() {
                 "resuming"
             } else {
                 "training"
             }
         );
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("cell.toml");
-        fewshot::atomic_write::write_atomically(&config, toml_text(node)?.as_bytes())?;
-        let command = cell_launcher::CellCommand::new(&binary, &config, &device, &data_dir, &runs);
         let t = Instant::now();
-        let result = command.run("train", &log);
-        add_train_seconds(&dir, &device, t.elapsed().as_secs_f64())?;
-        match result {
-            Ok(()) => println!("{label}: done in {}", human(t.elapsed().as_secs_f64())),
+        let mut command = cell_launcher::CellCommand::new(
+            binary,
+            &s.config,
+            &plan.device,
+            &plan.data_dir,
+            &plan.runs,
+        );
+        command.extra.push("--train-only".into());
+        match command.run("cell", &s.log) {
+            Ok(()) => println!("{}: done in {}", s.label, human(t.elapsed().as_secs_f64())),
             Err(e) => {
-                println!("{label}: FAILED: {e:#} (log {})", log.display());
-                failed.extend(users.iter().map(|&k| (k, log.clone())));
+                println!("{}: FAILED: {e:#} (log {})", s.label, s.log.display());
+                failed.extend(plan.nodes[s.index].1.iter().map(|&k| (k, s.log.clone())));
             }
         }
     }
-    if args.pretrain_only {
-        if !failed.is_empty() {
-            bail!("a pre-training node failed (logs above); re-running resumes it");
-        }
-        println!("pre-training nodes done; --pretrain-only stops here");
-        return Ok(());
-    }
-    for (k, c) in plan.iter().enumerate() {
+    Ok(failed)
+}
+
+/// Runs the cells here one after another (`fewshot cell`); returns the failed ones with their logs.
+fn run_cells_locally(
+    plan: &Plan,
+    binary: &Path,
+    unavailable: &[(String, String)],
+    mut failed: Vec<(usize, PathBuf)>,
+) -> Result<Vec<(usize, PathBuf)>> {
+    for k in 0..plan.cells.len() {
         if failed.iter().any(|(i, _)| *i == k) {
             continue;
         }
-        let hash = c.cell.hash();
-        let dir = runs.join(&hash);
-        let label = format!(
-            "[{}/{}] {}/{}/{}/{}-shot/seed {} ({hash})",
-            k + 1,
-            plan.len(),
-            c.group,
-            c.method,
-            c.dataset,
-            c.shot,
-            c.seed
-        );
-        let log = dir.join("reproduce.log");
-        if let Some((_, why)) = unavailable.iter().find(|(d, _)| d == &c.dataset) {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                &log,
-                format!("dataset {} is not available: {why}\n", c.dataset),
-            )?;
-            println!(
-                "{label}: FAILED (dataset unavailable; log {})",
-                log.display()
-            );
-            failed.push((k, log));
-            continue;
-        }
-        match cache_state(&runs, &data_dir, &manifests, c) {
-            CacheState::Done => {
-                println!("{label}: cached");
+        let s = match stage_cell(plan, k, unavailable)? {
+            None => continue,
+            Some(Err(log)) => {
+                failed.push((k, log));
                 continue;
             }
-            CacheState::Stale(why) => {
-                let aside = runs.join(format!("{hash}.stale-{}", std::process::id()));
-                println!(
-                    "{label}: stale ({why}); moved to {} and recomputed",
-                    aside.display()
-                );
-                std::fs::rename(&dir, &aside)?;
-            }
-            CacheState::Resumable => println!("{label}: resuming"),
-            CacheState::New => println!("{label}: training"),
-        }
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("cell.toml");
-        fewshot::atomic_write::write_atomically(&config, toml_text(&c.cell)?.as_bytes())?;
-        let mut phases: PhaseTimes = std::fs::read_to_string(dir.join("phases.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        phases.device = device.clone();
-        let command = cell_launcher::CellCommand::new(&binary, &config, &device, &data_dir, &runs);
-        let run_phase = |action: &str| -> Result<f64> {
-            let t = Instant::now();
-            command.run(action, &log)?;
-            Ok(t.elapsed().as_secs_f64())
+            Some(Ok(s)) => s,
         };
-        let outcome = run_phase("train").and_then(|train| {
-            phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + train);
-            println!("{label}: trained in {}, evaluating", human(train));
-            run_phase("eval").map(|eval| phases.eval_seconds = Some(eval))
-        });
-        fewshot::atomic_write::write_atomically(
-            &dir.join("phases.json"),
-            serde_json::to_string_pretty(&phases)?.as_bytes(),
-        )?;
-        match outcome {
+        let command = cell_launcher::CellCommand::new(
+            binary,
+            &s.config,
+            &plan.device,
+            &plan.data_dir,
+            &plan.runs,
+        );
+        match command.run("cell", &s.log) {
             Ok(()) => {
-                let e = read_eval(&dir)?.context("eval.json missing after eval")?;
+                let e = read_eval(&s.dir)?.context("eval.json missing after eval")?;
+                let phases = fewshot::run_folders::phases(&s.dir).unwrap_or_default();
                 println!(
-                    "{label}: {:.2} ± {:.2} % over {} episodes",
+                    "{}: {:.2} ± {:.2} % over {} episodes (trained in {}, evaluated in {})",
+                    s.label,
                     100.0 * e.mean,
                     100.0 * e.ci95,
-                    e.n
+                    e.n,
+                    phases.train_seconds.map(human).unwrap_or_default(),
+                    phases.eval_seconds.map(human).unwrap_or_default()
                 );
             }
             Err(e) => {
-                println!("{label}: FAILED: {e:#} (log {})", log.display());
-                failed.push((k, log));
+                println!("{}: FAILED: {e:#} (log {})", s.label, s.log.display());
+                failed.push((k, s.log));
             }
         }
     }
+    Ok(failed)
+}
 
-    let results: Vec<CellResult> = plan
-        .iter()
-        .enumerate()
-        .map(|(k, c)| {
-            let log = failed
-                .iter()
-                .find(|(i, _)| *i == k)
-                .map(|(_, l)| l.as_path());
-            CellResult::load(&runs, c, log)
-        })
-        .collect::<fewshot::Result<_>>()?;
-    let out = root.join(&profile.reports);
-    let build = build_info(&root, &binary, &device);
-    let outcome = write_report(
-        &out,
-        &manifests,
-        &experiment,
-        &args.profile,
-        &results,
-        build,
-    )?;
+/// Writes the report (and, for the full profile with every cell done, the README's results block).
+/// `by_job`: the Slurm report job wrote it (`fewshot report`, the same function) and it is only listed.
+fn record(
+    plan: &Plan,
+    binary: &Path,
+    failed: &[(usize, PathBuf)],
+    started: Instant,
+    by_job: bool,
+) -> Result<()> {
+    let root = repo::root();
+    let out = &plan.reports;
+    if by_job {
+        println!(
+            "\nreport written by the Slurm report job into {} ({} for all cells)",
+            out.display(),
+            human(started.elapsed().as_secs_f64())
+        );
+        return finish(plan, failed);
+    }
+    let build = BuildInfo::collect(&root, binary, &plan.device);
+    let runs = PlanRuns {
+        manifests: &plan.manifests,
+        experiment: &plan.experiment,
+        profile: &plan.profile_name,
+        plan: &plan.cells,
+        runs: &plan.runs,
+    };
+    let outcome = report_plan(out, runs, Missing::Failed(failed), build)?;
     println!(
         "\nreport ({} files, {} for all cells):",
         outcome.files.len(),
-        human(started_all.elapsed().as_secs_f64())
+        human(started.elapsed().as_secs_f64())
     );
     for f in &outcome.files {
         println!("  {}", f.strip_prefix(&root).unwrap_or(f).display());
     }
-    if args.profile == "full" && failed.is_empty() {
-        let table = out.join(format!("{name}.md"));
+    if let Some(why) = outcome.figures_skipped {
+        println!("  figures not drawn: {why}");
+    }
+    finish(plan, failed)
+}
+
+/// The README's results block (full profile, every cell done) and the exit status.
+fn finish(plan: &Plan, failed: &[(usize, PathBuf)]) -> Result<()> {
+    let (root, out) = (repo::root(), &plan.reports);
+    if plan.profile_name == "full" && failed.is_empty() {
+        let table = out.join(format!("{}.md", plan.name));
         let readme_path = root.join("README.md");
         let readme = std::fs::read_to_string(&readme_path)?;
         let block = fewshot::report::readme_block::expected_block(
-            &name,
+            &plan.name,
             std::fs::read_to_string(&table).ok().as_deref(),
         );
-        let updated = fewshot::report::readme_block::with_block(&readme, &name, &block)?;
+        let updated = fewshot::report::readme_block::with_block(&readme, &plan.name, &block)?;
         fewshot::atomic_write::write_atomically(&readme_path, updated.as_bytes())?;
         println!(
             "  README.md results block updated from {} (commit both)",
             table.display()
         );
     }
-    if let Some(why) = outcome.figures_skipped {
-        println!("  figures not drawn: {why}");
-    }
     if !failed.is_empty() {
         bail!(
             "{} of {} cells failed (logs above); re-running picks up where it stopped",
             failed.len(),
-            plan.len()
+            plan.cells.len()
         );
     }
     Ok(())
@@ -424,81 +514,10 @@ fn pretrain_nodes(plan: &[PlannedCell]) -> Vec<(CellConfig, Vec<usize>)> {
     nodes
 }
 
-/// Adds `seconds` of training to the run folder's `phases.json` (a resumed run adds up).
-fn add_train_seconds(dir: &Path, device: &str, seconds: f64) -> Result<()> {
-    let path = dir.join("phases.json");
-    let mut phases: PhaseTimes = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    phases.device = device.to_string();
-    phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + seconds);
-    fewshot::atomic_write::write_atomically(
-        &path,
-        serde_json::to_string_pretty(&phases)?.as_bytes(),
-    )?;
-    Ok(())
-}
-
 fn toml_text(cell: &CellConfig) -> Result<String> {
     Ok(format!(
         "# resolved by `cargo xtask reproduce` from manifests/experiments/; cell hash {}\n{}",
         cell.hash(),
         toml::to_string_pretty(cell)?
     ))
-}
-
-fn cache_state(runs: &Path, data_dir: &Path, manifests: &Path, c: &PlannedCell) -> CacheState {
-    let dir = runs.join(c.cell.hash());
-    match read_eval(&dir) {
-        Ok(Some(e)) => match current_test_fingerprint(data_dir, manifests, c) {
-            Some(fp) if fp != e.store_fingerprint => CacheState::Stale(format!(
-                "test store fingerprint {} ≠ {}",
-                &fp[..12],
-                &e.store_fingerprint[..12.min(e.store_fingerprint.len())]
-            )),
-            _ => CacheState::Done,
-        },
-        _ if dir.join("checkpoint-last.safetensors").is_file() => CacheState::Resumable,
-        _ => CacheState::New,
-    }
-}
-
-/// The fingerprint of the cell's prepared test store, when it is prepared.
-fn current_test_fingerprint(data_dir: &Path, manifests: &Path, c: &PlannedCell) -> Option<String> {
-    let m = load_dataset(manifests, &c.dataset).ok()?;
-    let (variant, _) = m.split_lists(c.cell.split_variant.as_deref()).ok()?;
-    let path =
-        store_dir(data_dir, &m, variant).join(store_file_name(&m, "test", c.cell.store_size));
-    Store::open(&path)
-        .ok()
-        .map(|s| s.header.fingerprint.clone())
-}
-
-fn build_info(root: &Path, binary: &Path, device: &str) -> BuildInfo {
-    let run = |cmd: &mut Command| {
-        cmd.output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let version = run(Command::new(binary).arg("--version")).unwrap_or_else(|| "unknown".into());
-    let driver = if device.starts_with("cuda") {
-        run(Command::new("nvidia-smi")
-            .args(["--query-gpu=driver_version", "--format=csv,noheader"]))
-    } else {
-        None
-    };
-    BuildInfo {
-        git_commit: fewshot::git_state::git_commit(root),
-        git_dirty: fewshot::git_state::git_dirty(root),
-        binary_version: version,
-        binary_features: if device.starts_with("cuda") {
-            vec!["train".into(), "cuda".into()]
-        } else {
-            vec!["train".into()]
-        },
-        device: device.to_string(),
-        driver,
-    }
 }
