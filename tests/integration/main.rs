@@ -5,6 +5,7 @@
 mod accuracy_gate;
 mod backbones;
 mod converters;
+mod cpu_conv4_results;
 mod evaluation_routes;
 mod fetch;
 mod fixture_archives;
