@@ -2,7 +2,9 @@
 //! tensor: test = `Resize([92, 92])` then `CenterCrop(84)`; train = torchvision's
 //! `RandomResizedCrop(84)` (scale (0.08, 1), ratio (3/4, 4/3), ten tries then a centre fallback) and
 //! `RandomHorizontalFlip`, drawn from a seeded counter-based stream (the box and the flip are drawn
-//! here; given them, the pixels are torchvision's). Resizing is Pillow's BILINEAR, bit for bit
+//! here; given them, the pixels are torchvision's); pad-crop = `RandomCrop(84, padding=8)` (zero
+//! fill) and `RandomHorizontalFlip`, the crop and flip of MetaOptNet's and RFS's train transform
+//! (Lee et al. 2019, Tian et al. 2020) without their `ColorJitter`. Resizing is Pillow's BILINEAR, bit for bit
 //! (`pillow_resize`), as torchvision resizes PIL images; tested against Pillow's output in
 //! `tests/integration/pixels.rs`.
 
@@ -21,6 +23,8 @@ pub enum Transform {
     Test { resize: u32, crop: u32 },
     /// Random resized crop to `size`×`size` and a random horizontal flip.
     Train { size: u32 },
+    /// Zero-pad by `padding` on every side, take a random `size`×`size` crop, flip at random.
+    PadCrop { size: u32, padding: u32 },
 }
 
 impl Transform {
@@ -34,14 +38,14 @@ impl Transform {
     /// Whether the transform draws from its random stream (so one image comes out differently in
     /// different episodes).
     pub fn draws_randomness(&self) -> bool {
-        matches!(self, Transform::Train { .. })
+        matches!(self, Transform::Train { .. } | Transform::PadCrop { .. })
     }
 
     /// Side length of the output.
     pub fn output_size(&self) -> u32 {
         match *self {
             Transform::Test { crop, .. } => crop,
-            Transform::Train { size } => size,
+            Transform::Train { size } | Transform::PadCrop { size, .. } => size,
         }
     }
 }
@@ -136,7 +140,51 @@ pub fn transform_pixels(
                 flip,
             )
         }
+        Transform::PadCrop { size, padding } => {
+            // torchvision's RandomCrop.get_params on the padded image: top, then left
+            let padded = side as u32 + 2 * padding;
+            let top = rng.below(padded - size + 1) as usize;
+            let left = rng.below(padded - size + 1) as usize;
+            let flip = rng.unit_f32() < 0.5;
+            pad_crop(
+                pixels,
+                side,
+                c,
+                padding as usize,
+                (left, top),
+                size as usize,
+                flip,
+            )
+        }
     }
+}
+
+/// The `size`×`size` window at (`left`, `top`) of the image zero-padded by `padding` on each side,
+/// mirrored left to right when `flip`.
+fn pad_crop(
+    pixels: &[u8],
+    side: usize,
+    c: usize,
+    padding: usize,
+    (left, top): (usize, usize),
+    size: usize,
+    flip: bool,
+) -> Vec<u8> {
+    let mut out = vec![0u8; size * size * c];
+    for y in 0..size {
+        let Some(sy) = (y + top).checked_sub(padding).filter(|&v| v < side) else {
+            continue;
+        };
+        for x in 0..size {
+            let Some(sx) = (x + left).checked_sub(padding).filter(|&v| v < side) else {
+                continue;
+            };
+            let ox = if flip { size - 1 - x } else { x };
+            let (o, i) = ((y * size + ox) * c, (sy * side + sx) * c);
+            out[o..o + c].copy_from_slice(&pixels[i..i + c]);
+        }
+    }
+    out
 }
 
 /// torchvision's `resized_crop` on a PIL image, then `hflip` when `flip`: the box (x, y, w, h) of a
@@ -286,6 +334,49 @@ mod tests {
         );
         assert_eq!(out[0], 0.0);
         assert_eq!(out[83], 1.0);
+    }
+
+    /// RandomCrop(4, padding=1) of a 4×4 image: the window at (0, 2) of the 6×6 zero-padded image is
+    /// one zero column, then the image's first three columns from its second row down, then a zero row.
+    #[test]
+    fn pad_crop_takes_a_window_of_the_zero_padded_image() {
+        let pixels: Vec<u8> = (1..=16).collect();
+        let out = pad_crop(&pixels, 4, 1, 1, (0, 2), 4, false);
+        #[rustfmt::skip]
+        let want = vec![0, 5, 6, 7,  0, 9, 10, 11,  0, 13, 14, 15,  0, 0, 0, 0];
+        assert_eq!(out, want);
+        let flipped = pad_crop(&pixels, 4, 1, 1, (0, 2), 4, true);
+        let mirror: Vec<u8> = want
+            .chunks(4)
+            .flat_map(|r| r.iter().rev().copied())
+            .collect();
+        assert_eq!(flipped, mirror);
+        // every offset of RandomCrop(84, padding=8) on an 84 image stays in range and keeps size; the
+        // zero count depends only on the offsets' distances from 8 (45 unordered pairs), most seen
+        let img = vec![7u8; 84 * 84 * 3];
+        let t = Transform::PadCrop {
+            size: 84,
+            padding: 8,
+        };
+        let key = CounterRng::key_from("pad-crop");
+        let mut seen = std::collections::BTreeSet::new();
+        for s in 0..300 {
+            let mut rng = CounterRng::new(key, s);
+            let stored = StoredImage {
+                pixels: &img,
+                side: 84,
+                channels: 3,
+                fault: None,
+            };
+            let out = transform_pixels(t, stored, &mut rng);
+            assert_eq!(out.len(), 84 * 84 * 3);
+            seen.insert(out.iter().filter(|&&v| v == 0).count());
+        }
+        assert!(
+            seen.contains(&0) && seen.len() > 30,
+            "{} distinct paddings",
+            seen.len()
+        );
     }
 
     #[test]

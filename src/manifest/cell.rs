@@ -65,7 +65,8 @@ pub struct TrainConfig {
     pub aux_batch: usize,
     /// LWFM-SPM's "absolute" loss on the attended query features (ignored by other heads).
     pub absolute_loss: bool,
-    /// `random-resized-crop` (the protocol: RandomResizedCrop + flip) or `test` (the test transform).
+    /// `random-resized-crop` (the protocol: RandomResizedCrop + flip), `pad-crop` (RandomCrop with 8
+    /// pixels of zero padding + flip) or `test` (the test transform).
     pub augment: String,
     /// Frozen validation episodes used for model selection after each epoch (0 = keep the last).
     pub val_episodes: usize,
@@ -140,9 +141,9 @@ impl CellConfig {
         if self.test_resize < self.image_size {
             return Err("test_resize must be at least image_size".into());
         }
-        if !["random-resized-crop", "test"].contains(&self.train.augment.as_str()) {
+        if !["random-resized-crop", "pad-crop", "test"].contains(&self.train.augment.as_str()) {
             return Err(format!(
-                "train.augment {:?} must be random-resized-crop or test",
+                "train.augment {:?} must be random-resized-crop, pad-crop or test",
                 self.train.augment
             ));
         }

@@ -29,12 +29,15 @@ pub fn transforms(cell: &CellConfig) -> (Transform, Transform) {
         resize: cell.test_resize,
         crop: cell.image_size,
     };
-    let train = if cell.train.augment == "random-resized-crop" {
-        Transform::Train {
+    let train = match cell.train.augment.as_str() {
+        "random-resized-crop" => Transform::Train {
             size: cell.image_size,
-        }
-    } else {
-        test
+        },
+        "pad-crop" => Transform::PadCrop {
+            size: cell.image_size,
+            padding: 8,
+        },
+        _ => test,
     };
     (test, train)
 }
