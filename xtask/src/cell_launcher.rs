@@ -157,6 +157,8 @@ pub struct CellCommand<'a> {
     pub runs: &'a Path,
     /// Arguments after the common ones (e.g. `--checkpoint FILE`, `--sabotage NAME`).
     pub extra: Vec<std::ffi::OsString>,
+    /// Environment set for the child (e.g. a slot's `CUDA_VISIBLE_DEVICES`).
+    pub env: Vec<(String, String)>,
 }
 
 impl<'a> CellCommand<'a> {
@@ -175,6 +177,7 @@ impl<'a> CellCommand<'a> {
             data_dir,
             runs,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -198,6 +201,7 @@ impl<'a> CellCommand<'a> {
             .arg("--runs")
             .arg(self.runs)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::from(file.try_clone()?))
             .stderr(std::process::Stdio::from(file))
             .status()

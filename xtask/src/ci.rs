@@ -4,7 +4,8 @@
 //! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
 //! against `manifests/baselines/ci.toml`), table 1's `smoke` profile end to end into fresh run folders
 //! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), the
-//! Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
+//! local executor's `--jobs 2` against `--jobs 1` (`local_jobs_tests`, about a minute once built) and
+//! the Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
@@ -73,7 +74,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
     crate::regress::run(crate::regress::RegressArgs::default())?;
     smoke_reproduction(&root)?;
-    slurm_cluster_test(&root)?;
+    executor_tests(&root)?;
     println!("== ci: cuda: cargo clippy --features cuda (environment from `cargo xtask cuda-env`)");
     // a system toolkit must not decide what CI checks: always the pinned wheels (kept outside the
     // clone when .ci/run gives FEWSHOT_CUDA_HOME)
@@ -110,37 +111,40 @@ pub fn run(args: CiArgs) -> Result<()> {
     Ok(())
 }
 
-/// The Slurm executor against a real one-node cluster (`slurm_tests`, ignored by a plain `cargo test`
-/// because it starts daemons); where Slurm is not installed it says so, loudly, and goes on.
-fn slurm_cluster_test(root: &std::path::Path) -> Result<()> {
+/// The executors' ignored tests (they run `reproduce`, which builds the binary under the build lock a
+/// plain `cargo test` holds): `local_jobs_tests`, and `slurm_tests` against a real one-node cluster,
+/// which, where Slurm is not installed, is said loudly not to have run.
+fn executor_tests(root: &std::path::Path) -> Result<()> {
     let installed = ["slurmctld", "slurmd", "munged", "sbatch"].iter().all(|p| {
         Command::new("sh")
             .args(["-c", &format!("command -v {p}")])
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if !installed {
+    let mut filters = vec!["local_jobs_tests"];
+    if installed {
+        filters.push("slurm_tests");
+    } else {
         println!("== ci: slurm: NOT RUN: slurm-wlm and munge are not installed here (apt-get install slurm-wlm munge)");
-        return Ok(());
     }
-    println!(
-        "== ci: slurm: cargo test -p xtask slurm_tests -- --ignored (a real one-node cluster)"
-    );
-    let status = Command::new("cargo")
-        .args([
-            "test",
-            "-p",
-            "xtask",
-            "slurm_tests",
-            "--",
-            "--ignored",
-            "--nocapture",
-        ])
-        .current_dir(root)
-        .status()
-        .context("running the Slurm test")?;
-    if !status.success() {
-        bail!("ci step `slurm` failed ({status})");
+    for filter in filters {
+        println!("== ci: executors: cargo test -p xtask {filter} -- --ignored");
+        let status = Command::new("cargo")
+            .args([
+                "test",
+                "-p",
+                "xtask",
+                filter,
+                "--",
+                "--ignored",
+                "--nocapture",
+            ])
+            .current_dir(root)
+            .status()
+            .with_context(|| format!("running {filter}"))?;
+        if !status.success() {
+            bail!("ci step `{filter}` failed ({status})");
+        }
     }
     Ok(())
 }

@@ -6,6 +6,9 @@ mod ci;
 mod cuda_env;
 mod dry_run;
 mod fetch_data;
+mod local_executor;
+#[cfg(test)]
+mod local_jobs_tests;
 mod regress;
 mod repo;
 mod reproduce;

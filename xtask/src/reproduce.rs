@@ -12,14 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::experiment::{Experiment, PlannedCell};
 use fewshot::report::plan_report::{report_plan, Missing, PlanRuns};
 use fewshot::report::provenance::BuildInfo;
-use fewshot::report::run_results::read_eval;
 
+use crate::local_executor::{self, Machine};
 use crate::step_costs::human;
 use crate::{cell_launcher, fetch_data, repo};
 use fewshot::run_folders::{cache_state, CacheState};
@@ -69,6 +69,10 @@ pub struct ReproduceArgs {
     /// Where the cells run: here, one after another (`local`), or as a Slurm job array (`slurm`).
     #[arg(long, value_enum, default_value = "local")]
     pub(crate) executor: Executor,
+    /// With the local executor: cells at once, each on a GPU of its own (CUDA) or an equal share of
+    /// the cores (CPU; a `RAYON_NUM_THREADS` you set is kept for every cell).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) jobs: usize,
     #[command(flatten)]
     pub slurm: crate::slurm::SlurmArgs,
 }
@@ -98,6 +102,7 @@ impl ReproduceArgs {
             pretrain_only: false,
             reports: None,
             executor: Executor::Local,
+            jobs: 1,
             slurm: crate::slurm::SlurmArgs::default(),
         }
     }
@@ -141,12 +146,21 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         crate::dry_run::print(&plan);
         return Ok(());
     }
+    let slots = match args.executor {
+        Executor::Local => {
+            local_executor::slots(args.jobs, &plan.device, &Machine::here(&plan.device))?
+        }
+        Executor::Slurm if args.jobs != 1 => {
+            bail!("--jobs is for the local executor; on Slurm, --throttle N limits the cells running at once")
+        }
+        Executor::Slurm => Vec::new(),
+    };
     let started = Instant::now();
     let (binary, unavailable) = prepare(&plan, &args)?;
     let by_job = args.executor == Executor::Slurm;
     let failed = match args.executor {
         Executor::Local => {
-            let failed = run_nodes_locally(&plan, &binary, &unavailable)?;
+            let failed = local_executor::run_nodes(&plan, &binary, &unavailable, &slots)?;
             if args.pretrain_only {
                 if !failed.is_empty() {
                     bail!("a pre-training node failed (logs above); re-running resumes it");
@@ -154,7 +168,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
                 println!("pre-training nodes done; --pretrain-only stops here");
                 return Ok(());
             }
-            run_cells_locally(&plan, &binary, &unavailable, failed)?
+            local_executor::run_cells(&plan, &binary, &unavailable, failed, &slots)?
         }
         Executor::Slurm => {
             match crate::slurm::submit_and_follow(&plan, &binary, &unavailable, &args.slurm)? {
@@ -329,104 +343,6 @@ pub fn stage_cell(
         config,
         log,
     })))
-}
-
-/// Runs the unfinished pre-training nodes here; returns the cells of the nodes that failed.
-fn run_nodes_locally(
-    plan: &Plan,
-    binary: &Path,
-    unavailable: &[(String, String)],
-) -> Result<Vec<(usize, PathBuf)>> {
-    let mut failed = Vec::new();
-    for (node, users) in &plan.nodes {
-        if fewshot::run_folders::pretrain_done(&plan.runs.join(node.hash()))
-            && !unavailable.iter().any(|(d, _)| d == &node.dataset)
-        {
-            println!(
-                "pre-training {} ({}) for {} cells: cached",
-                node.dataset,
-                node.hash(),
-                users.len()
-            );
-        }
-    }
-    for s in stage_nodes(plan, unavailable)? {
-        println!(
-            "{}: {}",
-            s.label,
-            if s.dir.join("checkpoint-last.safetensors").is_file() {
-                "resuming"
-            } else {
-                "training"
-            }
-        );
-        let t = Instant::now();
-        let mut command = cell_launcher::CellCommand::new(
-            binary,
-            &s.config,
-            &plan.device,
-            &plan.data_dir,
-            &plan.runs,
-        );
-        command.extra.push("--train-only".into());
-        match command.run("cell", &s.log) {
-            Ok(()) => println!("{}: done in {}", s.label, human(t.elapsed().as_secs_f64())),
-            Err(e) => {
-                println!("{}: FAILED: {e:#} (log {})", s.label, s.log.display());
-                failed.extend(plan.nodes[s.index].1.iter().map(|&k| (k, s.log.clone())));
-            }
-        }
-    }
-    Ok(failed)
-}
-
-/// Runs the cells here one after another (`fewshot cell`); returns the failed ones with their logs.
-fn run_cells_locally(
-    plan: &Plan,
-    binary: &Path,
-    unavailable: &[(String, String)],
-    mut failed: Vec<(usize, PathBuf)>,
-) -> Result<Vec<(usize, PathBuf)>> {
-    for k in 0..plan.cells.len() {
-        if failed.iter().any(|(i, _)| *i == k) {
-            continue;
-        }
-        let s = match stage_cell(plan, k, unavailable)? {
-            None => continue,
-            Some(Err(log)) => {
-                failed.push((k, log));
-                continue;
-            }
-            Some(Ok(s)) => s,
-        };
-        let command = cell_launcher::CellCommand::new(
-            binary,
-            &s.config,
-            &plan.device,
-            &plan.data_dir,
-            &plan.runs,
-        );
-        match command.run("cell", &s.log) {
-            Ok(()) => {
-                let e = read_eval(&s.dir)?.context("eval.json missing after eval")?;
-                let phases = fewshot::run_folders::phases(&s.dir).unwrap_or_default();
-                println!(
-                    "{}: {:.2} ± {:.2} % over {} episodes (trained in {}, evaluated in {})",
-                    s.label,
-                    100.0 * e.mean,
-                    100.0 * e.ci95,
-                    e.n,
-                    phases.train_seconds.map(human).unwrap_or_default(),
-                    phases.eval_seconds.map(human).unwrap_or_default()
-                );
-            }
-            Err(e) => {
-                println!("{}: FAILED: {e:#} (log {})", s.label, s.log.display());
-                failed.push((k, s.log));
-            }
-        }
-    }
-    Ok(failed)
 }
 
 /// Writes the report (and, for the full profile with every cell done, the README's results block).
