@@ -27,7 +27,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fewshot::heads::{build_head, EpisodeFeatures, HeadConfig};
 use fewshot::layers::OpsPath;
 use fewshot::manifest::model::{BackboneKind, SinkhornConfig};
-use fewshot::train::optimizer::Sgd;
+use fewshot::model::optimizer::Sgd;
 
 #[path = "shared/protonet_step.rs"]
 mod protonet_step;
@@ -144,7 +144,7 @@ fn episode_load(c: &mut Criterion) {
     use fewshot::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
     use fewshot::data::store::Store;
     use fewshot::data::transforms::Transform;
-    use fewshot::train::episode_batch::slots_of;
+    use fewshot::model::episode_batch::slots_of;
     let data = std::env::var_os("FEWSHOT_DATA")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {

@@ -3,7 +3,7 @@
 //! resnet12 on CUDA, conv4 on the CPU, where ResNet-12's stock step alone needs more than 24 GB at the
 //! default 5 shots and 15 queries per class, e.g. `resnet12:1:3` fits; `none`: the op comparisons
 //! only).
-//! 1. Every fast op on seeded random inputs (`fewshot::layers::fast_ops_check`: outputs and
+//! 1. Every fast op on seeded random inputs (`fewshot::model::fast_ops_check`: outputs and
 //!    gradients, relative error bound 1e-4; TF32 convolutions 5e-3).
 //! 2. A whole training step per backbone: the ProtoNet step of `benches/shared/protonet_step.rs`
 //!    (5-way 5-shot 15-query, 84×84) built twice with the same seeded parameters, once per path; the
@@ -23,9 +23,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use fewshot::device::DeviceSpec;
-use fewshot::layers::fast_ops_check::{compare_with_stock, l2_relative, TOLERANCE};
 use fewshot::layers::OpsPath;
 use fewshot::manifest::model::BackboneKind;
+use fewshot::model::fast_ops_check::{compare_with_stock, l2_relative, TOLERANCE};
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;

@@ -10,8 +10,8 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use fewshot::backbones::{Backbone, BackboneConfig};
-use fewshot::layers::fast_ops_check::l2_relative;
 use fewshot::layers::OpsPath;
+use fewshot::model::fast_ops_check::l2_relative;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;
@@ -45,7 +45,7 @@ fn main() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let stock = Backbone::new(&config, vb).unwrap();
-    fewshot::train::init::seeded_init(&varmap, 11).unwrap();
+    fewshot::model::init::seeded_init(&varmap, 11).unwrap();
     let mut varmap64 = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap64, DType::F64, &Device::Cpu);
     let reference = Backbone::new(&config, vb).unwrap();

@@ -40,7 +40,7 @@ use candle_core::{Tensor, Var};
 use fewshot::device::DeviceSpec;
 use fewshot::layers::LayerOps;
 use fewshot::manifest::model::BackboneKind;
-use fewshot::train::optimizer::Sgd;
+use fewshot::model::optimizer::Sgd;
 
 #[path = "../benches/shared/protonet_step.rs"]
 mod protonet_step;

@@ -22,6 +22,8 @@ pub mod layers;
 pub mod logging;
 pub mod manifest;
 pub mod matching;
+#[cfg(feature = "train")]
+pub mod model;
 pub mod pickle;
 pub mod progress;
 pub mod report;

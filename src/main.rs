@@ -175,7 +175,7 @@ impl RunArgs {
         &self,
     ) -> fewshot::Result<(
         fewshot::manifest::cell::CellConfig,
-        fewshot::train::run_context::RunPaths,
+        fewshot::model::run_context::RunPaths,
         candle_core::Device,
     )> {
         let text = std::fs::read_to_string(&self.config)
@@ -190,7 +190,7 @@ impl RunArgs {
         if self.sabotage.is_some() {
             cell.sabotage = self.sabotage;
         }
-        let paths = fewshot::train::run_context::RunPaths {
+        let paths = fewshot::model::run_context::RunPaths {
             data_dir: self.data_dir.clone(),
             manifests: self.manifests.clone(),
             runs: self.runs.clone(),

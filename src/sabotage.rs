@@ -8,9 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::frozen_episodes::SlotEpisode;
-use crate::data::philox::CounterRng;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sabotage {
@@ -103,30 +100,6 @@ impl Sabotage {
     }
 }
 
-/// With [`Sabotage::ShuffleSupportLabels`]: the episode's support slots permuted across its classes
-/// (seeded by the episode index); a permutation that changes nothing is rotated by one.
-pub fn shuffle_support(episode: &mut SlotEpisode) {
-    let shots: Vec<usize> = episode.support.iter().map(Vec::len).collect();
-    let mut slots: Vec<_> = episode.support.iter().flatten().copied().collect();
-    let original = slots.clone();
-    let mut rng = CounterRng::new(
-        CounterRng::key_from("sabotage/shuffle-support"),
-        episode.index,
-    );
-    for i in (1..slots.len()).rev() {
-        let j = rng.below(i as u32 + 1) as usize;
-        slots.swap(i, j);
-    }
-    if slots == original {
-        slots.rotate_left(1);
-    }
-    let mut rest = slots.as_slice();
-    for (class, &n) in episode.support.iter_mut().zip(&shots) {
-        class.copy_from_slice(&rest[..n]);
-        rest = &rest[n..];
-    }
-}
-
 /// With [`PixelFault::DecoderOffByOne`]: `pixels` moved by one level, up where the byte's index is
 /// even and down where it is odd (saturating, so a 0 or 255 may stay).
 pub fn decoder_off_by_one(pixels: &[u8]) -> Vec<u8> {
@@ -154,23 +127,5 @@ mod tests {
         }
         let err = Sabotage::parse("nope").unwrap_err();
         assert!(err.contains("no-lwe") && err.contains("train-classes-in-test"));
-    }
-
-    #[test]
-    fn shuffling_moves_support_images_between_classes_deterministically() {
-        let episode = SlotEpisode {
-            index: 7,
-            support: vec![vec![0], vec![1], vec![2], vec![3], vec![4]],
-            query: vec![vec![10]; 5],
-        };
-        let (mut a, mut b) = (episode.clone(), episode.clone());
-        shuffle_support(&mut a);
-        shuffle_support(&mut b);
-        assert_eq!(a, b);
-        assert_ne!(a.support, episode.support);
-        let mut all: Vec<_> = a.support.iter().flatten().copied().collect();
-        all.sort();
-        assert_eq!(all, vec![0, 1, 2, 3, 4]);
-        assert_eq!(a.query, episode.query);
     }
 }

@@ -21,7 +21,7 @@ use fewshot::eval::episode_logits::{distinct_slots, logits_episode_by_episode};
 use fewshot::eval::runner::evaluate;
 use fewshot::layers::LayerOps;
 use fewshot::manifest::model::BackboneKind;
-use fewshot::train::model::FewShotModel;
+use fewshot::model::few_shot::FewShotModel;
 
 use super::protonet_step::protonet_cell;
 

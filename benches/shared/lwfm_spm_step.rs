@@ -9,7 +9,7 @@
 use candle_core::{Device, Tensor, Var, D};
 use fewshot::layers::LayerOps;
 use fewshot::manifest::cell::CellConfig;
-use fewshot::train::model::FewShotModel;
+use fewshot::model::few_shot::FewShotModel;
 
 use super::protonet_step::{seeded, trainable_parameters};
 

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor, Var};
 use fewshot::layers::{ConvAlgorithms, ConvMath, LayerOps, OpsPath};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::{BackboneConfig, BackboneKind};
-use fewshot::train::model::FewShotModel;
+use fewshot::model::few_shot::FewShotModel;
 
 /// The step's backbone from its command-line name.
 #[allow(dead_code)] // the bench takes its backbones from a list

@@ -8,9 +8,7 @@
 //! (`pillow_resize`), as torchvision resizes PIL images; tested against Pillow's output in
 //! `tests/integration/pixels.rs`.
 
-/// Bumped when the pixels a transform gives change; part of every cell's hash, so cached cells are
-/// recomputed. 2 (2026-12-04, #27): Pillow's BILINEAR bit for bit (was `image`'s triangle filter).
-pub const PIXELS_VERSION: u32 = 2;
+pub use crate::manifest::cell::PIXELS_VERSION;
 
 use super::philox::CounterRng;
 use super::pillow_resize::{crop_box, resize, PillowFilter};

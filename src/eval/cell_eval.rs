@@ -13,9 +13,9 @@ use super::stats::CI_FORMULA;
 use crate::atomic_write::write_json;
 use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
-use crate::train::checkpoint;
-use crate::train::episode_batch::transforms;
-use crate::train::run_context::{CellData, RunPaths};
+use crate::model::checkpoint;
+use crate::model::episode_batch::transforms;
+use crate::model::run_context::{CellData, RunPaths};
 
 pub use super::summary::EvalSummary;
 

@@ -23,8 +23,8 @@ use crate::data::episode_tensors::{ordered_slots, EpisodeLoader};
 use crate::data::frozen_episodes::SlotEpisode;
 use crate::data::store::Store;
 use crate::data::transforms::Transform;
-use crate::train::episode_batch::load_episode;
-use crate::train::model::FewShotModel;
+use crate::model::episode_batch::load_episode;
+use crate::model::few_shot::FewShotModel;
 
 /// What receives each episode's logits: `(episode, logits (n_query_total, n_way), query labels)`.
 pub type EpisodeVisitor<'a> = dyn FnMut(&SlotEpisode, Tensor, &[usize]) -> Result<()> + 'a;

@@ -12,8 +12,8 @@ use super::stats::{mean_ci95, MeanCi};
 use crate::data::frozen_episodes::SlotEpisode;
 use crate::data::store::Store;
 use crate::data::transforms::Transform;
+use crate::model::few_shot::FewShotModel;
 use crate::progress::count_bar;
-use crate::train::model::FewShotModel;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpisodeRecord {

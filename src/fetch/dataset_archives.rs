@@ -56,10 +56,7 @@ pub struct FetchedSource {
     pub sha256: Vec<String>,
 }
 
-/// `<data_dir>/<name>/downloads`.
-pub fn downloads_dir(data_dir: &Path, dataset: &str) -> PathBuf {
-    data_dir.join(dataset).join("downloads")
-}
+pub use crate::manifest::downloads_dir;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Stamp {

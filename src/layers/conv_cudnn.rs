@@ -4,7 +4,7 @@
 //! algorithms unless the cell allows the fastest (`conv_algorithms`), cached per shape, and one
 //! shared workspace
 //! (`cudnn_handle`). The same three passes as `im2col`'s CPU formulas, which the CPU tests check
-//! against finite differences; on a GPU `layers::fast_ops_check` checks these against candle's
+//! against finite differences; on a GPU `model::fast_ops_check` checks these against candle's
 //! stock convolution before a model uses them.
 
 use std::ffi::c_void;

@@ -19,7 +19,6 @@ pub mod cuda_rules;
 mod cudnn_descriptors;
 #[cfg(feature = "cuda")]
 mod cudnn_handle;
-pub mod fast_ops_check;
 pub mod im2col;
 mod layer_ops;
 mod leaky_relu;

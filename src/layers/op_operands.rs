@@ -70,7 +70,7 @@ pub(super) fn contiguous_view_mut<'a>(
 }
 
 /// Uniform in [offset − 1, offset + 1) on `device`, seeded by `key`: the fast path's checks' inputs.
-pub(super) fn seeded(
+pub(crate) fn seeded(
     shape: &[usize],
     key: &str,
     offset: f32,
@@ -87,7 +87,7 @@ pub(super) fn seeded(
 
 /// max |a − b| / max |b|, reduced on the tensors' device and read back as one number; NaN when
 /// either holds a NaN anywhere (candle's maximum reductions skip NaN on both devices, its sums do not).
-pub(super) fn max_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f32> {
+pub(crate) fn max_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f32> {
     let diff = (a - b)?.abs()?;
     if !diff.sum_all()?.to_scalar::<f32>()?.is_finite() {
         return Ok(f32::NAN);

@@ -2,7 +2,7 @@
 //! in place of the seven to nine candle ops `Sgd::step` composes (each a kernel launch and a fresh
 //! tensor on a GPU). The arithmetic is the composition's, operation by operation in f32: a product
 //! with a scalar x·s is candle's affine map x·s + 0 (the scalar rounded to f32), then the same adds,
-//! so both paths give the same bits on the CPU (tested in `train::optimizer`). On CUDA each op is one
+//! so both paths give the same bits on the CPU (tested in `model::optimizer`). On CUDA each op is one
 //! NVRTC kernel (`nvrtc_kernels`) with every operation rounded on its own, the scalar products as
 //! candle's CUDA affine kernel computes them (one fused multiply-add with 0, as nvcc compiles it);
 //! `fast_ops_check` requires equal values there (a zero's sign aside).
@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::layers::op_operands::test_tensors::seeded;
 
-    // the bits against `Sgd::step`'s composition of candle ops: `train::optimizer`'s tests
+    // the bits against `Sgd::step`'s composition of candle ops: `model::optimizer`'s tests
 
     #[test]
     fn operands_of_different_sizes_are_refused() {

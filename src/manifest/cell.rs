@@ -44,6 +44,10 @@ pub struct EpisodeConfig {
     pub n_query: usize,
 }
 
+/// Bumped when the pixels a transform gives change (`data::transforms`, `data::pillow_resize`); part of every cell's hash, so cached cells are
+/// recomputed. 2 (2026-12-04, #27): Pillow's BILINEAR bit for bit (was `image`'s triangle filter).
+pub const PIXELS_VERSION: u32 = 2;
+
 /// The training recipe (METHOD.md §5–6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,7 +168,7 @@ impl CellConfig {
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).expect("plain struct");
         let version = numerics_version(&self.head, &self.backbone);
-        let pixels = crate::data::transforms::PIXELS_VERSION;
+        let pixels = PIXELS_VERSION;
         let mut text = format!("{json}|numerics-v{version}|pixels-v{pixels}");
         if self.train.pretrain.is_some() {
             text += &format!("|pretrain-node-v{PRETRAIN_NODE_VERSION}");

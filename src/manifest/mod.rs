@@ -70,3 +70,8 @@ pub fn parse_dataset(text: &str, path: &Path) -> Result<DatasetManifest> {
     }
     Ok(manifest)
 }
+
+/// `<data_dir>/<name>/downloads`.
+pub fn downloads_dir(data_dir: &Path, dataset: &str) -> PathBuf {
+    data_dir.join(dataset).join("downloads")
+}

@@ -21,7 +21,7 @@ pub struct WeightsManifest {
 impl WeightsManifest {
     /// The file the weights land in: `<data_dir>/<name>/downloads/<first source's file>`.
     pub fn local_file(&self, data_dir: &Path) -> PathBuf {
-        crate::fetch::downloads_dir(data_dir, &self.name).join(&self.sources[0].archives[0].file)
+        super::downloads_dir(data_dir, &self.name).join(&self.sources[0].archives[0].file)
     }
 }
 

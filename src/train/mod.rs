@@ -1,11 +1,5 @@
-//! Training: the few-shot model (backbone + head + base-class classifier), its seeded
-//! initialisation, SGD with Nesterov momentum and weight decay, checkpoints that resume exactly, and
-//! the episodic loop with the authors' auxiliary losses.
+//! Training: the episodic loop with the authors' auxiliary losses and the base-class pre-training
+//! stage, on the model, checkpoints and batches of [`crate::model`]; validation runs through
+//! [`crate::eval`] (training may call evaluation; evaluation never imports training).
 
-pub mod checkpoint;
-pub mod episode_batch;
-pub mod init;
-pub mod model;
-pub mod optimizer;
-pub mod run_context;
 pub mod trainer;

@@ -9,11 +9,6 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var, D};
 use serde::Serialize;
 
-use super::checkpoint::{self, TrainState};
-use super::episode_batch::{base_class_batch, load_episode, slots_of, transforms};
-use super::model::FewShotModel;
-use super::optimizer::Sgd;
-use super::run_context::{CellData, RunPaths};
 use crate::atomic_write::write_json;
 use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
 use crate::data::store::Store;
@@ -21,6 +16,11 @@ use crate::data::transforms::Transform;
 use crate::error::{Error, Result};
 use crate::eval::runner::{evaluate, summarise};
 use crate::manifest::cell::CellConfig;
+use crate::model::checkpoint::{self, TrainState};
+use crate::model::episode_batch::{base_class_batch, load_episode, slots_of, transforms};
+use crate::model::few_shot::FewShotModel;
+use crate::model::optimizer::Sgd;
+use crate::model::run_context::{CellData, RunPaths};
 use crate::progress::count_bar;
 
 /// What a training run did.
@@ -255,7 +255,7 @@ pub fn train_cell(
             let episode = sampler.episode(step);
             let mut slots = slots_of(&data.train, &episode);
             if cell.sabotage == Some(crate::sabotage::Sabotage::ShuffleSupportLabels) {
-                crate::sabotage::shuffle_support(&mut slots);
+                crate::data::frozen_episodes::shuffle_support(&mut slots);
             }
             let batch =
                 load_episode(&data.train, &slots, train_transform, cell.seed, device).map_err(c)?;

@@ -11,8 +11,8 @@ use fewshot::eval::cell_eval::{eval_cell, Weights};
 use fewshot::eval::gate::{judge, read_episode_accuracies, GateVerdict};
 use fewshot::manifest::baseline::{CiBaselines, GateKind};
 use fewshot::manifest::cell::CellConfig;
+use fewshot::model::run_context::RunPaths;
 use fewshot::sabotage::Sabotage;
-use fewshot::train::run_context::RunPaths;
 
 use crate::real_data::prepared_data_dir;
 

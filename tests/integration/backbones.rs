@@ -165,7 +165,7 @@ fn the_fast_path_matches_the_stock_ops_in_both_modes_and_in_every_gradient() {
         diff.to_scalar::<f64>().unwrap() / scale.max(1e-12)
     };
     let l2_relative =
-        |a: &Tensor, b: &Tensor| fewshot::layers::fast_ops_check::l2_relative(a, b).unwrap();
+        |a: &Tensor, b: &Tensor| fewshot::model::fast_ops_check::l2_relative(a, b).unwrap();
     for kind in [
         BackboneKind::Conv4,
         BackboneKind::Resnet12,
@@ -179,7 +179,7 @@ fn the_fast_path_matches_the_stock_ops_in_both_modes_and_in_every_gradient() {
         // fast path's f32 batch-norm gradients landed past the tolerance, 1.1e-2 against the f64
         // reference where the stock path had 4e-6, a flaky failure in CI; with this one the largest
         // is far inside it)
-        fewshot::train::init::seeded_init(&varmap, SEED).unwrap();
+        fewshot::model::init::seeded_init(&varmap, SEED).unwrap();
         let mut varmap64 = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap64, DType::F64, &Device::Cpu);
         let reference = Backbone::new(&config, vb).unwrap();

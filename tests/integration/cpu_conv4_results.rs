@@ -11,7 +11,7 @@ use candle_core::Device;
 use fewshot::eval::cell_eval::{eval_cell, Weights};
 use fewshot::eval::gate::read_episode_accuracies;
 use fewshot::manifest::experiment::Experiment;
-use fewshot::train::run_context::RunPaths;
+use fewshot::model::run_context::RunPaths;
 
 use crate::real_data::prepared_data_dir;
 

@@ -16,7 +16,7 @@ use fewshot::eval::episode_logits::{
 use fewshot::layers::{ConvMath, OpsPath};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::manifest::model::BackboneKind;
-use fewshot::train::model::FewShotModel;
+use fewshot::model::few_shot::FewShotModel;
 
 use crate::real_data::mini_imagenet_store_dir;
 

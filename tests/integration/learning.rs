@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 use fewshot::eval::cell_eval::{eval_cell, Weights};
 use fewshot::manifest::cell::CellConfig;
-use fewshot::train::run_context::RunPaths;
+use fewshot::model::run_context::RunPaths;
 use fewshot::train::trainer::train_cell;
 
 use crate::real_data::prepared_data_dir;

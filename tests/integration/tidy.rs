@@ -103,3 +103,82 @@ fn architecture_md_names_every_top_level_module() {
         "ARCHITECTURE.md does not name these modules of src/: {missing:?}"
     );
 }
+
+/// The library's top-level modules that each one names as `crate::<module>` outside comments and its
+/// `#[cfg(test)]` module (`use crate::{a, b}` groups included).
+fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let mut edges = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for path in files {
+        let rel = path.strip_prefix(repo().join("src")).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "main" || module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code: String = text
+            .lines()
+            .take_while(|l| l.trim() != "#[cfg(test)]")
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let targets = edges.entry(module.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap_or("").trim())
+                    .collect(),
+                None => vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap()],
+            };
+            for name in names {
+                let lower = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+                if lower && name != module && name != "self" {
+                    targets.insert(name.to_string());
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// ARCHITECTURE.md's layering as a test: no top-level module of the library reaches itself through
+/// the modules it imports (so no two import each other); evaluation never imports training.
+#[test]
+fn the_module_graph_has_no_cycle() {
+    let edges = module_imports();
+    assert!(
+        edges.contains_key("model") && edges["model"].contains("layers"),
+        "the scan sees imports: {edges:?}"
+    );
+    let mut cycles = Vec::new();
+    for start in edges.keys() {
+        // depth-first from `start`, looking for a path back to it
+        let mut stack = vec![vec![start.clone()]];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            for next in edges.get(path.last().unwrap()).into_iter().flatten() {
+                if next == start {
+                    cycles.push(format!("{} -> {start}", path.join(" -> ")));
+                } else if seen.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push(longer);
+                }
+            }
+        }
+    }
+    assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+    assert!(!edges["eval"].contains("train"), "eval imports train");
+}

@@ -69,7 +69,7 @@ fn a_partial_torch_backbone_is_refused_with_the_missing_names() {
     let mut cell = CellConfig::from_toml(&text).unwrap();
     cell.backbone = BackboneConfig::default_for(BackboneKind::Resnet18, 1);
     let runs = tempfile::tempdir().unwrap();
-    let paths = fewshot::train::run_context::RunPaths {
+    let paths = fewshot::model::run_context::RunPaths {
         data_dir: crate::real_data::prepared_data_dir(),
         manifests: repo.join("manifests"),
         runs: runs.path().to_path_buf(),

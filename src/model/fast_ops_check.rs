@@ -16,9 +16,9 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 
-pub use super::op_operands::l2_relative;
-use super::op_operands::{max_relative, seeded};
-use super::{ConvMath, LayerOps};
+pub use crate::layers::op_operands::l2_relative;
+use crate::layers::op_operands::{max_relative, seeded};
+use crate::layers::{ConvMath, LayerOps};
 
 /// The bound on max |fast − stock| / max |stock|, f32 math.
 pub const TOLERANCE: f32 = 1e-4;
@@ -106,7 +106,7 @@ fn convolutions(device: &Device, math: ConvMath, out: &mut Vec<Comparison>) -> R
         let x = Var::from_tensor(&seeded(&[batch, c_in, size, size], "check-x", 0.0, device)?)?;
         let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "check-w", 0.0, device)?)?;
         let stock = x.conv2d(&w, padding, stride, 1, 1)?;
-        let fast = super::conv_ops::conv2d(&x, &w, stride, padding, math.into())?;
+        let fast = crate::layers::conv_ops::conv2d(&x, &w, stride, padding, math.into())?;
         let stock_grads = gradients(&stock, "check-r", &[&x, &w])?;
         let fast_grads = gradients(&fast, "check-r", &[&x, &w])?;
         out.push(Comparison {
@@ -151,14 +151,14 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let (y_stock, op, key) = match activation {
             None => (y_stock, format!("batch norm train {shape:?}"), "check-bn-r"),
             Some(slope) => (
-                super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock))
+                crate::layers::LeakyRelu::new(slope, LayerOps::f32(crate::layers::OpsPath::Stock))
                     .forward(&y_stock)?,
                 format!("batch norm train + leaky relu {slope} {shape:?}"),
                 "check-bn-act-r",
             ),
         };
         let (g, b) = fast.weight_and_bias().expect("affine");
-        let y_fast = super::batch_norm_ops::batch_norm_train(
+        let y_fast = crate::layers::batch_norm_ops::batch_norm_train(
             &x,
             g,
             b,
@@ -197,7 +197,7 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let op = format!("batch norm eval {shape:?}");
     let x = Var::from_tensor(&seeded(&shape, "check-bn-eval-x", 0.3, device)?)?;
     let y_stock = stock.forward_t(&x, false)?;
-    let y_fast = super::batch_norm_eval_ops::batch_norm_eval(
+    let y_fast = crate::layers::batch_norm_eval_ops::batch_norm_eval(
         &x,
         g,
         b,
@@ -216,8 +216,9 @@ fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         // offset 0.1: no value is exactly 0, where the paths' gradients differ by design
         let x = Var::from_tensor(&seeded(&[3, 5, 20, 30], "check-lrelu", 0.1, device)?)?;
         let stock =
-            super::LeakyRelu::new(slope, LayerOps::f32(super::OpsPath::Stock)).forward(&x)?;
-        let fast = super::leaky_relu_ops::leaky_relu(&x, slope)?;
+            crate::layers::LeakyRelu::new(slope, LayerOps::f32(crate::layers::OpsPath::Stock))
+                .forward(&x)?;
+        let fast = crate::layers::leaky_relu_ops::leaky_relu(&x, slope)?;
         let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
         let df = gradients(&fast, "check-lrelu-r", &[&x])?;
         output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
@@ -232,8 +233,8 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     for (k, stride, padding, size) in [(2, 2, 0, 21), (3, 2, 1, 20)] {
         let op = format!("max pool {k}x{k} s{stride} p{padding} (4,8,{size},{size})");
         let x = Var::from_tensor(&seeded(&[4, 8, size, size], "check-pool", 2.0, device)?)?;
-        let stock = super::pooling::max_pool2d(&x, k, stride, padding)?;
-        let fast = super::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
+        let stock = crate::layers::max_pool2d(&x, k, stride, padding)?;
+        let fast = crate::layers::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
         let ds = gradients(&stock, "check-pool-r", &[&x])?;
         let df = gradients(&fast, "check-pool-r", &[&x])?;
         output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
@@ -246,8 +247,8 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let x = seeded(&[4, 8, 20, 20], "check-pool-negative", -2.0, device)?;
     let on_device = Var::from_tensor(&x)?;
     let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = super::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
-    let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
+    let fast = crate::layers::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
+    let cpu = crate::layers::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
     let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
     output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))?;
@@ -265,8 +266,8 @@ fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let x = (seeded(&[4, 8, 20, 20], "check-pool-ties", 0.0, device)? * 3.0)?.round()?;
     let on_device = Var::from_tensor(&x)?;
     let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = super::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
-    let cpu = super::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
+    let fast = crate::layers::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
+    let cpu = crate::layers::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
     let df = gradients(&fast, "check-pool-ties-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-ties-r", &[&on_cpu])?;
     let host = |t: &Tensor| t.to_device(&Device::Cpu);
@@ -295,9 +296,9 @@ fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
 /// The SGD update: the in-place ops against `Sgd`'s composition of candle ops, weight and momentum
 /// buffer after two steps (the first makes the buffer), for Nesterov and heavy-ball momentum, without
 /// momentum and without weight decay. Bound 0: equal values (a zero's sign aside); the same bits on
-/// the CPU (`train::optimizer`'s tests).
+/// the CPU (`model::optimizer`'s tests).
 fn sgd_update(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
-    use crate::train::optimizer::Sgd;
+    use crate::model::optimizer::Sgd;
     let shape = [16usize, 8, 3, 3];
     for (momentum, nesterov, decay) in [
         (0.9, true, 5e-4),
@@ -305,7 +306,7 @@ fn sgd_update(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         (0.9, true, 0.0),
         (0.0, false, 5e-4),
     ] {
-        let run = |ops: super::OpsPath| -> Result<(Tensor, Option<Tensor>)> {
+        let run = |ops: crate::layers::OpsPath| -> Result<(Tensor, Option<Tensor>)> {
             let var = Var::from_tensor(&seeded(&shape, "check-sgd-w", 0.0, device)?)?;
             let params = vec![("w".to_string(), var.clone())];
             let mut sgd = Sgd::new(momentum, nesterov, decay).on_path(ops);
@@ -316,7 +317,10 @@ fn sgd_update(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
             }
             Ok((var.as_tensor().clone(), sgd.buffers.get("w").cloned()))
         };
-        let (stock, fast) = (run(super::OpsPath::Stock)?, run(super::OpsPath::Fast)?);
+        let (stock, fast) = (
+            run(crate::layers::OpsPath::Stock)?,
+            run(crate::layers::OpsPath::Fast)?,
+        );
         let kind = match (momentum != 0.0, nesterov) {
             (false, _) => "no momentum",
             (true, false) => "heavy ball",

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::data::episodes::{EpisodeSampler, EpisodeSpec, SplitIndex};
+use crate::data::frozen_episodes::shuffle_support;
 use crate::data::frozen_episodes::{
     frozen_dir, frozen_file_name, FrozenEpisodes, SlotEpisode, TEST_EPISODES, TEST_SEED,
     VAL_EPISODES, VAL_SEED,
@@ -13,8 +14,8 @@ use crate::data::store::Store;
 use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::manifest::{load_dataset, DatasetManifest};
-use crate::sabotage::{shuffle_support, Sabotage, IMAGENET_MEAN, IMAGENET_STD};
-use crate::train::episode_batch::slots_of;
+use crate::model::episode_batch::slots_of;
+use crate::sabotage::{Sabotage, IMAGENET_MEAN, IMAGENET_STD};
 
 /// The folders a run reads and writes.
 #[derive(Debug, Clone)]
@@ -166,9 +167,9 @@ impl CellData {
         cell: &CellConfig,
         paths: &RunPaths,
         device: &candle_core::Device,
-    ) -> Result<super::model::FewShotModel> {
+    ) -> Result<super::few_shot::FewShotModel> {
         let weights = paths.backbone_weights(cell)?;
-        super::model::FewShotModel::new(
+        super::few_shot::FewShotModel::new(
             cell,
             self.train.header.classes.len(),
             device,

@@ -31,7 +31,7 @@ impl FewShotModel {
     ) -> crate::Result<Self> {
         if config.backbone.ops == crate::layers::OpsPath::Fast && !device.is_cpu() {
             // the CUDA kernels are checked against the stock ops where they run, once per device
-            crate::layers::fast_ops_check::verify(device)?;
+            crate::model::fast_ops_check::verify(device)?;
         }
         let model = Self::build(config, n_train_classes, device)
             .map_err(|e| crate::Error::invalid(format!("building the model: {e}")))?;

@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::model::FewShotModel;
+use super::few_shot::FewShotModel;
 use super::optimizer::Sgd;
 use crate::atomic_write::temporary_path;
 use crate::error::{Error, Result};
