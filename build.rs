@@ -3,7 +3,7 @@
 //! the checkout moves on. Uncommitted changes are not tracked (that would rebuild on every `git add`):
 //! build long runs from a clean tree, as `reproduce --binary` checks.
 //!
-//! With the `cuda` feature it also compiles the fast path's kernels (`src/layers/fast_path_kernels.cu`)
+//! With the `cuda` feature it also compiles the fast path's kernels (`src/kernels/cuda/fast_path_kernels.cu`)
 //! to PTX with nvcc (`$NVCC`, else `$CUDA_ROOT/bin/nvcc`, else `nvcc` on the path — the one candle's
 //! kernels are built with) for `CUDA_COMPUTE_CAP` (default 90, the H200), into `$OUT_DIR`.
 
@@ -18,7 +18,7 @@ fn git(args: &[&str]) -> Option<String> {
 
 /// nvcc → `$OUT_DIR/fast_path_kernels.ptx` (the `cuda` feature only).
 fn fast_path_ptx() {
-    let source = "src/layers/fast_path_kernels.cu";
+    let source = "src/kernels/cuda/fast_path_kernels.cu";
     println!("cargo:rerun-if-changed={source}");
     for var in ["NVCC", "CUDA_ROOT", "CUDA_COMPUTE_CAP"] {
         println!("cargo:rerun-if-env-changed={var}");

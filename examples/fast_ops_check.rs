@@ -129,7 +129,7 @@ fn main() {
     // the cuDNN algorithm chosen per convolution shape (`cuda_rules::record_choice`), printed
     // before the result so a first GPU run shows them
     let print_choices = || {
-        for line in fewshot::layers::cuda_rules::choices() {
+        for line in fewshot::kernels::cuda::cuda_rules::choices() {
             println!("{line}");
         }
     };
@@ -199,7 +199,7 @@ fn main() {
 /// `kernels`: compiles the NVRTC module and exits (0 when it compiles with every kernel in it).
 fn compile_kernels() -> ! {
     #[cfg(feature = "cuda")]
-    match fewshot::layers::compile_nvrtc_kernels() {
+    match fewshot::kernels::cuda::compile_nvrtc_kernels() {
         Ok(bytes) => {
             println!("RESULT fast_ops_check kernels compiled ptx_bytes={bytes}");
             std::process::exit(0)

@@ -18,6 +18,8 @@ pub mod git_state;
 #[cfg(feature = "train")]
 pub mod heads;
 #[cfg(feature = "train")]
+pub mod kernels;
+#[cfg(feature = "train")]
 pub mod layers;
 pub mod logging;
 pub mod manifest;

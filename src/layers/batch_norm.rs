@@ -27,7 +27,7 @@ impl BatchNorm2d {
             OpsPath::Fast if train => self.fast_train(x, None),
             OpsPath::Fast => {
                 let (weight, bias) = self.inner.weight_and_bias().expect("affine batch norm");
-                super::batch_norm_eval_ops::batch_norm_eval(
+                crate::kernels::batch_norm_eval_ops::batch_norm_eval(
                     x,
                     weight,
                     bias,
@@ -55,7 +55,7 @@ impl BatchNorm2d {
 
     fn fast_train(&self, x: &Tensor, activation: Option<f64>) -> Result<Tensor> {
         let (weight, bias) = self.inner.weight_and_bias().expect("affine batch norm");
-        super::batch_norm_ops::batch_norm_train(
+        crate::kernels::batch_norm_ops::batch_norm_train(
             x,
             weight,
             bias,

@@ -44,9 +44,13 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.ops.path {
             OpsPath::Stock => x.conv2d(&self.weight, self.padding, self.stride, 1, 1),
-            OpsPath::Fast => {
-                super::conv_ops::conv2d(x, &self.weight, self.stride, self.padding, self.ops.conv())
-            }
+            OpsPath::Fast => crate::kernels::conv_ops::conv2d(
+                x,
+                &self.weight,
+                self.stride,
+                self.padding,
+                self.ops.conv(),
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What a backbone's layers run: the ops path (candle's stock ops or the fast path's custom ops) and,
 //! on the fast path, the convolutions' arithmetic — both from the cell's `[backbone]` table.
 
+use crate::kernels::ConvSettings;
 use crate::manifest::model::{BackboneConfig, ConvAlgorithms, ConvMath, OpsPath};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,24 +9,6 @@ pub struct LayerOps {
     pub path: OpsPath,
     pub conv_math: ConvMath,
     pub conv_algorithms: ConvAlgorithms,
-}
-
-/// How the fast path's convolutions compute: the arithmetic, and on a GPU which cuDNN algorithms
-/// may run (the cache key of the chosen ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConvSettings {
-    pub math: ConvMath,
-    pub algorithms: ConvAlgorithms,
-}
-
-impl From<ConvMath> for ConvSettings {
-    /// `math` with deterministic algorithms.
-    fn from(math: ConvMath) -> Self {
-        Self {
-            math,
-            algorithms: ConvAlgorithms::Deterministic,
-        }
-    }
 }
 
 impl LayerOps {

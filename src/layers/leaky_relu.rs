@@ -33,7 +33,7 @@ impl LeakyRelu {
     /// max(x, slope·x), elementwise
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.ops {
-            OpsPath::Fast => super::leaky_relu_ops::leaky_relu(x, self.slope),
+            OpsPath::Fast => crate::kernels::leaky_relu_ops::leaky_relu(x, self.slope),
             OpsPath::Stock if self.slope == 0.0 => x.relu(),
             OpsPath::Stock => candle_nn::ops::leaky_relu(x, self.slope),
         }

@@ -28,7 +28,9 @@ impl MaxPool2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.ops {
             OpsPath::Stock => super::pooling::max_pool2d(x, self.k, self.stride, self.padding),
-            OpsPath::Fast => super::max_pool_ops::max_pool2d(x, self.k, self.stride, self.padding),
+            OpsPath::Fast => {
+                crate::kernels::max_pool_ops::max_pool2d(x, self.k, self.stride, self.padding)
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ mod tests {
     /// and candle's own `max_pool2d` failing the same check (why it is not used).
     #[test]
     fn max_pool_gradients_match_finite_differences_where_candles_own_do_not() {
-        use crate::layers::op_operands::test_tensors::seeded;
+        use crate::kernels::op_operands::test_tensors::seeded;
         let worst_error = |pool: &dyn Fn(&Tensor) -> Tensor, x: &Tensor| -> f64 {
             let r = seeded(pool(x).dims(), "pool-fd-r", 0.0)
                 .to_dtype(candle_core::DType::F64)

@@ -10,7 +10,7 @@ pub enum OpsPath {
     /// candle's own CPU/CUDA kernels.
     #[default]
     Stock,
-    /// The fast path's custom ops (`layers::conv_ops`, `batch_norm_ops`, `leaky_relu_ops`):
+    /// The fast path's custom ops (`kernels::conv_ops`, `batch_norm_ops`, `leaky_relu_ops`):
     /// convolutions as im2col + gemm on the CPU, forward and both gradients; training-mode batch norm
     /// fused into one op, evaluation batch norm, max pooling and (leaky) ReLU one op each. On CUDA:
     /// cuDNN and NVRTC kernels, checked against the stock ops on the device before a model uses them.

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 
-pub use crate::layers::op_operands::l2_relative;
-use crate::layers::op_operands::{max_relative, seeded};
+pub use crate::kernels::op_operands::l2_relative;
+use crate::kernels::op_operands::{max_relative, seeded};
 use crate::layers::{ConvMath, LayerOps};
 
 /// The bound on max |fast − stock| / max |stock|, f32 math.
@@ -106,7 +106,7 @@ fn convolutions(device: &Device, math: ConvMath, out: &mut Vec<Comparison>) -> R
         let x = Var::from_tensor(&seeded(&[batch, c_in, size, size], "check-x", 0.0, device)?)?;
         let w = Var::from_tensor(&seeded(&[c_out, c_in, k, k], "check-w", 0.0, device)?)?;
         let stock = x.conv2d(&w, padding, stride, 1, 1)?;
-        let fast = crate::layers::conv_ops::conv2d(&x, &w, stride, padding, math.into())?;
+        let fast = crate::kernels::conv_ops::conv2d(&x, &w, stride, padding, math.into())?;
         let stock_grads = gradients(&stock, "check-r", &[&x, &w])?;
         let fast_grads = gradients(&fast, "check-r", &[&x, &w])?;
         out.push(Comparison {
@@ -158,7 +158,7 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
             ),
         };
         let (g, b) = fast.weight_and_bias().expect("affine");
-        let y_fast = crate::layers::batch_norm_ops::batch_norm_train(
+        let y_fast = crate::kernels::batch_norm_ops::batch_norm_train(
             &x,
             g,
             b,
@@ -197,7 +197,7 @@ fn batch_norm(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let op = format!("batch norm eval {shape:?}");
     let x = Var::from_tensor(&seeded(&shape, "check-bn-eval-x", 0.3, device)?)?;
     let y_stock = stock.forward_t(&x, false)?;
-    let y_fast = crate::layers::batch_norm_eval_ops::batch_norm_eval(
+    let y_fast = crate::kernels::batch_norm_eval_ops::batch_norm_eval(
         &x,
         g,
         b,
@@ -218,7 +218,7 @@ fn leaky_relu(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let stock =
             crate::layers::LeakyRelu::new(slope, LayerOps::f32(crate::layers::OpsPath::Stock))
                 .forward(&x)?;
-        let fast = crate::layers::leaky_relu_ops::leaky_relu(&x, slope)?;
+        let fast = crate::kernels::leaky_relu_ops::leaky_relu(&x, slope)?;
         let ds = gradients(&stock, "check-lrelu-r", &[&x])?;
         let df = gradients(&fast, "check-lrelu-r", &[&x])?;
         output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
@@ -234,7 +234,7 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
         let op = format!("max pool {k}x{k} s{stride} p{padding} (4,8,{size},{size})");
         let x = Var::from_tensor(&seeded(&[4, 8, size, size], "check-pool", 2.0, device)?)?;
         let stock = crate::layers::max_pool2d(&x, k, stride, padding)?;
-        let fast = crate::layers::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
+        let fast = crate::kernels::max_pool_ops::max_pool2d(&x, k, stride, padding)?;
         let ds = gradients(&stock, "check-pool-r", &[&x])?;
         let df = gradients(&fast, "check-pool-r", &[&x])?;
         output_and_dx(out, op, (&fast, &stock), (&df[0], &ds[0]))?;
@@ -247,8 +247,8 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let x = seeded(&[4, 8, 20, 20], "check-pool-negative", -2.0, device)?;
     let on_device = Var::from_tensor(&x)?;
     let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = crate::layers::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
-    let cpu = crate::layers::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
+    let fast = crate::kernels::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
+    let cpu = crate::kernels::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
     let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
     output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))?;
@@ -266,8 +266,8 @@ fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let x = (seeded(&[4, 8, 20, 20], "check-pool-ties", 0.0, device)? * 3.0)?.round()?;
     let on_device = Var::from_tensor(&x)?;
     let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = crate::layers::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
-    let cpu = crate::layers::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
+    let fast = crate::kernels::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
+    let cpu = crate::kernels::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
     let df = gradients(&fast, "check-pool-ties-r", &[&on_device])?;
     let dc = gradients(&cpu, "check-pool-ties-r", &[&on_cpu])?;
     let host = |t: &Tensor| t.to_device(&Device::Cpu);

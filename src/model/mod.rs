@@ -10,3 +10,4 @@ pub mod few_shot;
 pub mod init;
 pub mod optimizer;
 pub mod run_context;
+pub mod sgd_update_ops;

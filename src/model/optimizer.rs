@@ -1,7 +1,7 @@
 //! SGD as PyTorch's `torch.optim.SGD` computes it (momentum, Nesterov, weight decay added to the
 //! gradient), plus global gradient-norm clipping and the zeroing of NaN gradients the authors apply.
 //! Momentum buffers are named like the parameters so checkpoints can hold them. On the fast path the
-//! update is two in-place ops per parameter (`layers::sgd_update_ops`, the same bits) instead of the
+//! update is two in-place ops per parameter (`sgd_update_ops`, the same bits) instead of the
 //! composition of candle ops below.
 
 use std::collections::HashMap;
@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use crate::layers::sgd_update_ops::{update_momentum_buffer, update_weight, SgdScalars};
 use crate::layers::OpsPath;
+use crate::model::sgd_update_ops::{update_momentum_buffer, update_weight, SgdScalars};
 
 pub struct Sgd {
     pub momentum: f64,
@@ -185,7 +185,7 @@ mod tests {
     /// weight) and through a view.
     #[test]
     fn the_fast_path_update_gives_the_stock_bits() {
-        use crate::layers::op_operands::test_tensors::{bits, seeded};
+        use crate::kernels::op_operands::test_tensors::{bits, seeded};
         let run = |ops: OpsPath, (momentum, nesterov, decay): (f64, bool, f64)| {
             let vars = [
                 Var::from_tensor(&seeded(&[4, 3, 3, 3], "sgd-conv", 0.0)).unwrap(),

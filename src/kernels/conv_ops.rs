@@ -2,14 +2,20 @@
 //! more custom ops (backward-data, backward-filter), each running the formulas of `im2col` on the
 //! CPU and one cuDNN call on CUDA (`conv_cudnn`, with the `cuda` feature).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{Layout, Result, Shape, Tensor};
 
-use super::im2col::{conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry};
-use super::op_operands::contiguous_f32;
-use super::tf32_rounding::operand;
+#[cfg(feature = "cuda")]
+use super::cuda::conv_cudnn;
+#[cfg(feature = "cuda")]
+use super::custom_op::Operand;
+use super::custom_op::{Formulas, Op};
+use crate::kernels::conv_settings::ConvSettings;
+use crate::kernels::cpu::im2col::{
+    conv_backward_data, conv_backward_filter, conv_forward, ConvGeometry,
+};
+use crate::kernels::cpu::tf32_rounding::operand;
 #[cfg(test)]
-use super::ConvMath;
-use super::ConvSettings;
+use crate::manifest::model::ConvMath;
 
 /// x (batch, c_in, h, w) convolved with weight (c_out, c_in, k, k), square kernel, no bias, in the
 /// arithmetic and with the GPU algorithms of `settings` (for the gradients too).
@@ -45,152 +51,109 @@ pub fn conv2d(
         padding,
     };
     x.contiguous()?
-        .apply_op2(&weight.contiguous()?, ConvForward(geometry, settings))
+        .apply_op2(&weight.contiguous()?, Op(ConvForward(geometry, settings)))
 }
 
 /// Forward: (x, weight) → out.
 struct ConvForward(ConvGeometry, ConvSettings);
 
-impl CustomOp2 for ConvForward {
-    fn name(&self) -> &'static str {
-        "fast-conv2d"
+impl Formulas<2> for ConvForward {
+    const NAME: &'static str = "fast-conv2d";
+
+    fn shape(&self, _: &Layout) -> Shape {
+        let g = &self.0;
+        Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()))
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let x = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
-        let w = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
-        let out = conv_forward(g, &x, &w);
-        let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
-        Ok((CpuStorage::F32(out), shape))
+    fn cpu(&self, [x, w]: [&[f32]; 2]) -> Result<Vec<f32>> {
+        let math = self.1.math;
+        Ok(conv_forward(&self.0, &operand(math, x), &operand(math, w)))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = &self.0;
-        let out = super::conv_cudnn::forward(g, self.1, self.name(), (s1, l1), (s2, l2))?;
-        let shape = Shape::from((g.batch, g.c_out, g.out_h(), g.out_w()));
-        Ok((out, shape))
+    fn cuda(&self, [x, w]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
+        conv_cudnn::forward(&self.0, self.1, Self::NAME, x, w)
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        weight: &Tensor,
+        [x, weight]: [&Tensor; 2],
         _out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 2]> {
         let grad = grad.contiguous()?;
         // an input outside the graph (the images, at the first layer) needs no gradient: candle
         // would compute it, store it (zeros plus an add) and never read it
         let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(weight, &ConvBackwardData(self.0, self.1))?)
+            Some(grad.apply_op2_no_bwd(weight, &Op(ConvBackwardData(self.0, self.1)))?)
         } else {
             None
         };
         let dw = if weight.track_op() {
-            Some(x.apply_op2_no_bwd(&grad, &ConvBackwardFilter(self.0, self.1))?)
+            Some(x.apply_op2_no_bwd(&grad, &Op(ConvBackwardFilter(self.0, self.1)))?)
         } else {
             None
         };
-        Ok((dx, dw))
+        Ok([dx, dw])
     }
 }
 
 /// Backward-data: (grad, weight) → dx.
 struct ConvBackwardData(ConvGeometry, ConvSettings);
 
-impl CustomOp2 for ConvBackwardData {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-backward-data"
+impl Formulas<2> for ConvBackwardData {
+    const NAME: &'static str = "fast-conv2d-backward-data";
+
+    fn shape(&self, _: &Layout) -> Shape {
+        let g = &self.0;
+        Shape::from((g.batch, g.c_in, g.h, g.w))
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let grad = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
-        let w = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
-        let dx = conv_backward_data(g, &grad, &w);
-        Ok((
-            CpuStorage::F32(dx),
-            Shape::from((g.batch, g.c_in, g.h, g.w)),
+    fn cpu(&self, [grad, w]: [&[f32]; 2]) -> Result<Vec<f32>> {
+        let math = self.1.math;
+        Ok(conv_backward_data(
+            &self.0,
+            &operand(math, grad),
+            &operand(math, w),
         ))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = &self.0;
-        let dx = super::conv_cudnn::backward_data(g, self.1, self.name(), (s1, l1), (s2, l2))?;
-        Ok((dx, Shape::from((g.batch, g.c_in, g.h, g.w))))
+    fn cuda(&self, [grad, w]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
+        conv_cudnn::backward_data(&self.0, self.1, Self::NAME, grad, w)
     }
 }
 
 /// Backward-filter: (x, grad) → dW.
 struct ConvBackwardFilter(ConvGeometry, ConvSettings);
 
-impl CustomOp2 for ConvBackwardFilter {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-backward-filter"
+impl Formulas<2> for ConvBackwardFilter {
+    const NAME: &'static str = "fast-conv2d-backward-filter";
+
+    fn shape(&self, _: &Layout) -> Shape {
+        let g = &self.0;
+        Shape::from((g.c_out, g.c_in, g.k, g.k))
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let x = operand(self.1.math, contiguous_f32(self.name(), s1, l1)?);
-        let grad = operand(self.1.math, contiguous_f32(self.name(), s2, l2)?);
-        let dw = conv_backward_filter(g, &x, &grad);
-        Ok((
-            CpuStorage::F32(dw),
-            Shape::from((g.c_out, g.c_in, g.k, g.k)),
+    fn cpu(&self, [x, grad]: [&[f32]; 2]) -> Result<Vec<f32>> {
+        let math = self.1.math;
+        Ok(conv_backward_filter(
+            &self.0,
+            &operand(math, x),
+            &operand(math, grad),
         ))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = &self.0;
-        let dw = super::conv_cudnn::backward_filter(g, self.1, self.name(), (s1, l1), (s2, l2))?;
-        Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))
+    fn cuda(&self, [x, grad]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
+        conv_cudnn::backward_filter(&self.0, self.1, Self::NAME, x, grad)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::{max_relative, seeded as seeded_around};
+    use crate::kernels::op_operands::test_tensors::{max_relative, seeded as seeded_around};
     use candle_core::Var;
 
     fn seeded(shape: &[usize], key: &str) -> Tensor {

@@ -18,9 +18,10 @@ use super::cudnn_descriptors::{
     check, one, zero, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor,
 };
 use super::cudnn_handle::{launch_math, Algorithm, ChosenAlgorithm, ConvPass, CudnnHandle};
-use super::im2col::ConvGeometry;
-use super::op_operands::contiguous_view;
-use super::{ConvMath, ConvSettings};
+use crate::kernels::conv_settings::ConvSettings;
+use crate::kernels::cpu::im2col::ConvGeometry;
+use crate::kernels::op_operands::contiguous_view;
+use crate::manifest::model::ConvMath;
 
 /// Which operand is which in one pass: (x or dx, w or dw, y or dy).
 struct Descriptors {
@@ -171,7 +172,7 @@ unsafe fn launch_pass(
 }
 
 /// (x, weight) → out (batch, c_out, out_h, out_w).
-pub(super) fn forward(
+pub(crate) fn forward(
     g: &ConvGeometry,
     settings: ConvSettings,
     op: &str,
@@ -184,7 +185,7 @@ pub(super) fn forward(
 }
 
 /// (grad, weight) → dx (batch, c_in, h, w).
-pub(super) fn backward_data(
+pub(crate) fn backward_data(
     g: &ConvGeometry,
     settings: ConvSettings,
     op: &str,
@@ -204,7 +205,7 @@ pub(super) fn backward_data(
 }
 
 /// (x, grad) → dW (c_out, c_in, k, k).
-pub(super) fn backward_filter(
+pub(crate) fn backward_filter(
     g: &ConvGeometry,
     settings: ConvSettings,
     op: &str,

@@ -11,51 +11,56 @@
 //! (no second-order derivatives), like the fast path's convolution and batch-norm ops. On CUDA each
 //! pass is one kernel (`nvrtc_kernels`, with the `cuda` feature).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::op_operands::contiguous_f32;
+#[cfg(feature = "cuda")]
+use super::cuda::nvrtc_kernels;
+#[cfg(feature = "cuda")]
+use super::custom_op::Operand;
+use super::custom_op::{Formulas, Op};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
 /// Leaky ReLU of `x` with `slope` for negative inputs.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(LeakyRelu {
+    x.contiguous()?.apply_op1(Op(LeakyRelu {
         slope: slope as f32,
-    })
+    }))
 }
 
 struct LeakyRelu {
     slope: f32,
 }
 
-impl CustomOp1 for LeakyRelu {
-    fn name(&self) -> &'static str {
-        "fast-leaky-relu"
+impl Formulas<1> for LeakyRelu {
+    const NAME: &'static str = "fast-leaky-relu";
+
+    fn shape(&self, x: &Layout) -> Shape {
+        x.shape().clone()
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let mut y = contiguous_f32(self.name(), storage, layout)?.to_vec();
+    fn cpu(&self, [x]: [&[f32]; 1]) -> Result<Vec<f32>> {
+        let mut y = x.to_vec();
         let slope = self.slope;
         y.par_chunks_mut(CHUNK)
             .for_each(move |y| activate_in_place(y, slope));
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        Ok(y)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        storage: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y =
-            super::nvrtc_kernels::leaky_relu_forward(self.name(), (storage, layout), self.slope)?;
-        Ok((y, layout.shape().clone()))
+    fn cuda(&self, [x]: [Operand<'_>; 1]) -> Result<candle_core::CudaStorage> {
+        nvrtc_kernels::leaky_relu_forward(Self::NAME, x, self.slope)
     }
 
-    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(backward(x, grad, self.slope)?))
+    fn backward(
+        &self,
+        [x]: [&Tensor; 1],
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 1]> {
+        Ok([Some(backward(x, grad, self.slope)?)])
     }
 }
 
@@ -80,7 +85,7 @@ pub(super) fn activate_in_place(y: &mut [f32], slope: f32) {
 /// the input's (0 or a product with the slope ≤ 0 where x ≤ 0, and NaN where x is NaN), so the same
 /// dx comes out; `batch_norm_ops` passes its activated output.
 pub(super) fn backward(x: &Tensor, dy: &Tensor, slope: f32) -> Result<Tensor> {
-    x.apply_op2_no_bwd(&dy.contiguous()?, &LeakyReluBackward { slope })
+    x.apply_op2_no_bwd(&dy.contiguous()?, &Op(LeakyReluBackward { slope }))
 }
 
 /// dx from (x, dy).
@@ -88,22 +93,16 @@ struct LeakyReluBackward {
     slope: f32,
 }
 
-impl CustomOp2 for LeakyReluBackward {
-    fn name(&self) -> &'static str {
-        "fast-leaky-relu-backward"
+impl Formulas<2> for LeakyReluBackward {
+    const NAME: &'static str = "fast-leaky-relu-backward";
+
+    fn shape(&self, x: &Layout) -> Shape {
+        x.shape().clone()
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let dy = contiguous_f32(self.name(), s2, l2)?;
+    fn cpu(&self, [x, dy]: [&[f32]; 2]) -> Result<Vec<f32>> {
         if x.len() != dy.len() {
-            candle_core::bail!("{}: x and dy differ in size", self.name());
+            candle_core::bail!("{}: x and dy differ in size", Self::NAME);
         }
         let slope = self.slope;
         let mut dx = vec![0f32; x.len()];
@@ -121,27 +120,19 @@ impl CustomOp2 for LeakyReluBackward {
                     }
                 }
             });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok(dx)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let dx =
-            super::nvrtc_kernels::leaky_relu_backward(self.name(), (s1, l1), (s2, l2), self.slope)?;
-        Ok((dx, l1.shape().clone()))
+    fn cuda(&self, [x, dy]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
+        nvrtc_kernels::leaky_relu_backward(Self::NAME, x, dy, self.slope)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::op_operands::test_tensors::{bits, max_relative, seeded};
     use super::*;
+    use crate::kernels::op_operands::test_tensors::{bits, max_relative, seeded};
     use candle_core::Var;
 
     #[test]
@@ -213,9 +204,7 @@ mod tests {
         let dy = Tensor::new(&[inf, -inf, 1.0, 2.0, 3.0], &candle_core::Device::Cpu).unwrap();
         let pass = |slope: f32| -> (Vec<u32>, Vec<u32>) {
             let y = leaky_relu(&x, slope as f64).unwrap();
-            let dx = x
-                .apply_op2_no_bwd(&dy, &LeakyReluBackward { slope })
-                .unwrap();
+            let dx = backward(&x, &dy, slope).unwrap();
             (bits(&y), bits(&dx))
         };
         let f = |v: &[f32]| bits(&Tensor::new(v, &candle_core::Device::Cpu).unwrap());

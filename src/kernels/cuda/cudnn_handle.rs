@@ -22,15 +22,15 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
 
 use super::cuda_rules::{record_choice, usable_algorithms, Candidate, KernelMath, Ranked};
 use super::cudnn_descriptors::{check, ConvolutionDescriptor, FilterDescriptor, TensorDescriptor};
-use super::im2col::ConvGeometry;
-use super::ConvSettings;
+use crate::kernels::conv_settings::ConvSettings;
+use crate::kernels::cpu::im2col::ConvGeometry;
 
 /// The most workspace one convolution may ask for; algorithms wanting more are passed over.
 const WORKSPACE_LIMIT: usize = 1 << 30;
 
 /// A convolution pass, for the algorithm cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum ConvPass {
+pub(crate) enum ConvPass {
     Forward,
     BackwardData,
     BackwardFilter,
@@ -38,17 +38,17 @@ pub(super) enum ConvPass {
 
 /// A chosen algorithm of one pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Algorithm {
+pub(crate) enum Algorithm {
     Forward(sys::cudnnConvolutionFwdAlgo_t),
     BackwardData(sys::cudnnConvolutionBwdDataAlgo_t),
     BackwardFilter(sys::cudnnConvolutionBwdFilterAlgo_t),
 }
 
 /// A chosen algorithm, the math type it runs in and the workspace it needs, in bytes.
-pub(super) type ChosenAlgorithm = Candidate<Algorithm>;
+pub(crate) type ChosenAlgorithm = Candidate<Algorithm>;
 
-pub(super) struct CudnnHandle {
-    pub(super) raw: sys::cudnnHandle_t,
+pub(crate) struct CudnnHandle {
+    pub(crate) raw: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
     workspace: RefCell<Option<CudaSlice<u8>>>,
     algorithms: RefCell<HashMap<(ConvGeometry, ConvSettings, ConvPass), ChosenAlgorithm>>,
@@ -61,7 +61,7 @@ thread_local! {
 
 impl CudnnHandle {
     /// This thread's handle for `device`, made on first use.
-    pub(super) fn for_device(device: &CudaDevice) -> Result<Rc<CudnnHandle>> {
+    pub(crate) fn for_device(device: &CudaDevice) -> Result<Rc<CudnnHandle>> {
         // every cuDNN entry point comes through here: bind this device's context each time, since
         // a thread may have bound another device's since (cuDNN works in the current context)
         let stream = device.cuda_stream();
@@ -90,12 +90,12 @@ impl CudnnHandle {
         })
     }
 
-    pub(super) fn stream(&self) -> &Arc<CudaStream> {
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
 
     /// Runs `call` with a workspace of at least `bytes` (a null pointer when none is needed).
-    pub(super) fn with_workspace<R>(
+    pub(crate) fn with_workspace<R>(
         &self,
         bytes: usize,
         call: impl FnOnce(*mut c_void) -> Result<R>,
@@ -117,7 +117,7 @@ impl CudnnHandle {
     }
 
     /// The algorithm chosen earlier for one pass of convolution `g` in `settings`, if any.
-    pub(super) fn cached(
+    pub(crate) fn cached(
         &self,
         g: &ConvGeometry,
         settings: ConvSettings,
@@ -128,7 +128,7 @@ impl CudnnHandle {
 
     /// Keeps the algorithm that ran for one pass and shape, and records it (once per shape) for
     /// the examples' output: algorithm, math type, workspace, and those that failed before it.
-    pub(super) fn remember(
+    pub(crate) fn remember(
         &self,
         (g, settings, pass): (&ConvGeometry, ConvSettings, ConvPass),
         chosen: ChosenAlgorithm,
@@ -153,7 +153,7 @@ impl CudnnHandle {
     /// PyTorch without `cudnn.benchmark`) filtered by `cuda_rules::usable_algorithms`:
     /// deterministic only unless the cell allows the fastest, f32 without tensor cores, implicit
     /// GEMM last.
-    pub(super) fn candidates(
+    pub(crate) fn candidates(
         &self,
         settings: ConvSettings,
         pass: ConvPass,
@@ -234,7 +234,7 @@ impl CudnnHandle {
 
     /// The workspace `algorithm` needs as cuDNN sizes it (descriptor set to its math type), or the
     /// ranking's figure if larger.
-    pub(super) fn workspace_size(
+    pub(crate) fn workspace_size(
         &self,
         candidate: &Candidate<Algorithm>,
         (x, w, conv, y): (
@@ -281,7 +281,7 @@ fn kernel_math(math: sys::cudnnMathType_t) -> KernelMath {
 }
 
 /// The math type to set on the descriptor to launch in `math`.
-pub(super) fn launch_math(math: KernelMath) -> sys::cudnnMathType_t {
+pub(crate) fn launch_math(math: KernelMath) -> sys::cudnnMathType_t {
     match math {
         KernelMath::Fma => sys::cudnnMathType_t::CUDNN_FMA_MATH,
         KernelMath::Default => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,

@@ -11,7 +11,8 @@
 
 use std::sync::Mutex;
 
-use super::{ConvAlgorithms, ConvMath};
+use crate::manifest::model::ConvAlgorithms;
+use crate::manifest::model::ConvMath;
 
 /// The math type a ranked result reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,61 +6,15 @@
 //! exact only after a ReLU). On CUDA each pass is one cuDNN call (`max_pool_cudnn`, with the `cuda`
 //! feature). The backward op has no gradient of its own (no second-order derivatives).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::op_operands::contiguous_f32;
-
-/// The shapes of one max pooling: input (batch, channels, h, w), square window `k`, equal stride and
-/// padding on both axes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeometry {
-    pub batch: usize,
-    pub channels: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl PoolGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.padding - self.k) / self.stride + 1
-    }
-
-    pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.padding - self.k) / self.stride + 1
-    }
-
-    /// The input rows (or columns) of output row `o`'s window that lie inside an axis of `len`.
-    fn window(&self, o: usize, len: usize) -> std::ops::Range<usize> {
-        let start = (o * self.stride) as isize - self.padding as isize;
-        let end = (start + self.k as isize).min(len as isize);
-        start.max(0) as usize..end.max(0) as usize
-    }
-
-    /// The flat index (within its plane) of the first maximum of output (oy, ox)'s window, and the
-    /// maximum.
-    fn first_max(&self, plane: &[f32], oy: usize, ox: usize) -> (usize, f32) {
-        let (rows, columns) = (self.window(oy, self.h), self.window(ox, self.w));
-        // the window's first element, then the first strict maximum after it; the first NaN wins
-        // (PyTorch's CPU kernel also lets a NaN win, the last one). Selects, not branches: which
-        // element wins is data, and a mispredicted branch per element made this op 3× slower
-        let first = rows.start * self.w + columns.start;
-        let mut best = (first, plane[first]);
-        for y in rows {
-            for x in columns.clone() {
-                let at = y * self.w + x;
-                let v = plane[at];
-                let wins = (v > best.1) | (v.is_nan() & !best.1.is_nan());
-                best.0 = if wins { at } else { best.0 };
-                best.1 = if wins { v } else { best.1 };
-            }
-        }
-        best
-    }
-}
+#[cfg(feature = "cuda")]
+use super::cuda::max_pool_cudnn;
+#[cfg(feature = "cuda")]
+use super::custom_op::Operand;
+use super::custom_op::{Formulas, Op};
+use super::pool_geometry::PoolGeometry;
 
 /// Max pooling of x (batch, c, h, w) over `k`×`k` windows with `stride` and `padding`.
 pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
@@ -85,20 +39,22 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result
         stride,
         padding,
     };
-    x.contiguous()?.apply_op1(MaxPool(g))
+    x.contiguous()?.apply_op1(Op(MaxPool(g)))
 }
 
 /// Forward: x → y.
 struct MaxPool(PoolGeometry);
 
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "fast-max-pool2d"
+impl Formulas<1> for MaxPool {
+    const NAME: &'static str = "fast-max-pool2d";
+
+    fn shape(&self, _: &Layout) -> Shape {
+        let g = &self.0;
+        Shape::from((g.batch, g.channels, g.out_h(), g.out_w()))
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [x]: [&[f32]; 1]) -> Result<Vec<f32>> {
         let g = &self.0;
-        let x = contiguous_f32(self.name(), storage, layout)?;
         let (oh, ow) = (g.out_h(), g.out_w());
         let mut y = vec![0f32; g.batch * g.channels * oh * ow];
         y.par_chunks_mut(oh * ow)
@@ -110,49 +66,38 @@ impl CustomOp1 for MaxPool {
                     }
                 }
             });
-        Ok((
-            CpuStorage::F32(y),
-            Shape::from((g.batch, g.channels, oh, ow)),
-        ))
+        Ok(y)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        storage: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = &self.0;
-        let y = super::max_pool_cudnn::forward(g, self.name(), (storage, layout))?;
-        Ok((y, Shape::from((g.batch, g.channels, g.out_h(), g.out_w()))))
+    fn cuda(&self, [x]: [Operand<'_>; 1]) -> Result<candle_core::CudaStorage> {
+        max_pool_cudnn::forward(&self.0, Self::NAME, x)
     }
 
-    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dx = x.apply_op3_no_bwd(y, &grad.contiguous()?, &MaxPoolBackward(self.0))?;
-        Ok(Some(dx))
+    fn backward(
+        &self,
+        [x]: [&Tensor; 1],
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 1]> {
+        let dx = x.apply_op3_no_bwd(y, &grad.contiguous()?, &Op(MaxPoolBackward(self.0)))?;
+        Ok([Some(dx)])
     }
 }
 
 /// Backward: (x, y, dy) → dx.
 struct MaxPoolBackward(PoolGeometry);
 
-impl CustomOp3 for MaxPoolBackward {
-    fn name(&self) -> &'static str {
-        "fast-max-pool2d-backward"
+impl Formulas<3> for MaxPoolBackward {
+    const NAME: &'static str = "fast-max-pool2d-backward";
+
+    fn shape(&self, _: &Layout) -> Shape {
+        let g = &self.0;
+        Shape::from((g.batch, g.channels, g.h, g.w))
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        _s2: &CpuStorage,
-        _l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [x, _y, dy]: [&[f32]; 3]) -> Result<Vec<f32>> {
         let g = &self.0;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let dy = contiguous_f32(self.name(), s3, l3)?;
         let (oh, ow) = (g.out_h(), g.out_w());
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(g.h * g.w)
@@ -165,32 +110,19 @@ impl CustomOp3 for MaxPoolBackward {
                     }
                 }
             });
-        Ok((
-            CpuStorage::F32(dx),
-            Shape::from((g.batch, g.channels, g.h, g.w)),
-        ))
+        Ok(dx)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = &self.0;
-        let dx = super::max_pool_cudnn::backward(g, self.name(), [(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((dx, Shape::from((g.batch, g.channels, g.h, g.w))))
+    fn cuda(&self, operands: [Operand<'_>; 3]) -> Result<candle_core::CudaStorage> {
+        max_pool_cudnn::backward(&self.0, Self::NAME, operands)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
+    use crate::kernels::op_operands::test_tensors::{max_relative, seeded};
     use candle_core::Var;
 
     /// The definition, element by element, with −∞ padding: negative inputs at the border.
@@ -233,7 +165,7 @@ mod tests {
     fn matches_the_stock_pooling_in_output_and_gradient() {
         for (k, stride, padding) in [(2, 2, 0), (3, 2, 1)] {
             let x = Var::from_tensor(&seeded(&[2, 4, 10, 11], "pool-stock", 2.0)).unwrap();
-            let stock = super::super::pooling::max_pool2d(&x, k, stride, padding).unwrap();
+            let stock = crate::layers::max_pool2d(&x, k, stride, padding).unwrap();
             let fast = max_pool2d(&x, k, stride, padding).unwrap();
             assert_eq!(max_relative(&fast, &stock), 0.0);
             let r = seeded(stock.dims(), "pool-r", 0.0);

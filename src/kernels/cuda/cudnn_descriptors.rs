@@ -8,25 +8,25 @@ use std::ffi::c_void;
 
 use cudarc::cudnn::sys;
 
-use super::im2col::ConvGeometry;
-use super::max_pool_ops::PoolGeometry;
-use super::ConvMath;
+use crate::kernels::cpu::im2col::ConvGeometry;
+use crate::kernels::pool_geometry::PoolGeometry;
+use crate::manifest::model::ConvMath;
 
 static ONE: f32 = 1.0;
 static ZERO: f32 = 0.0;
 
 /// α = 1, as the pointer cuDNN takes (f32 data: f32 scaling factors).
-pub(super) fn one() -> *const c_void {
+pub(crate) fn one() -> *const c_void {
     &ONE as *const f32 as *const c_void
 }
 
 /// β = 0: the output's prior content is ignored.
-pub(super) fn zero() -> *const c_void {
+pub(crate) fn zero() -> *const c_void {
     &ZERO as *const f32 as *const c_void
 }
 
 /// A cuDNN status as a candle error naming the call that failed.
-pub(super) fn check(status: sys::cudnnStatus_t, call: &str) -> candle_core::Result<()> {
+pub(crate) fn check(status: sys::cudnnStatus_t, call: &str) -> candle_core::Result<()> {
     status
         .result()
         .map_err(|e| candle_core::Error::Cuda(format!("cuDNN {call}: {e:?}").into()))
@@ -40,10 +40,10 @@ fn c_int(n: usize, what: &str) -> candle_core::Result<i32> {
 }
 
 /// A dense NCHW f32 tensor.
-pub(super) struct TensorDescriptor(pub(super) sys::cudnnTensorDescriptor_t);
+pub(crate) struct TensorDescriptor(pub(crate) sys::cudnnTensorDescriptor_t);
 
 impl TensorDescriptor {
-    pub(super) fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
+    pub(crate) fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
@@ -69,7 +69,7 @@ impl TensorDescriptor {
     }
 
     /// The (1, c, 1, 1) descriptor of per-channel batch-norm parameters for data described by `x`.
-    pub(super) fn batch_norm_parameters(x: &TensorDescriptor) -> candle_core::Result<Self> {
+    pub(crate) fn batch_norm_parameters(x: &TensorDescriptor) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
@@ -97,10 +97,10 @@ impl Drop for TensorDescriptor {
 }
 
 /// A (c_out, c_in, k, k) f32 filter.
-pub(super) struct FilterDescriptor(pub(super) sys::cudnnFilterDescriptor_t);
+pub(crate) struct FilterDescriptor(pub(crate) sys::cudnnFilterDescriptor_t);
 
 impl FilterDescriptor {
-    pub(super) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
+    pub(crate) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreateFilterDescriptor(&mut raw) },
@@ -134,7 +134,7 @@ impl Drop for FilterDescriptor {
 /// The cuDNN math type of a convolution arithmetic: FMA (no tensor cores, results match candle's f32
 /// kernels to rounding) for f32; the default math for TF32, which on Ampere and later GPUs lets
 /// cuDNN use TF32 tensor cores for f32 data (as eager PyTorch's `allow_tf32` does).
-pub(super) fn math_type(math: ConvMath) -> sys::cudnnMathType_t {
+pub(crate) fn math_type(math: ConvMath) -> sys::cudnnMathType_t {
     match math {
         ConvMath::F32 => sys::cudnnMathType_t::CUDNN_FMA_MATH,
         ConvMath::Tf32 => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
@@ -143,10 +143,10 @@ pub(super) fn math_type(math: ConvMath) -> sys::cudnnMathType_t {
 
 /// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation,
 /// in the math type of [`math_type`].
-pub(super) struct ConvolutionDescriptor(pub(super) sys::cudnnConvolutionDescriptor_t);
+pub(crate) struct ConvolutionDescriptor(pub(crate) sys::cudnnConvolutionDescriptor_t);
 
 impl ConvolutionDescriptor {
-    pub(super) fn of(g: &ConvGeometry, math: ConvMath) -> candle_core::Result<Self> {
+    pub(crate) fn of(g: &ConvGeometry, math: ConvMath) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreateConvolutionDescriptor(&mut raw) },
@@ -178,7 +178,7 @@ impl ConvolutionDescriptor {
     }
 
     /// Sets the math type of the algorithm chosen for it (cuDNN picks kernels by both).
-    pub(super) fn set_math(&self, math: sys::cudnnMathType_t) -> candle_core::Result<()> {
+    pub(crate) fn set_math(&self, math: sys::cudnnMathType_t) -> candle_core::Result<()> {
         check(
             unsafe { sys::cudnnSetConvolutionMathType(self.0, math) },
             "set convolution math type",
@@ -193,10 +193,10 @@ impl Drop for ConvolutionDescriptor {
 }
 
 /// A 2-D max pooling whose padding never wins a window; deterministic backward.
-pub(super) struct PoolingDescriptor(pub(super) sys::cudnnPoolingDescriptor_t);
+pub(crate) struct PoolingDescriptor(pub(crate) sys::cudnnPoolingDescriptor_t);
 
 impl PoolingDescriptor {
-    pub(super) fn max(g: &PoolGeometry) -> candle_core::Result<Self> {
+    pub(crate) fn max(g: &PoolGeometry) -> candle_core::Result<Self> {
         let mut raw = std::ptr::null_mut();
         check(
             unsafe { sys::cudnnCreatePoolingDescriptor(&mut raw) },

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::ConvMath;
+use crate::manifest::model::ConvMath;
 
 /// The low mantissa bits TF32 drops (23 − 10).
 const DROPPED_BITS: u32 = 13;

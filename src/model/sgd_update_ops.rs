@@ -11,9 +11,13 @@
 //! - momentum buffer: b ← d on the first step, else b ← b·μ + d;
 //! - weight: w ← w − η·s with s = d (no momentum), b (heavy ball) or d + b·μ (Nesterov).
 
-use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
+use candle_core::{Result, Tensor};
 
-use super::op_operands::{contiguous_f32, contiguous_f32_mut};
+#[cfg(feature = "cuda")]
+use crate::kernels::cuda::nvrtc_kernels;
+#[cfg(feature = "cuda")]
+use crate::kernels::custom_op::Operand;
+use crate::kernels::custom_op::{InPlaceFormulas, Op};
 
 /// An SGD step's scalars, as `Sgd` holds them (f64) and as the kernels use them (f32).
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +86,10 @@ pub fn update_momentum_buffer(
     buffer.inplace_op3(
         gradient,
         weight,
-        &MomentumBuffer {
+        &Op(MomentumBuffer {
             scalars: scalars.into(),
             first,
-        },
+        }),
     )
 }
 
@@ -105,10 +109,10 @@ pub fn update_weight(
     weight.inplace_op3(
         gradient,
         buffer.unwrap_or(gradient),
-        &Weight {
+        &Op(Weight {
             scalars: scalars.into(),
             step,
-        },
+        }),
     )
 }
 
@@ -118,24 +122,11 @@ struct MomentumBuffer {
     first: bool,
 }
 
-impl InplaceOp3 for MomentumBuffer {
-    fn name(&self) -> &'static str {
-        "fast-sgd-momentum-buffer"
-    }
+impl InPlaceFormulas for MomentumBuffer {
+    const NAME: &'static str = "fast-sgd-momentum-buffer";
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<()> {
-        let g = contiguous_f32(self.name(), s2, l2)?;
-        let w = contiguous_f32(self.name(), s3, l3)?;
-        let b = contiguous_f32_mut(self.name(), s1, l1)?;
-        same_sizes(self.name(), [b.len(), g.len(), w.len()])?;
+    fn cpu(&self, b: &mut [f32], [g, w]: [&[f32]; 2]) -> Result<()> {
+        same_sizes(Self::NAME, [b.len(), g.len(), w.len()])?;
         let s = &self.scalars;
         for ((b, &g), &w) in b.iter_mut().zip(g).zip(w) {
             let d = decayed(g, w, s);
@@ -149,20 +140,16 @@ impl InplaceOp3 for MomentumBuffer {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda(
         &self,
-        s1: &mut candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
+        b: (&mut candle_core::CudaStorage, &candle_core::Layout),
+        gw: [Operand<'_>; 2],
     ) -> Result<()> {
         let s = &self.scalars;
-        super::nvrtc_kernels::sgd_momentum_buffer(
-            self.name(),
-            (s1, l1),
-            [(s2, l2), (s3, l3)],
+        nvrtc_kernels::sgd_momentum_buffer(
+            Self::NAME,
+            b,
+            gw,
             [s.momentum, s.weight_decay],
             [s.decays as u32, self.first as u32],
         )
@@ -175,24 +162,11 @@ struct Weight {
     step: WeightStep,
 }
 
-impl InplaceOp3 for Weight {
-    fn name(&self) -> &'static str {
-        "fast-sgd-weight"
-    }
+impl InPlaceFormulas for Weight {
+    const NAME: &'static str = "fast-sgd-weight";
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<()> {
-        let g = contiguous_f32(self.name(), s2, l2)?;
-        let b = contiguous_f32(self.name(), s3, l3)?;
-        let w = contiguous_f32_mut(self.name(), s1, l1)?;
-        same_sizes(self.name(), [w.len(), g.len(), b.len()])?;
+    fn cpu(&self, w: &mut [f32], [g, b]: [&[f32]; 2]) -> Result<()> {
+        same_sizes(Self::NAME, [w.len(), g.len(), b.len()])?;
         let s = &self.scalars;
         for ((w, &g), &b) in w.iter_mut().zip(g).zip(b) {
             let step = match self.step {
@@ -206,20 +180,16 @@ impl InplaceOp3 for Weight {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda(
         &self,
-        s1: &mut candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
+        w: (&mut candle_core::CudaStorage, &candle_core::Layout),
+        gb: [Operand<'_>; 2],
     ) -> Result<()> {
         let s = &self.scalars;
-        super::nvrtc_kernels::sgd_weight(
-            self.name(),
-            (s1, l1),
-            [(s2, l2), (s3, l3)],
+        nvrtc_kernels::sgd_weight(
+            Self::NAME,
+            w,
+            gb,
             [s.lr, s.momentum, s.weight_decay],
             [s.decays as u32, self.step as u32],
         )
@@ -236,7 +206,7 @@ fn same_sizes(op: &str, sizes: [usize; 3]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::seeded;
+    use crate::kernels::op_operands::test_tensors::seeded;
 
     // the bits against `Sgd::step`'s composition of candle ops: `model::optimizer`'s tests
 

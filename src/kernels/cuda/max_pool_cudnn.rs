@@ -11,11 +11,11 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use super::cudnn_descriptors::{check, one, zero, PoolingDescriptor, TensorDescriptor};
 use super::cudnn_handle::CudnnHandle;
-use super::max_pool_ops::PoolGeometry;
-use super::op_operands::contiguous_view;
+use crate::kernels::op_operands::contiguous_view;
+use crate::kernels::pool_geometry::PoolGeometry;
 
 /// x → y.
-pub(super) fn forward(
+pub(crate) fn forward(
     g: &PoolGeometry,
     op: &str,
     (x, lx): (&CudaStorage, &Layout),
@@ -51,7 +51,7 @@ pub(super) fn forward(
 }
 
 /// (x, y, dy) → dx.
-pub(super) fn backward(
+pub(crate) fn backward(
     g: &PoolGeometry,
     op: &str,
     [(x, lx), (y, ly), (dy, ld)]: [(&CudaStorage, &Layout); 3],

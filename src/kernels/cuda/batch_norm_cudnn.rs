@@ -21,7 +21,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use super::cuda_rules::batch_norm_epsilon;
 use super::cudnn_descriptors::{check, one, zero, TensorDescriptor};
 use super::cudnn_handle::CudnnHandle;
-use super::op_operands::contiguous_view;
+use crate::kernels::op_operands::contiguous_view;
 
 /// What both passes set up: the handle and its stream, the data's (batch, c, h·w, 1) descriptor and
 /// the per-channel parameters' one, and the outputs, uninitialised: one the data's size (y or dx)
@@ -65,7 +65,7 @@ impl Call {
 }
 
 /// (x, γ, β) → (y (batch·c·planes), [μ (c), unbiased σ² (c)]).
-pub(super) fn train_forward(
+pub(crate) fn train_forward(
     op: &str,
     (batch, channels, planes): (usize, usize, usize),
     eps: f64,
@@ -128,7 +128,7 @@ pub(super) fn train_forward(
 }
 
 /// (x, γ, dy) → (dx (batch·c·planes), [dγ (c), dβ (c)]).
-pub(super) fn backward(
+pub(crate) fn backward(
     op: &str,
     (batch, channels, planes): (usize, usize, usize),
     eps: f64,

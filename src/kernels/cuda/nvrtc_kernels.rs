@@ -13,7 +13,7 @@ use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::cuda_rules::launch_grid;
-use super::op_operands::{contiguous_view, contiguous_view_mut};
+use crate::kernels::op_operands::{contiguous_view, contiguous_view_mut};
 
 const MODULE: &str = "fewshot_fast_path";
 
@@ -109,7 +109,7 @@ fn narrow(n: usize) -> Result<u32> {
 }
 
 /// y = leaky_relu(x).
-pub(super) fn leaky_relu_forward(
+pub(crate) fn leaky_relu_forward(
     op: &str,
     (x, lx): (&CudaStorage, &Layout),
     slope: f32,
@@ -131,7 +131,7 @@ pub(super) fn leaky_relu_forward(
 }
 
 /// The leaky ReLU's dx from (x, dy).
-pub(super) fn leaky_relu_backward(
+pub(crate) fn leaky_relu_backward(
     op: &str,
     (x, lx): (&CudaStorage, &Layout),
     (dy, ld): (&CudaStorage, &Layout),
@@ -158,7 +158,7 @@ pub(super) fn leaky_relu_backward(
 
 /// y = ((x − r_μ) / d)·γ + β per channel, from x and [r_μ, d, γ, β]; each operation rounded on its
 /// own (no fused multiply-add), as on the CPU.
-pub(super) fn channel_normalise(
+pub(crate) fn channel_normalise(
     op: &str,
     (_, channels, planes): (usize, usize, usize),
     (x, lx): (&CudaStorage, &Layout),
@@ -199,7 +199,7 @@ fn same_length(op: &str, n: usize, others: [usize; 2]) -> Result<usize> {
 }
 
 /// b ← d or b·μ + d in place, from [g, w]; `[μ, λ]`, `[λ ≠ 0, first step]`.
-pub(super) fn sgd_momentum_buffer(
+pub(crate) fn sgd_momentum_buffer(
     op: &str,
     (b, lb): (&mut CudaStorage, &Layout),
     [(g, lg), (w, lw)]: [(&CudaStorage, &Layout); 2],
@@ -231,7 +231,7 @@ pub(super) fn sgd_momentum_buffer(
 }
 
 /// w ← w − η·s in place, from [g, b]; `[η, μ, λ]`, `[λ ≠ 0, step kind]`.
-pub(super) fn sgd_weight(
+pub(crate) fn sgd_weight(
     op: &str,
     (w, lw): (&mut CudaStorage, &Layout),
     [(g, lg), (b, lb)]: [(&CudaStorage, &Layout); 2],

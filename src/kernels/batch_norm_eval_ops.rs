@@ -6,10 +6,12 @@
 //! Its backward (through γ and β; the running statistics are not trained) is built from tensor
 //! ops: evaluation mode runs without gradients in this suite, so it need not be fast.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::op_operands::contiguous_f32;
+#[cfg(feature = "cuda")]
+use super::custom_op::Operand;
+use super::custom_op::{Formulas, Op};
 
 /// Evaluation-mode batch norm of x (batch, c, h, w) with γ, β and the running statistics (c each).
 pub fn batch_norm_eval(
@@ -33,9 +35,9 @@ pub fn batch_norm_eval(
     )?;
     x.contiguous()?.apply_op2(
         &parameters,
-        ChannelNormalise {
+        Op(ChannelNormalise {
             shape: (batch, channels, h * w),
-        },
+        }),
     )
 }
 
@@ -44,23 +46,17 @@ struct ChannelNormalise {
     shape: (usize, usize, usize),
 }
 
-impl CustomOp2 for ChannelNormalise {
-    fn name(&self) -> &'static str {
-        "fast-batch-norm-eval"
+impl Formulas<2> for ChannelNormalise {
+    const NAME: &'static str = "fast-batch-norm-eval";
+
+    fn shape(&self, x: &Layout) -> Shape {
+        x.shape().clone()
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [x, p]: [&[f32]; 2]) -> Result<Vec<f32>> {
         let (_, channels, planes) = self.shape;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let p = contiguous_f32(self.name(), s2, l2)?;
         if p.len() != 4 * channels {
-            candle_core::bail!("{}: expected 4 × {channels} parameters", self.name());
+            candle_core::bail!("{}: expected 4 × {channels} parameters", Self::NAME);
         }
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(planes)
@@ -74,29 +70,20 @@ impl CustomOp2 for ChannelNormalise {
                     *y = ((x - mean) / deviation) * gamma + beta;
                 }
             });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok(y)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y =
-            super::nvrtc_kernels::channel_normalise(self.name(), self.shape, (s1, l1), (s2, l2))?;
-        Ok((y, l1.shape().clone()))
+    fn cuda(&self, [x, p]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
+        crate::kernels::cuda::nvrtc_kernels::channel_normalise(Self::NAME, self.shape, x, p)
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        parameters: &Tensor,
+        [x, parameters]: [&Tensor; 2],
         _y: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 2]> {
         let (_, channels, _) = self.shape;
         let per_channel = |k: usize| -> Result<Tensor> {
             parameters
@@ -112,14 +99,14 @@ impl CustomOp2 for ChannelNormalise {
         let dbeta = over_channels(grad.clone())?;
         let zeros = Tensor::zeros(2 * channels, grad.dtype(), grad.device())?;
         let dparameters = Tensor::cat(&[&zeros, &dgamma, &dbeta], 0)?;
-        Ok((Some(dx), Some(dparameters)))
+        Ok([Some(dx), Some(dparameters)])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::{max_relative, seeded};
+    use crate::kernels::op_operands::test_tensors::{max_relative, seeded};
     use candle_core::{DType, Device, ModuleT, Var};
 
     /// Bit-identical to candle-nn's evaluation-mode batch norm, and the same gradients for x, γ, β.

@@ -20,10 +20,14 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, Var};
+use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
-use super::op_operands::contiguous_f32;
+#[cfg(feature = "cuda")]
+use super::cuda::{batch_norm_cudnn, nvrtc_kernels};
+#[cfg(feature = "cuda")]
+use super::custom_op::Operand;
+use super::custom_op::{Formulas, Op};
 
 /// Training-mode batch norm of x (batch, c, h, w) with weight γ and bias β (c), updating the running
 /// statistics (c) in place, then the leaky ReLU of slope `activation` if one is given.
@@ -54,8 +58,8 @@ pub fn batch_norm_train(
     };
     let y = x
         .contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    let statistics = statistics.take("fast-batch-norm", channels)?;
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Op(op))?;
+    let statistics = statistics.take(BatchNormTrain::NAME, channels)?;
     let mean = statistics
         .narrow(0, 0, channels)?
         .to_dtype(running.0.dtype())?;
@@ -144,24 +148,15 @@ struct BatchNormTrain {
     activation: Option<f32>,
 }
 
-impl CustomOp3 for BatchNormTrain {
-    fn name(&self) -> &'static str {
-        "fast-batch-norm"
+impl Formulas<3> for BatchNormTrain {
+    const NAME: &'static str = "fast-batch-norm";
+
+    fn shape(&self, x: &Layout) -> Shape {
+        x.shape().clone()
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [x, gamma, beta]: [&[f32]; 3]) -> Result<Vec<f32>> {
         let (batch, channels, planes) = self.shape;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let gamma = contiguous_f32(self.name(), s2, l2)?;
-        let beta = contiguous_f32(self.name(), s3, l3)?;
         let stats = channel_statistics(x, self.shape);
         // y = x·scale + shift per channel
         let affine: Vec<(f32, f32)> = stats
@@ -192,45 +187,31 @@ impl CustomOp3 for BatchNormTrain {
         }
         self.statistics.put(Storage::Cpu(CpuStorage::F32(pair)));
         debug_assert_eq!(x.len(), batch * channels * planes);
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok(y)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (y, statistics) = super::batch_norm_cudnn::train_forward(
-            self.name(),
-            self.shape,
-            self.eps,
-            [(s1, l1), (s2, l2), (s3, l3)],
-        )?;
+    fn cuda(&self, operands: [Operand<'_>; 3]) -> Result<candle_core::CudaStorage> {
+        let shape = operands[0].1.shape();
+        let (y, statistics) =
+            batch_norm_cudnn::train_forward(Self::NAME, self.shape, self.eps, operands)?;
         self.statistics.put(Storage::Cuda(statistics));
-        let y = match self.activation {
-            Some(slope) => super::nvrtc_kernels::leaky_relu_forward(
-                self.name(),
-                (&y, &Layout::contiguous(l1.shape())),
+        match self.activation {
+            Some(slope) => nvrtc_kernels::leaky_relu_forward(
+                Self::NAME,
+                (&y, &Layout::contiguous(shape)),
                 slope,
-            )?,
-            None => y,
-        };
-        Ok((y, l1.shape().clone()))
+            ),
+            None => Ok(y),
+        }
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
+        [x, gamma, _beta]: [&Tensor; 3],
         out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 3]> {
         let channels = self.shape.1;
         // through the activation first, on its output
         let grad = match self.activation {
@@ -241,16 +222,16 @@ impl CustomOp3 for BatchNormTrain {
         let dx = x.apply_op3_no_bwd(
             gamma,
             &grad,
-            &BatchNormBackward {
+            &Op(BatchNormBackward {
                 shape: self.shape,
                 eps: self.eps,
                 parameter_gradients: parameter_gradients.clone(),
-            },
+            }),
         )?;
-        let pair = parameter_gradients.take("fast-batch-norm-backward", channels)?;
+        let pair = parameter_gradients.take(BatchNormBackward::NAME, channels)?;
         let dgamma = pair.narrow(0, 0, channels)?;
         let dbeta = pair.narrow(0, channels, channels)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok([Some(dx), Some(dgamma), Some(dbeta)])
     }
 }
 
@@ -262,24 +243,15 @@ struct BatchNormBackward {
     parameter_gradients: ChannelPair,
 }
 
-impl CustomOp3 for BatchNormBackward {
-    fn name(&self) -> &'static str {
-        "fast-batch-norm-backward"
+impl Formulas<3> for BatchNormBackward {
+    const NAME: &'static str = "fast-batch-norm-backward";
+
+    fn shape(&self, x: &Layout) -> Shape {
+        x.shape().clone()
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [x, gamma, dy]: [&[f32]; 3]) -> Result<Vec<f32>> {
         let (batch, channels, planes) = self.shape;
-        let x = contiguous_f32(self.name(), s1, l1)?;
-        let gamma = contiguous_f32(self.name(), s2, l2)?;
-        let dy = contiguous_f32(self.name(), s3, l3)?;
         let n = (batch * planes) as f64;
         let stats = channel_statistics(x, self.shape);
         // per channel: σ⁻¹, Σ dy (= dβ), Σ dy·x̂ (= dγ)
@@ -321,35 +293,23 @@ impl CustomOp3 for BatchNormBackward {
         }
         self.parameter_gradients
             .put(Storage::Cpu(CpuStorage::F32(pair)));
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok(dx)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (dx, parameter_gradients) = super::batch_norm_cudnn::backward(
-            self.name(),
-            self.shape,
-            self.eps,
-            [(s1, l1), (s2, l2), (s3, l3)],
-        )?;
+    fn cuda(&self, operands: [Operand<'_>; 3]) -> Result<candle_core::CudaStorage> {
+        let (dx, parameter_gradients) =
+            batch_norm_cudnn::backward(Self::NAME, self.shape, self.eps, operands)?;
         self.parameter_gradients
             .put(Storage::Cuda(parameter_gradients));
-        Ok((dx, l1.shape().clone()))
+        Ok(dx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::op_operands::test_tensors::{bits, max_relative, seeded};
+    use crate::kernels::op_operands::test_tensors::{bits, max_relative, seeded};
     use candle_core::{DType, Device, ModuleT};
 
     /// The stock layer and the fast op on the same variables: outputs, the three gradients and the
@@ -428,7 +388,7 @@ mod tests {
                     batch_norm_train(&x, &gamma, &beta, args, (0.1, 1e-5), Some(slope)).unwrap()
                 } else {
                     let y = batch_norm_train(&x, &gamma, &beta, args, (0.1, 1e-5), None).unwrap();
-                    super::super::leaky_relu_ops::leaky_relu(&y, slope).unwrap()
+                    crate::kernels::leaky_relu_ops::leaky_relu(&y, slope).unwrap()
                 };
                 let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let mut out = vec![bits(&y)];
@@ -474,20 +434,7 @@ mod tests {
                 statistics: ChannelPair::default(),
                 activation: None,
             };
-            let lay = |n: usize| Layout::contiguous(n);
-            let (y, _) = op
-                .cpu_fwd(
-                    &CpuStorage::F32(x.to_vec()),
-                    &lay(total),
-                    &CpuStorage::F32(gamma.to_vec()),
-                    &lay(channels),
-                    &CpuStorage::F32(beta.to_vec()),
-                    &lay(channels),
-                )
-                .unwrap();
-            let CpuStorage::F32(y) = y else {
-                unreachable!()
-            };
+            let y = op.cpu([x, gamma, beta]).unwrap();
             y.iter().zip(&r).map(|(y, r)| *y as f64 * *r as f64).sum()
         };
         let parameter_gradients = ChannelPair::default();
@@ -496,20 +443,7 @@ mod tests {
             eps,
             parameter_gradients: parameter_gradients.clone(),
         };
-        let lay = |n: usize| Layout::contiguous(n);
-        let (dx, _) = backward
-            .cpu_fwd(
-                &CpuStorage::F32(x.clone()),
-                &lay(total),
-                &CpuStorage::F32(gamma.to_vec()),
-                &lay(channels),
-                &CpuStorage::F32(r.clone()),
-                &lay(total),
-            )
-            .unwrap();
-        let CpuStorage::F32(dx) = dx else {
-            unreachable!()
-        };
+        let dx = backward.cpu([&x, &gamma, &r]).unwrap();
         let pair: Vec<f32> = parameter_gradients
             .take("test", channels)
             .unwrap()

@@ -1,0 +1,215 @@
+//! candle's custom-op plumbing, written once for every fast-path op: an op states its formulas as
+//! [`Formulas`] over `N` operands (the CPU formula on contiguous f32 slices, the CUDA call, the
+//! output's shape, and the backward if it has one), and [`Op`] is the `CustomOp1/2/3` candle applies,
+//! reading each operand as contiguous f32 (an error naming the op otherwise).
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, InplaceOp3, Layout, Result, Shape, Tensor,
+};
+
+use super::op_operands::{contiguous_f32, contiguous_f32_mut};
+
+/// A CUDA operand: its storage and layout.
+#[cfg(feature = "cuda")]
+pub(crate) type Operand<'a> = (&'a candle_core::CudaStorage, &'a Layout);
+
+/// One op of `N` f32 operands, stated by its formulas.
+pub(crate) trait Formulas<const N: usize>: Send + Sync + 'static {
+    /// candle's name for the op (its errors name it).
+    const NAME: &'static str;
+
+    /// The output's shape; `first` is the first operand's layout.
+    fn shape(&self, first: &Layout) -> Shape;
+
+    /// The CPU formula over the operands' contiguous f32 data.
+    fn cpu(&self, operands: [&[f32]; N]) -> Result<Vec<f32>>;
+
+    /// The same formula on CUDA (a cuDNN call or one of the fast path's kernels).
+    #[cfg(feature = "cuda")]
+    fn cuda(&self, operands: [Operand<'_>; N]) -> Result<candle_core::CudaStorage>;
+
+    /// The operands' gradients from the operands, the output and its gradient (None where an
+    /// operand needs none). By default the op has none: the backward ops have no gradient of their
+    /// own (no second-order derivatives).
+    fn backward(
+        &self,
+        _operands: [&Tensor; N],
+        _out: &Tensor,
+        _grad: &Tensor,
+    ) -> Result<[Option<Tensor>; N]> {
+        Err(candle_core::Error::BackwardNotSupported { op: Self::NAME })
+    }
+}
+
+/// The candle custom op of some [`Formulas`].
+pub(crate) struct Op<F>(pub F);
+
+impl<F: Formulas<1>> CustomOp1 for Op<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let data = self.0.cpu([contiguous_f32(F::NAME, s1, l1)?])?;
+        Ok((CpuStorage::F32(data), self.0.shape(l1)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((self.0.cuda([(s1, l1)])?, self.0.shape(l1)))
+    }
+
+    fn bwd(&self, a1: &Tensor, out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let [g1] = self.0.backward([a1], out, grad)?;
+        Ok(g1)
+    }
+}
+
+impl<F: Formulas<2>> CustomOp2 for Op<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let data = self.0.cpu([
+            contiguous_f32(F::NAME, s1, l1)?,
+            contiguous_f32(F::NAME, s2, l2)?,
+        ])?;
+        Ok((CpuStorage::F32(data), self.0.shape(l1)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((self.0.cuda([(s1, l1), (s2, l2)])?, self.0.shape(l1)))
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2] = self.0.backward([a1, a2], out, grad)?;
+        Ok((g1, g2))
+    }
+}
+
+impl<F: Formulas<3>> CustomOp3 for Op<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let data = self.0.cpu([
+            contiguous_f32(F::NAME, s1, l1)?,
+            contiguous_f32(F::NAME, s2, l2)?,
+            contiguous_f32(F::NAME, s3, l3)?,
+        ])?;
+        Ok((CpuStorage::F32(data), self.0.shape(l1)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((
+            self.0.cuda([(s1, l1), (s2, l2), (s3, l3)])?,
+            self.0.shape(l1),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        a3: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2, g3] = self.0.backward([a1, a2, a3], out, grad)?;
+        Ok((g1, g2, g3))
+    }
+}
+
+/// An in-place op: a target written in place from two more f32 operands (the SGD update's passes).
+pub(crate) trait InPlaceFormulas: Send + Sync + 'static {
+    /// candle's name for the op (its errors name it).
+    const NAME: &'static str;
+
+    /// The CPU formula: `target` updated from the operands' contiguous f32 data.
+    fn cpu(&self, target: &mut [f32], operands: [&[f32]; 2]) -> Result<()>;
+
+    /// The same formula on CUDA.
+    #[cfg(feature = "cuda")]
+    fn cuda(
+        &self,
+        target: (&mut candle_core::CudaStorage, &Layout),
+        operands: [Operand<'_>; 2],
+    ) -> Result<()>;
+}
+
+impl<F: InPlaceFormulas> InplaceOp3 for Op<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let operands = [
+            contiguous_f32(F::NAME, s2, l2)?,
+            contiguous_f32(F::NAME, s3, l3)?,
+        ];
+        self.0.cpu(contiguous_f32_mut(F::NAME, s1, l1)?, operands)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        self.0.cuda((s1, l1), [(s2, l2), (s3, l3)])
+    }
+}
