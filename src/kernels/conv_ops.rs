@@ -5,7 +5,7 @@
 use candle_core::{Layout, Result, Shape, Tensor};
 
 #[cfg(feature = "cuda")]
-use super::cuda::conv_cudnn;
+use super::cuda::{conv_cudnn, cudnn_handle::ConvPass};
 #[cfg(feature = "cuda")]
 use super::custom_op::Operand;
 use super::custom_op::{Formulas, Op};
@@ -72,7 +72,7 @@ impl Formulas<2> for ConvForward {
 
     #[cfg(feature = "cuda")]
     fn cuda(&self, [x, w]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
-        conv_cudnn::forward(&self.0, self.1, Self::NAME, x, w)
+        conv_cudnn::convolution_pass(&self.0, self.1, ConvPass::Forward, Self::NAME, [x, w])
     }
 
     fn backward(
@@ -120,7 +120,13 @@ impl Formulas<2> for ConvBackwardData {
 
     #[cfg(feature = "cuda")]
     fn cuda(&self, [grad, w]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
-        conv_cudnn::backward_data(&self.0, self.1, Self::NAME, grad, w)
+        conv_cudnn::convolution_pass(
+            &self.0,
+            self.1,
+            ConvPass::BackwardData,
+            Self::NAME,
+            [grad, w],
+        )
     }
 }
 
@@ -146,7 +152,13 @@ impl Formulas<2> for ConvBackwardFilter {
 
     #[cfg(feature = "cuda")]
     fn cuda(&self, [x, grad]: [Operand<'_>; 2]) -> Result<candle_core::CudaStorage> {
-        conv_cudnn::backward_filter(&self.0, self.1, Self::NAME, x, grad)
+        conv_cudnn::convolution_pass(
+            &self.0,
+            self.1,
+            ConvPass::BackwardFilter,
+            Self::NAME,
+            [x, grad],
+        )
     }
 }
 

@@ -44,123 +44,44 @@ pub(crate) trait Formulas<const N: usize>: Send + Sync + 'static {
 /// The candle custom op of some [`Formulas`].
 pub(crate) struct Op<F>(pub F);
 
-impl<F: Formulas<1>> CustomOp1 for Op<F> {
-    fn name(&self) -> &'static str {
-        F::NAME
-    }
+/// candle's `CustomOpN` for `Op<F>` over `N` operands (named by the storage, layout, argument and
+/// gradient identifiers given for each), the first operand's layout giving the output's shape.
+macro_rules! impl_custom_op {
+    ($trait:ident, $n:literal, $first:ident; $(($s:ident, $l:ident, $a:ident, $g:ident)),+; $grads:ty) => {
+        #[allow(unused_parens)] // one operand: a gradient, not a tuple
+        impl<F: Formulas<$n>> $trait for Op<F> {
+            fn name(&self) -> &'static str {
+                F::NAME
+            }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        let data = self.0.cpu([contiguous_f32(F::NAME, s1, l1)?])?;
-        Ok((CpuStorage::F32(data), self.0.shape(l1)))
-    }
+            fn cpu_fwd(&self, $($s: &CpuStorage, $l: &Layout),+) -> Result<(CpuStorage, Shape)> {
+                let data = self.0.cpu([$(contiguous_f32(F::NAME, $s, $l)?),+])?;
+                Ok((CpuStorage::F32(data), self.0.shape($first)))
+            }
 
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Ok((self.0.cuda([(s1, l1)])?, self.0.shape(l1)))
-    }
+            #[cfg(feature = "cuda")]
+            fn cuda_fwd(
+                &self,
+                $($s: &candle_core::CudaStorage, $l: &Layout),+
+            ) -> Result<(candle_core::CudaStorage, Shape)> {
+                Ok((self.0.cuda([$(($s, $l)),+])?, self.0.shape($first)))
+            }
 
-    fn bwd(&self, a1: &Tensor, out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let [g1] = self.0.backward([a1], out, grad)?;
-        Ok(g1)
-    }
+            fn bwd(&self, $($a: &Tensor,)+ out: &Tensor, grad: &Tensor) -> Result<$grads> {
+                let [$($g),+] = self.0.backward([$($a),+], out, grad)?;
+                Ok(($($g),+))
+            }
+        }
+    };
 }
 
-impl<F: Formulas<2>> CustomOp2 for Op<F> {
-    fn name(&self) -> &'static str {
-        F::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let data = self.0.cpu([
-            contiguous_f32(F::NAME, s1, l1)?,
-            contiguous_f32(F::NAME, s2, l2)?,
-        ])?;
-        Ok((CpuStorage::F32(data), self.0.shape(l1)))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Ok((self.0.cuda([(s1, l1), (s2, l2)])?, self.0.shape(l1)))
-    }
-
-    fn bwd(
-        &self,
-        a1: &Tensor,
-        a2: &Tensor,
-        out: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [g1, g2] = self.0.backward([a1, a2], out, grad)?;
-        Ok((g1, g2))
-    }
-}
-
-impl<F: Formulas<3>> CustomOp3 for Op<F> {
-    fn name(&self) -> &'static str {
-        F::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let data = self.0.cpu([
-            contiguous_f32(F::NAME, s1, l1)?,
-            contiguous_f32(F::NAME, s2, l2)?,
-            contiguous_f32(F::NAME, s3, l3)?,
-        ])?;
-        Ok((CpuStorage::F32(data), self.0.shape(l1)))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Ok((
-            self.0.cuda([(s1, l1), (s2, l2), (s3, l3)])?,
-            self.0.shape(l1),
-        ))
-    }
-
-    fn bwd(
-        &self,
-        a1: &Tensor,
-        a2: &Tensor,
-        a3: &Tensor,
-        out: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [g1, g2, g3] = self.0.backward([a1, a2, a3], out, grad)?;
-        Ok((g1, g2, g3))
-    }
-}
+impl_custom_op!(CustomOp1, 1, l1; (s1, l1, a1, g1); Option<Tensor>);
+impl_custom_op!(CustomOp2, 2, l1; (s1, l1, a1, g1), (s2, l2, a2, g2); (Option<Tensor>, Option<Tensor>));
+impl_custom_op!(
+    CustomOp3, 3, l1;
+    (s1, l1, a1, g1), (s2, l2, a2, g2), (s3, l3, a3, g3);
+    (Option<Tensor>, Option<Tensor>, Option<Tensor>)
+);
 
 /// An in-place op: a target written in place from two more f32 operands (the SGD update's passes).
 pub(crate) trait InPlaceFormulas: Send + Sync + 'static {

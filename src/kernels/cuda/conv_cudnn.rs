@@ -9,7 +9,7 @@
 
 use std::ffi::c_void;
 
-use candle_core::{CudaStorage, Layout, Result};
+use candle_core::{CudaStorage, Result};
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
 
@@ -20,6 +20,7 @@ use super::cudnn_descriptors::{
 use super::cudnn_handle::{launch_math, Algorithm, ChosenAlgorithm, ConvPass, CudnnHandle};
 use crate::kernels::conv_settings::ConvSettings;
 use crate::kernels::cpu::im2col::ConvGeometry;
+use crate::kernels::custom_op::Operand;
 use crate::kernels::op_operands::contiguous_view;
 use crate::manifest::model::ConvMath;
 
@@ -171,55 +172,21 @@ unsafe fn launch_pass(
     }
 }
 
-/// (x, weight) → out (batch, c_out, out_h, out_w).
-pub(crate) fn forward(
+/// One pass of the convolution, (a, b) → out in the pass's operand order: forward (x, weight) →
+/// out (batch, c_out, out_h, out_w); backward-data (grad, weight) → dx (batch, c_in, h, w);
+/// backward-filter (x, grad) → dW (c_out, c_in, k, k).
+pub(crate) fn convolution_pass(
     g: &ConvGeometry,
     settings: ConvSettings,
+    pass: ConvPass,
     op: &str,
-    (x, lx): (&CudaStorage, &Layout),
-    (w, lw): (&CudaStorage, &Layout),
+    [(a, la), (b, lb)]: [Operand<'_>; 2],
 ) -> Result<CudaStorage> {
-    let len = g.batch * g.c_out * g.pixels();
-    let inputs = (contiguous_view(op, x, lx)?, contiguous_view(op, w, lw)?);
-    run_pass(g, settings, ConvPass::Forward, inputs, &x.device, len)
-}
-
-/// (grad, weight) → dx (batch, c_in, h, w).
-pub(crate) fn backward_data(
-    g: &ConvGeometry,
-    settings: ConvSettings,
-    op: &str,
-    (grad, lg): (&CudaStorage, &Layout),
-    (w, lw): (&CudaStorage, &Layout),
-) -> Result<CudaStorage> {
-    let len = g.batch * g.c_in * g.h * g.w;
-    let inputs = (contiguous_view(op, grad, lg)?, contiguous_view(op, w, lw)?);
-    run_pass(
-        g,
-        settings,
-        ConvPass::BackwardData,
-        inputs,
-        &grad.device,
-        len,
-    )
-}
-
-/// (x, grad) → dW (c_out, c_in, k, k).
-pub(crate) fn backward_filter(
-    g: &ConvGeometry,
-    settings: ConvSettings,
-    op: &str,
-    (x, lx): (&CudaStorage, &Layout),
-    (grad, lg): (&CudaStorage, &Layout),
-) -> Result<CudaStorage> {
-    let len = g.c_out * g.patch();
-    let inputs = (contiguous_view(op, x, lx)?, contiguous_view(op, grad, lg)?);
-    run_pass(
-        g,
-        settings,
-        ConvPass::BackwardFilter,
-        inputs,
-        &x.device,
-        len,
-    )
+    let len = match pass {
+        ConvPass::Forward => g.batch * g.c_out * g.pixels(),
+        ConvPass::BackwardData => g.batch * g.c_in * g.h * g.w,
+        ConvPass::BackwardFilter => g.c_out * g.patch(),
+    };
+    let inputs = (contiguous_view(op, a, la)?, contiguous_view(op, b, lb)?);
+    run_pass(g, settings, pass, inputs, &a.device, len)
 }

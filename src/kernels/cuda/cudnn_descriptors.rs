@@ -39,17 +39,41 @@ fn c_int(n: usize, what: &str) -> candle_core::Result<i32> {
     })
 }
 
-/// A dense NCHW f32 tensor.
-pub(crate) struct TensorDescriptor(pub(crate) sys::cudnnTensorDescriptor_t);
+/// A cuDNN descriptor type: the owned handle, created empty by `create` (the constructors below then
+/// set it) and destroyed when dropped.
+macro_rules! descriptor {
+    ($(#[$doc:meta])* $name:ident, $raw:ty, $create:ident, $destroy:ident, $what:literal) => {
+        $(#[$doc])*
+        pub(crate) struct $name(pub(crate) $raw);
+
+        impl $name {
+            fn create() -> candle_core::Result<Self> {
+                let mut raw = std::ptr::null_mut();
+                check(unsafe { sys::$create(&mut raw) }, concat!("create ", $what))?;
+                Ok(Self(raw))
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                unsafe { sys::$destroy(self.0) };
+            }
+        }
+    };
+}
+
+descriptor!(
+    /// A dense NCHW f32 tensor.
+    TensorDescriptor,
+    sys::cudnnTensorDescriptor_t,
+    cudnnCreateTensorDescriptor,
+    cudnnDestroyTensorDescriptor,
+    "tensor descriptor"
+);
 
 impl TensorDescriptor {
     pub(crate) fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        check(
-            unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
-            "create tensor descriptor",
-        )?;
-        let desc = Self(raw);
+        let desc = Self::create()?;
         let [n, c, h, w] = dims;
         check(
             unsafe {
@@ -70,12 +94,7 @@ impl TensorDescriptor {
 
     /// The (1, c, 1, 1) descriptor of per-channel batch-norm parameters for data described by `x`.
     pub(crate) fn batch_norm_parameters(x: &TensorDescriptor) -> candle_core::Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        check(
-            unsafe { sys::cudnnCreateTensorDescriptor(&mut raw) },
-            "create tensor descriptor",
-        )?;
-        let desc = Self(raw);
+        let desc = Self::create()?;
         check(
             unsafe {
                 sys::cudnnDeriveBNTensorDescriptor(
@@ -90,23 +109,18 @@ impl TensorDescriptor {
     }
 }
 
-impl Drop for TensorDescriptor {
-    fn drop(&mut self) {
-        unsafe { sys::cudnnDestroyTensorDescriptor(self.0) };
-    }
-}
-
-/// A (c_out, c_in, k, k) f32 filter.
-pub(crate) struct FilterDescriptor(pub(crate) sys::cudnnFilterDescriptor_t);
+descriptor!(
+    /// A (c_out, c_in, k, k) f32 filter.
+    FilterDescriptor,
+    sys::cudnnFilterDescriptor_t,
+    cudnnCreateFilterDescriptor,
+    cudnnDestroyFilterDescriptor,
+    "filter descriptor"
+);
 
 impl FilterDescriptor {
     pub(crate) fn of(g: &ConvGeometry) -> candle_core::Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        check(
-            unsafe { sys::cudnnCreateFilterDescriptor(&mut raw) },
-            "create filter descriptor",
-        )?;
-        let desc = Self(raw);
+        let desc = Self::create()?;
         check(
             unsafe {
                 sys::cudnnSetFilter4dDescriptor(
@@ -125,12 +139,6 @@ impl FilterDescriptor {
     }
 }
 
-impl Drop for FilterDescriptor {
-    fn drop(&mut self) {
-        unsafe { sys::cudnnDestroyFilterDescriptor(self.0) };
-    }
-}
-
 /// The cuDNN math type of a convolution arithmetic: FMA (no tensor cores, results match candle's f32
 /// kernels to rounding) for f32; the default math for TF32, which on Ampere and later GPUs lets
 /// cuDNN use TF32 tensor cores for f32 data (as eager PyTorch's `allow_tf32` does).
@@ -141,18 +149,19 @@ pub(crate) fn math_type(math: ConvMath) -> sys::cudnnMathType_t {
     }
 }
 
-/// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation,
-/// in the math type of [`math_type`].
-pub(crate) struct ConvolutionDescriptor(pub(crate) sys::cudnnConvolutionDescriptor_t);
+descriptor!(
+    /// A 2-D cross-correlation (what deep-learning frameworks call convolution) with f32 accumulation,
+    /// in the math type of [`math_type`].
+    ConvolutionDescriptor,
+    sys::cudnnConvolutionDescriptor_t,
+    cudnnCreateConvolutionDescriptor,
+    cudnnDestroyConvolutionDescriptor,
+    "convolution descriptor"
+);
 
 impl ConvolutionDescriptor {
     pub(crate) fn of(g: &ConvGeometry, math: ConvMath) -> candle_core::Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        check(
-            unsafe { sys::cudnnCreateConvolutionDescriptor(&mut raw) },
-            "create convolution descriptor",
-        )?;
-        let desc = Self(raw);
+        let desc = Self::create()?;
         let (pad, stride) = (c_int(g.padding, "padding")?, c_int(g.stride, "stride")?);
         check(
             unsafe {
@@ -186,23 +195,18 @@ impl ConvolutionDescriptor {
     }
 }
 
-impl Drop for ConvolutionDescriptor {
-    fn drop(&mut self) {
-        unsafe { sys::cudnnDestroyConvolutionDescriptor(self.0) };
-    }
-}
-
-/// A 2-D max pooling whose padding never wins a window; deterministic backward.
-pub(crate) struct PoolingDescriptor(pub(crate) sys::cudnnPoolingDescriptor_t);
+descriptor!(
+    /// A 2-D max pooling whose padding never wins a window; deterministic backward.
+    PoolingDescriptor,
+    sys::cudnnPoolingDescriptor_t,
+    cudnnCreatePoolingDescriptor,
+    cudnnDestroyPoolingDescriptor,
+    "pooling descriptor"
+);
 
 impl PoolingDescriptor {
     pub(crate) fn max(g: &PoolGeometry) -> candle_core::Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        check(
-            unsafe { sys::cudnnCreatePoolingDescriptor(&mut raw) },
-            "create pooling descriptor",
-        )?;
-        let desc = Self(raw);
+        let desc = Self::create()?;
         let (k, pad, stride) = (
             c_int(g.k, "window")?,
             c_int(g.padding, "padding")?,
@@ -225,11 +229,5 @@ impl PoolingDescriptor {
             "set pooling descriptor",
         )?;
         Ok(desc)
-    }
-}
-
-impl Drop for PoolingDescriptor {
-    fn drop(&mut self) {
-        unsafe { sys::cudnnDestroyPoolingDescriptor(self.0) };
     }
 }

@@ -14,6 +14,17 @@ use super::cudnn_handle::CudnnHandle;
 use crate::kernels::op_operands::contiguous_view;
 use crate::kernels::pool_geometry::PoolGeometry;
 
+/// The input's and the output's descriptors, and the pooling's.
+fn descriptors(
+    g: &PoolGeometry,
+) -> Result<(TensorDescriptor, TensorDescriptor, PoolingDescriptor)> {
+    Ok((
+        TensorDescriptor::nchw([g.batch, g.channels, g.h, g.w])?,
+        TensorDescriptor::nchw([g.batch, g.channels, g.out_h(), g.out_w()])?,
+        PoolingDescriptor::max(g)?,
+    ))
+}
+
 /// x → y.
 pub(crate) fn forward(
     g: &PoolGeometry,
@@ -24,9 +35,7 @@ pub(crate) fn forward(
     let handle = CudnnHandle::for_device(device)?;
     let stream = handle.stream().clone();
     let x = contiguous_view(op, x, lx)?;
-    let x_desc = TensorDescriptor::nchw([g.batch, g.channels, g.h, g.w])?;
-    let y_desc = TensorDescriptor::nchw([g.batch, g.channels, g.out_h(), g.out_w()])?;
-    let pool = PoolingDescriptor::max(g)?;
+    let (x_desc, y_desc, pool) = descriptors(g)?;
     let mut y = unsafe { device.alloc::<f32>(g.batch * g.channels * g.out_h() * g.out_w()) }?;
     {
         let (x_ptr, _x_order) = x.device_ptr(&stream);
@@ -64,9 +73,7 @@ pub(crate) fn backward(
         contiguous_view(op, y, ly)?,
         contiguous_view(op, dy, ld)?,
     );
-    let x_desc = TensorDescriptor::nchw([g.batch, g.channels, g.h, g.w])?;
-    let y_desc = TensorDescriptor::nchw([g.batch, g.channels, g.out_h(), g.out_w()])?;
-    let pool = PoolingDescriptor::max(g)?;
+    let (x_desc, y_desc, pool) = descriptors(g)?;
     // zeroed: inputs in no window (the last row and column of an odd side under a 2×2 pool) get no
     // gradient, and the API reference does not say that a β of 0 writes them
     let mut dx = device.alloc_zeros::<f32>(g.batch * g.channels * g.h * g.w)?;
