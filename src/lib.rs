@@ -29,6 +29,7 @@ pub mod model;
 pub mod pickle;
 pub mod progress;
 pub mod report;
+pub mod run_files;
 pub mod run_folders;
 pub mod sabotage;
 pub mod threads;

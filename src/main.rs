@@ -1,7 +1,7 @@
 //! The `fewshot` binary: thin CLI over the library. Subcommands inspect stores and episode files;
 //! training and evaluation join them with the learning core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -222,37 +222,8 @@ fn run(command: Command) -> fewshot::Result<()> {
             classes,
             images,
             out,
-        } => {
-            let source = Store::open(&store)?;
-            let header = fewshot::data::store_subset::write_subset(&source, classes, images, &out)?;
-            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-            println!(
-                "{}: {} classes × {images} images ({} MB), fingerprint {}",
-                out.display(),
-                header.classes.len(),
-                size / 1_000_000,
-                header.fingerprint
-            );
-            Ok(())
-        }
-        Command::StoreInfo { store } => {
-            let store = Store::open(&store)?;
-            let h = &store.header;
-            let summary = serde_json::json!({
-                "dataset": h.dataset, "split": h.split, "split_variant": h.split_variant,
-                "source": h.source, "source_sha256": h.source_sha256,
-                "shape": [h.height, h.width, h.channels], "classes": h.classes.len(), "images": h.count,
-                "fingerprint": h.fingerprint, "decoder": h.decoder, "transform": h.transform,
-                "pixel_mean": h.pixel_mean, "pixel_std": h.pixel_std,
-                "normalization": { "mean": h.normalization_mean, "std": h.normalization_std, "source": h.normalization_source },
-                "prepared_by": h.prepared_by,
-            });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).expect("json value")
-            );
-            Ok(())
-        }
+        } => store_subset(&store, classes, images, &out),
+        Command::StoreInfo { store } => store_info(&store),
         #[cfg(feature = "train")]
         Command::Train(args) => {
             let (cell, paths, device) = args.open()?;
@@ -271,36 +242,7 @@ fn run(command: Command) -> fewshot::Result<()> {
             torch_backbone,
             key_map,
             val,
-        } => {
-            let (cell, paths, device) = run.open()?;
-            use fewshot::eval::cell_eval::{eval_cell_on, Episodes, Weights};
-            let weights = match (untrained, checkpoint, torch_backbone) {
-                (true, _, _) => Weights::Untrained,
-                (false, Some(file), _) => Weights::File(file),
-                (false, None, Some(file)) => Weights::TorchBackbone {
-                    checkpoint: file,
-                    key_map: key_map
-                        .map(|name| {
-                            fewshot::manifest::key_map::KeyMap::read(&paths.manifests, &name)
-                        })
-                        .transpose()?,
-                },
-                (false, None, None) => Weights::BestOfRun,
-            };
-            let on = if val { Episodes::Val } else { Episodes::Test };
-            let s = eval_cell_on(&cell, &paths, &device, &weights, on)?;
-            println!(
-                "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes ({})",
-                s.dataset,
-                s.method,
-                s.shot,
-                100.0 * s.mean,
-                100.0 * s.ci95,
-                s.n,
-                s.ci_formula
-            );
-            Ok(())
-        }
+        } => eval(&run, untrained, checkpoint, torch_backbone, key_map, val),
         #[cfg(feature = "train")]
         Command::Cell { run, train_only } => run_cell(&run, train_only),
         Command::Report {
@@ -312,58 +254,17 @@ fn run(command: Command) -> fewshot::Result<()> {
             manifests,
             runs,
         } => report(table, &profile, cells, out, &device, &manifests, &runs),
-        Command::Runs { action } => match action {
-            RunsAction::List { runs } => {
-                let all = fewshot::run_folders::list(&runs)?;
-                println!(
-                    "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9}",
-                    "folder", "dataset", "method", "shot", "status", "accuracy", "MB"
-                );
-                for r in &all {
-                    println!(
-                        "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9.1}",
-                        r.folder,
-                        r.dataset.as_deref().unwrap_or("?"),
-                        r.method.as_deref().unwrap_or("?"),
-                        r.shot.map(|s| s.to_string()).unwrap_or_default(),
-                        r.status,
-                        r.accuracy
-                            .map(|a| format!("{:.2}%", 100.0 * a))
-                            .unwrap_or_default(),
-                        r.bytes as f64 / 1e6
-                    );
-                }
-                println!(
-                    "{} run folders, {:.1} MB",
-                    all.len(),
-                    all.iter().map(|r| r.bytes).sum::<u64>() as f64 / 1e6
-                );
-                Ok(())
-            }
-            RunsAction::Gc {
-                runs,
-                manifests,
-                dry_run,
-            } => {
-                let keep = fewshot::run_folders::planned_hashes(&manifests)?;
-                let removed = fewshot::run_folders::gc(&runs, &keep, dry_run)?;
-                for (path, bytes) in &removed {
-                    println!(
-                        "{} {} ({:.1} MB)",
-                        if dry_run { "would remove" } else { "removed" },
-                        path.display(),
-                        *bytes as f64 / 1e6
-                    );
-                }
-                println!(
-                    "{} folders, {:.1} MB{}",
-                    removed.len(),
-                    removed.iter().map(|(_, b)| b).sum::<u64>() as f64 / 1e6,
-                    if dry_run { " (dry run)" } else { "" }
-                );
-                Ok(())
-            }
-        },
+        Command::Runs {
+            action: RunsAction::List { runs },
+        } => runs_list(&runs),
+        Command::Runs {
+            action:
+                RunsAction::Gc {
+                    runs,
+                    manifests,
+                    dry_run,
+                },
+        } => runs_gc(&runs, &manifests, dry_run),
         Command::ExportEpisodes { episodes, out } => {
             let frozen = FrozenEpisodes::read(&episodes)?;
             let csv = frozen.to_csv();
@@ -380,6 +281,130 @@ fn run(command: Command) -> fewshot::Result<()> {
     }
 }
 
+/// `fewshot store-subset`: N classes × M images of a store, for taking to a machine without Rust.
+fn store_subset(store: &Path, classes: usize, images: usize, out: &Path) -> fewshot::Result<()> {
+    let source = Store::open(store)?;
+    let header = fewshot::data::store_subset::write_subset(&source, classes, images, out)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}: {} classes × {images} images ({} MB), fingerprint {}",
+        out.display(),
+        header.classes.len(),
+        size / 1_000_000,
+        header.fingerprint
+    );
+    Ok(())
+}
+
+/// `fewshot store-info`: a store's header as JSON.
+fn store_info(store: &Path) -> fewshot::Result<()> {
+    let store = Store::open(store)?;
+    let h = &store.header;
+    let summary = serde_json::json!({
+        "dataset": h.dataset, "split": h.split, "split_variant": h.split_variant,
+        "source": h.source, "source_sha256": h.source_sha256,
+        "shape": [h.height, h.width, h.channels], "classes": h.classes.len(), "images": h.count,
+        "fingerprint": h.fingerprint, "decoder": h.decoder, "transform": h.transform,
+        "pixel_mean": h.pixel_mean, "pixel_std": h.pixel_std,
+        "normalization": { "mean": h.normalization_mean, "std": h.normalization_std, "source": h.normalization_source },
+        "prepared_by": h.prepared_by,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).expect("json value")
+    );
+    Ok(())
+}
+
+/// `fewshot eval`: the cell's best checkpoint (or the weights named) on its frozen test (or
+/// validation) episodes.
+#[cfg(feature = "train")]
+fn eval(
+    run: &RunArgs,
+    untrained: bool,
+    checkpoint: Option<PathBuf>,
+    torch_backbone: Option<PathBuf>,
+    key_map: Option<String>,
+    val: bool,
+) -> fewshot::Result<()> {
+    let (cell, paths, device) = run.open()?;
+    use fewshot::eval::cell_eval::{eval_cell_on, Episodes, Weights};
+    let weights = match (untrained, checkpoint, torch_backbone) {
+        (true, _, _) => Weights::Untrained,
+        (false, Some(file), _) => Weights::File(file),
+        (false, None, Some(file)) => Weights::TorchBackbone {
+            checkpoint: file,
+            key_map: key_map
+                .map(|name| fewshot::manifest::key_map::KeyMap::read(&paths.manifests, &name))
+                .transpose()?,
+        },
+        (false, None, None) => Weights::BestOfRun,
+    };
+    let on = if val { Episodes::Val } else { Episodes::Test };
+    let s = eval_cell_on(&cell, &paths, &device, &weights, on)?;
+    println!(
+        "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes ({})",
+        s.dataset,
+        s.method,
+        s.shot,
+        100.0 * s.mean,
+        100.0 * s.ci95,
+        s.n,
+        s.ci_formula
+    );
+    Ok(())
+}
+
+/// `fewshot runs list`: every run folder with its cell, status, accuracy and size.
+fn runs_list(runs: &Path) -> fewshot::Result<()> {
+    let all = fewshot::run_folders::list(runs)?;
+    println!(
+        "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9}",
+        "folder", "dataset", "method", "shot", "status", "accuracy", "MB"
+    );
+    for r in &all {
+        println!(
+            "{:<18} {:<16} {:<9} {:>4} {:<10} {:>8} {:>9.1}",
+            r.folder,
+            r.dataset.as_deref().unwrap_or("?"),
+            r.method.as_deref().unwrap_or("?"),
+            r.shot.map(|s| s.to_string()).unwrap_or_default(),
+            r.status,
+            r.accuracy
+                .map(|a| format!("{:.2}%", 100.0 * a))
+                .unwrap_or_default(),
+            r.bytes as f64 / 1e6
+        );
+    }
+    println!(
+        "{} run folders, {:.1} MB",
+        all.len(),
+        all.iter().map(|r| r.bytes).sum::<u64>() as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// `fewshot runs gc`: removes (or, dry, lists) the run folders no current plan produces.
+fn runs_gc(runs: &Path, manifests: &Path, dry_run: bool) -> fewshot::Result<()> {
+    let keep = fewshot::run_folders::planned_hashes(manifests)?;
+    let removed = fewshot::run_folders::gc(runs, &keep, dry_run)?;
+    for (path, bytes) in &removed {
+        println!(
+            "{} {} ({:.1} MB)",
+            if dry_run { "would remove" } else { "removed" },
+            path.display(),
+            *bytes as f64 / 1e6
+        );
+    }
+    println!(
+        "{} folders, {:.1} MB{}",
+        removed.len(),
+        removed.iter().map(|(_, b)| b).sum::<u64>() as f64 / 1e6,
+        if dry_run { " (dry run)" } else { "" }
+    );
+    Ok(())
+}
+
 /// `fewshot cell`: train, then evaluate on the test episodes, under the run folder's lock.
 #[cfg(feature = "train")]
 fn run_cell(args: &RunArgs, train_only: bool) -> fewshot::Result<()> {
@@ -387,7 +412,7 @@ fn run_cell(args: &RunArgs, train_only: bool) -> fewshot::Result<()> {
     let (cell, paths, device) = args.open()?;
     let dir = paths.runs.join(cell.hash());
     let (_held, waited) = lock(&dir)?;
-    if waited && dir.join("eval.json").is_file() {
+    if waited && dir.join(fewshot::run_files::EVAL).is_file() {
         println!(
             "{}: finished by another process while this one waited for its lock",
             dir.display()

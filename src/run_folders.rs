@@ -14,6 +14,9 @@ use crate::manifest::cell::CellConfig;
 use crate::manifest::experiment::{Experiment, PlannedCell};
 use crate::report::run_results::PhaseTimes;
 
+/// The names of a run folder's files (their own module, below everything that reads or writes them).
+pub use crate::run_files as files;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
     pub folder: String,
@@ -58,7 +61,7 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
         if !dir.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let cell = std::fs::read_to_string(dir.join("cell.toml"))
+        let cell = std::fs::read_to_string(dir.join(files::CELL))
             .ok()
             .and_then(|t| CellConfig::from_toml(&t).ok());
         let eval = crate::report::run_results::read_eval(&dir).ok().flatten();
@@ -67,9 +70,9 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
             "pre-trained"
         } else if eval.is_some() {
             "evaluated"
-        } else if dir.join("checkpoint-best.safetensors").is_file() {
+        } else if dir.join(files::CHECKPOINT_BEST).is_file() {
             "trained"
-        } else if dir.join("checkpoint-last.safetensors").is_file() {
+        } else if dir.join(files::CHECKPOINT_LAST).is_file() {
             "training"
         } else {
             "empty"
@@ -94,10 +97,10 @@ pub fn list(runs: &Path) -> Result<Vec<RunSummary>> {
 /// Whether the pre-training node in `dir` finished its epochs (its `state.json`, rewritten at the end of
 /// every `train`, says so).
 pub fn pretrain_done(dir: &Path) -> bool {
-    let cell = std::fs::read_to_string(dir.join("cell.toml"))
+    let cell = std::fs::read_to_string(dir.join(files::CELL))
         .ok()
         .and_then(|t| CellConfig::from_toml(&t).ok());
-    let state: Option<serde_json::Value> = std::fs::read(dir.join("state.json"))
+    let state: Option<serde_json::Value> = std::fs::read(dir.join(files::STATE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     match (cell.and_then(|c| c.train.pretrain), state) {
@@ -138,7 +141,7 @@ pub fn cache_rule(dir: &Path, current: Option<&str>) -> CacheState {
             )),
             _ => CacheState::Done,
         },
-        _ if dir.join("checkpoint-last.safetensors").is_file() => CacheState::Resumable,
+        _ if dir.join(files::CHECKPOINT_LAST).is_file() => CacheState::Resumable,
         _ => CacheState::New,
     }
 }
@@ -170,7 +173,7 @@ pub enum Phase {
 
 /// Records `seconds` of `phase` on `device` in the run folder's `phases.json` (written atomically).
 pub fn record_phase(dir: &Path, phase: Phase, device: &str, seconds: f64) -> Result<()> {
-    let path = dir.join("phases.json");
+    let path = dir.join(files::PHASES);
     let mut phases: PhaseTimes = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -185,7 +188,7 @@ pub fn record_phase(dir: &Path, phase: Phase, device: &str, seconds: f64) -> Res
 
 /// The phase times recorded in `dir`, if any.
 pub fn phases(dir: &Path) -> Option<PhaseTimes> {
-    std::fs::read_to_string(dir.join("phases.json"))
+    std::fs::read_to_string(dir.join(files::PHASES))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
 }
@@ -195,7 +198,7 @@ pub fn phases(dir: &Path) -> Option<PhaseTimes> {
 /// holder exits or is killed. Returns the held lock and whether it had to wait.
 pub fn lock(dir: &Path) -> Result<(std::fs::File, bool)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(".lock");
+    let path = dir.join(files::LOCK);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

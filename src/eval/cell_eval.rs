@@ -71,7 +71,7 @@ pub fn eval_cell_on(
     let (checkpoint_name, suffix) = match weights {
         Weights::Untrained => ("untrained".to_string(), "-untrained".to_string()),
         Weights::BestOfRun => {
-            let path: PathBuf = dir.join("checkpoint-best.safetensors");
+            let path: PathBuf = dir.join(crate::run_files::CHECKPOINT_BEST);
             if !path.is_file() {
                 return Err(Error::invalid(format!(
                     "{}: no trained checkpoint; run `fewshot train --config <cell.toml>` first",
@@ -79,7 +79,7 @@ pub fn eval_cell_on(
                 )));
             }
             checkpoint::load(&path, &model, None)?;
-            ("checkpoint-best.safetensors".to_string(), String::new())
+            (crate::run_files::CHECKPOINT_BEST.to_string(), String::new())
         }
         Weights::File(path) => {
             if !path.is_file() {
@@ -166,7 +166,7 @@ pub fn eval_cell_on(
         git_commit: crate::git_state::git_commit(&paths.manifests),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_records(&dir.join(format!("episodes{suffix}.jsonl")), &records)?;
-    write_json(&dir.join(format!("eval{suffix}.json")), &summary)?;
+    write_records(&dir.join(crate::run_files::episodes(&suffix)), &records)?;
+    write_json(&dir.join(crate::run_files::eval(&suffix)), &summary)?;
     Ok(summary)
 }

@@ -124,190 +124,57 @@ pub fn fetch_sources(
     outcomes: &mut Vec<ArchiveOutcome>,
 ) -> Result<FetchedSource> {
     let manifest = &Named { name, sources };
-    let downloads = downloads_dir(&options.data_dir, manifest.name);
     let lock_path = LockFile::path(&options.manifests, manifest.name);
-    let mut lock = LockFile::load(&lock_path)?;
-    let mut attempts: Vec<String> = Vec::new();
-
+    let mut fetch = Fetch {
+        manifest,
+        downloads: downloads_dir(&options.data_dir, manifest.name),
+        lock: LockFile::load(&lock_path)?,
+        lock_path,
+    };
     // 1. a source already on disk and verified earlier
     for source in manifest.sources {
-        let files: Vec<PathBuf> = source
-            .archives
-            .iter()
-            .map(|a| downloads.join(&a.file))
-            .collect();
+        let files = fetch.files(source);
         if !files.iter().all(|f| f.is_file()) {
             continue;
         }
         if options.verify_only {
-            return reverify(manifest, source, &files, &lock, &lock_path, outcomes);
+            return reverify(
+                manifest,
+                source,
+                &files,
+                &fetch.lock,
+                &fetch.lock_path,
+                outcomes,
+            );
         }
-        let mut shas = Vec::new();
-        for (archive, file) in source.archives.iter().zip(&files) {
-            let expected = expected_for(source, archive, &lock, &lock_path);
-            match read_stamp(file) {
-                Some(sha) if expected.sha256.as_deref().is_none_or(|e| e == sha) => shas.push(sha),
-                _ => break,
-            }
-        }
-        if shas.len() == files.len() {
-            for (archive, (file, sha)) in source.archives.iter().zip(files.iter().zip(&shas)) {
-                let pinned = pin_if_needed(
-                    manifest,
-                    source,
-                    archive,
-                    sha,
-                    file,
-                    "a file verified earlier",
-                    &mut lock,
-                    &lock_path,
-                )?;
-                outcomes.push(ArchiveOutcome {
-                    dataset: manifest.name.to_string(),
-                    source: source.id.clone(),
-                    file: archive.file.clone(),
-                    size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
-                    status: ArchiveStatus::AlreadyVerified,
-                    pinned,
-                });
-            }
-            return Ok(FetchedSource {
-                source: source.clone(),
-                files,
-                sha256: shas,
-            });
+        if let Some(shas) = fetch.stamped(source, &files) {
+            let earlier = vec![None; files.len()];
+            return fetch.record(source, files, shas, earlier, outcomes);
         }
     }
     if options.verify_only {
-        for archive in &manifest.sources[0].archives {
-            outcomes.push(ArchiveOutcome {
-                dataset: manifest.name.to_string(),
-                source: manifest.sources[0].id.clone(),
-                file: archive.file.clone(),
-                size: 0,
-                status: ArchiveStatus::Missing,
-                pinned: false,
-            });
-        }
-        return Err(Error::Store {
-            path: downloads,
-            dataset: manifest.name.to_string(),
-            message: "no source's archives are all on disk, so nothing could be verified".into(),
-        });
+        return Err(fetch.nothing_to_verify(outcomes));
     }
-
     // 2. mirrors first, then 3. public URLs, each over the sources in preference order
+    let mut attempts: Vec<String> = Vec::new();
     let passes: [(&str, bool); 2] = [("mirror", true), ("public URL", false)];
     for (pass, mirrors_only) in passes {
         if mirrors_only && options.mirrors.is_empty() {
             continue;
         }
-        'sources: for source in manifest.sources {
+        for source in manifest.sources {
             if !mirrors_only && source.mirror_only() {
                 continue;
             }
-            let mut files = Vec::new();
-            let mut shas = Vec::new();
-            let mut fetched = Vec::new();
-            for archive in &source.archives {
-                let dest = downloads.join(&archive.file);
-                let expected = expected_for(source, archive, &lock, &lock_path);
-                if let Some(sha) =
-                    read_stamp(&dest).filter(|s| expected.sha256.as_deref().is_none_or(|e| e == s))
-                {
-                    files.push(dest);
-                    shas.push(sha);
-                    fetched.push(None);
-                    continue;
-                }
-                let locations: Vec<Location> = if mirrors_only {
-                    options
-                        .mirrors
-                        .iter()
-                        .map(|m| m.locate(manifest.name, &archive.file))
-                        .collect()
-                } else {
-                    archive
-                        .urls
-                        .iter()
-                        .map(|u| Location::Http(u.clone()))
-                        .collect()
-                };
-                let mut got = None;
-                for location in &locations {
-                    if let Location::Local(path) = location {
-                        if !path.is_file() {
-                            attempts.push(format!(
-                                "  {}: {} is not on this mirror",
-                                source.id,
-                                path.display()
-                            ));
-                            continue;
-                        }
-                    }
-                    let started = Instant::now();
-                    match fetch_one(agent, location, &dest, &archive.file, &expected) {
-                        Ok(digests) => {
-                            got = Some((
-                                digests,
-                                location.to_string(),
-                                started.elapsed().as_secs_f64(),
-                            ));
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!("{e}");
-                            attempts.push(format!("  {} ({pass}): {e}", source.id));
-                        }
-                    }
-                }
-                let Some((digests, from, seconds)) = got else {
-                    if locations.is_empty() {
-                        attempts.push(format!("  {}: {} has no {pass}", source.id, archive.file));
-                    }
-                    continue 'sources;
-                };
-                write_stamp(&dest, &digests.sha256)?;
-                files.push(dest);
-                shas.push(digests.sha256.clone());
-                fetched.push(Some((from, seconds, digests)));
-            }
-            for ((archive, file), (sha, fetched)) in source
-                .archives
-                .iter()
-                .zip(&files)
-                .zip(shas.iter().zip(fetched))
+            let via = Pass {
+                name: pass,
+                mirrors: mirrors_only.then_some(options.mirrors.as_slice()),
+            };
+            if let Some((files, shas, fetched)) =
+                fetch.transfer_source(source, &via, agent, &mut attempts)?
             {
-                let (status, from) = match fetched {
-                    Some((from, seconds, _)) => (
-                        ArchiveStatus::Fetched {
-                            from: from.clone(),
-                            seconds,
-                        },
-                        from,
-                    ),
-                    None => (
-                        ArchiveStatus::AlreadyVerified,
-                        "a file verified earlier".to_string(),
-                    ),
-                };
-                let pinned = pin_if_needed(
-                    manifest, source, archive, sha, file, &from, &mut lock, &lock_path,
-                )?;
-                outcomes.push(ArchiveOutcome {
-                    dataset: manifest.name.to_string(),
-                    source: source.id.clone(),
-                    file: archive.file.clone(),
-                    size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
-                    status,
-                    pinned,
-                });
+                return fetch.record(source, files, shas, fetched, outcomes);
             }
-            return Ok(FetchedSource {
-                source: source.clone(),
-                files,
-                sha256: shas,
-            });
         }
     }
     Err(Error::NoSourceWorked {
@@ -318,6 +185,205 @@ pub fn fetch_sources(
             attempts.join("\n")
         },
     })
+}
+
+/// Where an archive came from in this run, how long it took and what it hashed to (None: a file
+/// verified earlier).
+type Fetched = Option<(String, f64, Digests)>;
+
+/// One pass over the sources: through the mirrors (`Some`) or the public URLs (`None`).
+struct Pass<'a> {
+    name: &'a str,
+    mirrors: Option<&'a [Mirror]>,
+}
+
+/// What fetching one named list of sources works with: its downloads folder and its lock file.
+struct Fetch<'a> {
+    manifest: &'a Named<'a>,
+    downloads: PathBuf,
+    lock: LockFile,
+    lock_path: PathBuf,
+}
+
+impl Fetch<'_> {
+    /// Where `source`'s archives go.
+    fn files(&self, source: &Source) -> Vec<PathBuf> {
+        (source.archives.iter())
+            .map(|a| self.downloads.join(&a.file))
+            .collect()
+    }
+
+    /// The SHA-256s of `source`'s `files` when every one carries a stamp of an earlier
+    /// verification that still matches it (and the checksum expected).
+    fn stamped(&self, source: &Source, files: &[PathBuf]) -> Option<Vec<String>> {
+        let mut shas = Vec::new();
+        for (archive, file) in source.archives.iter().zip(files) {
+            let expected = expected_for(source, archive, &self.lock, &self.lock_path);
+            match read_stamp(file) {
+                Some(sha) if expected.sha256.as_deref().is_none_or(|e| e == sha) => shas.push(sha),
+                _ => return None,
+            }
+        }
+        Some(shas)
+    }
+
+    /// `--verify-only` with no source on disk: the first source's archives reported missing.
+    fn nothing_to_verify(&self, outcomes: &mut Vec<ArchiveOutcome>) -> Error {
+        let source = &self.manifest.sources[0];
+        for archive in &source.archives {
+            outcomes.push(ArchiveOutcome {
+                dataset: self.manifest.name.to_string(),
+                source: source.id.clone(),
+                file: archive.file.clone(),
+                size: 0,
+                status: ArchiveStatus::Missing,
+                pinned: false,
+            });
+        }
+        Error::Store {
+            path: self.downloads.clone(),
+            dataset: self.manifest.name.to_string(),
+            message: "no source's archives are all on disk, so nothing could be verified".into(),
+        }
+    }
+
+    /// Every archive of `source` through `via` (an archive verified earlier is kept): the files,
+    /// their SHA-256s and how each was got, or None when one archive could not be got (the
+    /// attempts say why).
+    #[allow(clippy::type_complexity)]
+    fn transfer_source(
+        &self,
+        source: &Source,
+        via: &Pass,
+        agent: &ureq::Agent,
+        attempts: &mut Vec<String>,
+    ) -> Result<Option<(Vec<PathBuf>, Vec<String>, Vec<Fetched>)>> {
+        let (mut files, mut shas, mut fetched) = (Vec::new(), Vec::new(), Vec::new());
+        for archive in &source.archives {
+            let dest = self.downloads.join(&archive.file);
+            let expected = expected_for(source, archive, &self.lock, &self.lock_path);
+            if let Some(sha) =
+                read_stamp(&dest).filter(|s| expected.sha256.as_deref().is_none_or(|e| e == s))
+            {
+                files.push(dest);
+                shas.push(sha);
+                fetched.push(None);
+                continue;
+            }
+            let locations: Vec<Location> = match via.mirrors {
+                Some(mirrors) => (mirrors.iter())
+                    .map(|m| m.locate(self.manifest.name, &archive.file))
+                    .collect(),
+                None => (archive.urls.iter())
+                    .map(|u| Location::Http(u.clone()))
+                    .collect(),
+            };
+            let Some((digests, from, seconds)) =
+                first_that_transfers(agent, &locations, &dest, archive, &expected, |e| {
+                    attempts.push(format!("  {} ({}): {e}", source.id, via.name))
+                })
+            else {
+                if locations.is_empty() {
+                    let pass = via.name;
+                    attempts.push(format!("  {}: {} has no {pass}", source.id, archive.file));
+                }
+                return Ok(None);
+            };
+            write_stamp(&dest, &digests.sha256)?;
+            files.push(dest);
+            shas.push(digests.sha256.clone());
+            fetched.push(Some((from, seconds, digests)));
+        }
+        Ok(Some((files, shas, fetched)))
+    }
+
+    /// `source` as the one fetched: each archive pinned in the lock file if it was not, and its
+    /// outcome reported.
+    fn record(
+        &mut self,
+        source: &Source,
+        files: Vec<PathBuf>,
+        shas: Vec<String>,
+        fetched: Vec<Fetched>,
+        outcomes: &mut Vec<ArchiveOutcome>,
+    ) -> Result<FetchedSource> {
+        for ((archive, file), (sha, fetched)) in source
+            .archives
+            .iter()
+            .zip(&files)
+            .zip(shas.iter().zip(fetched))
+        {
+            let (status, from) = match fetched {
+                Some((from, seconds, _)) => (
+                    ArchiveStatus::Fetched {
+                        from: from.clone(),
+                        seconds,
+                    },
+                    from,
+                ),
+                None => (
+                    ArchiveStatus::AlreadyVerified,
+                    "a file verified earlier".to_string(),
+                ),
+            };
+            let pinned = pin_if_needed(
+                self.manifest,
+                source,
+                archive,
+                sha,
+                file,
+                &from,
+                &mut self.lock,
+                &self.lock_path,
+            )?;
+            outcomes.push(ArchiveOutcome {
+                dataset: self.manifest.name.to_string(),
+                source: source.id.clone(),
+                file: archive.file.clone(),
+                size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+                status,
+                pinned,
+            });
+        }
+        Ok(FetchedSource {
+            source: source.clone(),
+            files,
+            sha256: shas,
+        })
+    }
+}
+
+/// The first of `locations` that transfers `archive` to `dest` and verifies: its digests, where it
+/// came from and the seconds it took; each failure is handed to `failed` (a local mirror's missing
+/// file too).
+fn first_that_transfers(
+    agent: &ureq::Agent,
+    locations: &[Location],
+    dest: &Path,
+    archive: &Archive,
+    expected: &Expected,
+    mut failed: impl FnMut(String),
+) -> Option<(Digests, String, f64)> {
+    for location in locations {
+        if let Location::Local(path) = location {
+            if !path.is_file() {
+                failed(format!("{} is not on this mirror", path.display()));
+                continue;
+            }
+        }
+        let started = Instant::now();
+        match fetch_one(agent, location, dest, &archive.file, expected) {
+            Ok(digests) => {
+                let seconds = started.elapsed().as_secs_f64();
+                return Some((digests, location.to_string(), seconds));
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                failed(e.to_string());
+            }
+        }
+    }
+    None
 }
 
 /// Transfers one file to `<dest>.part`, verifies it, and renames it to `dest`; a file that fails

@@ -45,9 +45,8 @@ pub fn report_plan(
                 Missing::Failed(failed) => {
                     failed.iter().find(|(i, _)| *i == k).map(|(_, l)| l.clone())
                 }
-                Missing::AllFailed => {
-                    (!dir.join("eval.json").is_file()).then(|| dir.join("reproduce.log"))
-                }
+                Missing::AllFailed => (!dir.join(crate::run_files::EVAL).is_file())
+                    .then(|| dir.join(crate::run_files::REPRODUCE_LOG)),
             };
             CellResult::load(p.runs, c, log.as_deref())
         })

@@ -61,7 +61,7 @@ pub struct CellResult {
 }
 
 pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
-    let path = run_dir.join("eval.json");
+    let path = run_dir.join(crate::run_files::EVAL);
     if !path.is_file() {
         return Ok(None);
     }
@@ -72,7 +72,7 @@ pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
 }
 
 pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
-    let path = run_dir.join("train-log.jsonl");
+    let path = run_dir.join(crate::run_files::TRAIN_LOG);
     if !path.is_file() {
         return Ok(Vec::new());
     }
@@ -90,7 +90,7 @@ pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
 
 /// The distinct `commit`s of a `train-log.jsonl`, in order of first appearance (every stage).
 pub fn read_train_commits(run_dir: &Path) -> Result<Vec<String>> {
-    let path = run_dir.join("train-log.jsonl");
+    let path = run_dir.join(crate::run_files::TRAIN_LOG);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(Vec::new());
     };
@@ -113,12 +113,14 @@ impl CellResult {
         let hash = planned.cell.hash();
         let dir = runs.join(&hash);
         let eval = read_eval(&dir)?;
-        let episodes = if eval.is_some() && dir.join("episodes.jsonl").is_file() {
-            Some(read_episode_accuracies(&dir.join("episodes.jsonl"))?)
+        let episodes = if eval.is_some() && dir.join(crate::run_files::EPISODES).is_file() {
+            Some(read_episode_accuracies(
+                &dir.join(crate::run_files::EPISODES),
+            )?)
         } else {
             None
         };
-        let phases = std::fs::read_to_string(dir.join("phases.json"))
+        let phases = std::fs::read_to_string(dir.join(crate::run_files::PHASES))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         let status = match (failed_log, &eval) {

@@ -4,6 +4,8 @@
 //! LWFM-SPM); gradient clipping; SGD with Nesterov momentum and weight decay; MultiStepLR per epoch;
 //! validation on the frozen validation episodes after each epoch, keeping the best checkpoint.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var, D};
@@ -15,13 +17,14 @@ use crate::data::store::Store;
 use crate::data::transforms::Transform;
 use crate::error::{Error, Result};
 use crate::eval::runner::{evaluate, summarise};
-use crate::manifest::cell::CellConfig;
+use crate::manifest::cell::{CellConfig, PretrainConfig};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::episode_batch::{base_class_batch, load_episode, slots_of, transforms};
 use crate::model::few_shot::FewShotModel;
 use crate::model::optimizer::Sgd;
 use crate::model::run_context::{CellData, RunPaths};
 use crate::progress::count_bar;
+use crate::run_files as files;
 
 /// What a training run did.
 #[derive(Debug, Clone, Serialize)]
@@ -77,256 +80,347 @@ pub fn train_cell(
     // the shared pre-training node first (its own run folder, resumed there), before this cell's
     // stores are opened
     if cell.is_pretrain_node() && crate::run_folders::pretrain_done(&paths.run_dir(cell)) {
-        let path = paths.run_dir(cell).join("state.json");
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let state: TrainState = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let state = read_state(&paths.run_dir(cell).join(files::STATE))?;
         return outcome(cell, &state, 0.0, 0);
     }
     let node = cell.pretrain_node().filter(|n| n != cell);
-    let mut epochs_this_run = 0;
+    let mut epochs_before = 0;
     if let Some(node) = &node {
         let pre = train_cell(node, paths, device, stop_after_epochs)?;
         if pre.pretrain_epochs_done < pre.pretrain_epochs {
             return Ok(pre);
         }
-        epochs_this_run = pre.epochs_run;
+        epochs_before = pre.epochs_run;
     }
-    let data = CellData::open(cell, paths)?;
-    let dir = paths.run_dir(cell);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    crate::atomic_write::write_atomically(
-        &dir.join("cell.toml"),
-        toml::to_string_pretty(cell)
-            .expect("serialisable")
-            .as_bytes(),
-    )?;
-    let model = data.model(cell, paths, device)?;
-    let mut params: Vec<(String, Var)> = model
-        .varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .iter()
-        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let t = &cell.train;
-    let mut sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay).on_path(cell.backbone.ops);
-    let state_path = dir.join("state.json");
-    let last_path = dir.join("checkpoint-last.safetensors");
-    // the checkpoint holds the state it was written with (one rename commits both); `state.json`
-    // is read only for a checkpoint from before that
-    let resumed = if last_path.is_file() {
-        match checkpoint::load(&last_path, &model, Some(&mut sgd))? {
-            Some(state) => Some(state),
-            None => {
-                let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
-                Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::invalid(format!("{}: {e}", state_path.display())))?,
-                )
-            }
+    let mut run = Run::open(cell, paths, device, epochs_before)?;
+    let index = SplitIndex::from_header(&run.data.train.header);
+    let sampler = run.sampler(&index)?;
+    if !run.resume()? {
+        if let Some(node) = &node {
+            run.start_from(node, paths)?;
         }
+    }
+    let stop = |run: &Run| stop_after_epochs.is_some_and(|n| run.epochs_this_run >= n);
+    if let (Some(pre), None) = (&cell.train.pretrain, &node) {
+        while run.state.pretrain_epochs_done < pre.epochs {
+            if stop(&run) {
+                return outcome(cell, &run.state, 0.0, run.epochs_this_run);
+            }
+            run.pretrain_epoch(pre)?;
+        }
+    }
+    let started = Instant::now();
+    let first_step = run.state.global_step;
+    while run.state.epochs_done < cell.train.epochs && !stop(&run) {
+        run.episodic_epoch(&sampler)?;
+    }
+    // a kill between the checkpoint's rename and the copy's leaves state.json an epoch behind
+    write_json(&run.dir.join(files::STATE), &run.state)?;
+    let steps = run.state.global_step - first_step;
+    let per_step = if steps > 0 {
+        started.elapsed().as_secs_f64() / steps as f64
     } else {
-        None
+        0.0
     };
-    let mut state = match resumed {
-        Some(state) => {
-            tracing::info!("resuming {} after epoch {}", cell.hash(), state.epochs_done);
-            state
+    outcome(cell, &run.state, per_step, run.epochs_this_run)
+}
+
+/// A training state as JSON (`state.json`).
+fn read_state(path: &Path) -> Result<TrainState> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+}
+
+/// One training run of a cell in its run folder: what it trains, with what, and where it stands.
+struct Run<'a> {
+    cell: &'a CellConfig,
+    device: &'a Device,
+    data: CellData,
+    model: FewShotModel,
+    /// The trained parameters by name (not the running statistics), sorted.
+    params: Vec<(String, Var)>,
+    sgd: Sgd,
+    dir: PathBuf,
+    state: TrainState,
+    /// Epochs (pre-training and episodic, the node's included) this process ran.
+    epochs_this_run: usize,
+    /// Global class index of each training class (the absolute loss's labels).
+    class_of: HashMap<String, u32>,
+    train_transform: Transform,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the cell's data, writes its config into the run folder and builds the model, at the
+    /// start of training (`resume` and `start_from` move it on).
+    fn open(
+        cell: &'a CellConfig,
+        paths: &RunPaths,
+        device: &'a Device,
+        epochs_before: usize,
+    ) -> Result<Self> {
+        let data = CellData::open(cell, paths)?;
+        let dir = paths.run_dir(cell);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::atomic_write::write_atomically(
+            &dir.join(files::CELL),
+            toml::to_string_pretty(cell)
+                .expect("serialisable")
+                .as_bytes(),
+        )?;
+        let model = data.model(cell, paths, device)?;
+        let mut params: Vec<(String, Var)> = model
+            .varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let t = &cell.train;
+        let sgd = Sgd::new(t.momentum, t.nesterov, t.weight_decay).on_path(cell.backbone.ops);
+        let class_of = (data.train.header.classes.iter().enumerate())
+            .map(|(i, c)| (c.name.clone(), i as u32))
+            .collect();
+        let state = TrainState {
+            cell_hash: cell.hash(),
+            pretrain_epochs_done: 0,
+            epochs_done: 0,
+            global_step: 0,
+            best_val: None,
+            best_epoch: None,
+        };
+        Ok(Self {
+            cell,
+            device,
+            data,
+            model,
+            params,
+            sgd,
+            dir,
+            state,
+            epochs_this_run: epochs_before,
+            class_of,
+            train_transform: transforms(cell).1,
+        })
+    }
+
+    /// The training episodes' sampler over `index` (the training store's).
+    fn sampler<'i>(&self, index: &'i SplitIndex) -> Result<EpisodeSampler<'i>> {
+        let e = &self.cell.episode;
+        let spec = EpisodeSpec {
+            n_way: e.n_way,
+            n_shot: e.n_shot,
+            n_query: e.n_query,
+        };
+        EpisodeSampler::new(&self.cell.dataset, "train", spec, self.cell.seed, index)
+    }
+
+    /// Loads the last committed checkpoint, if there is one: weights, momentum and state (the
+    /// checkpoint holds the state it was written with, one rename committed both; `state.json` is
+    /// read only for a checkpoint from before that).
+    fn resume(&mut self) -> Result<bool> {
+        let last = self.dir.join(files::CHECKPOINT_LAST);
+        if !last.is_file() {
+            return Ok(false);
         }
-        None => {
-            if let Some(node) = &node {
-                let from = paths.run_dir(node).join("checkpoint-last.safetensors");
-                checkpoint::load_backbone(&from, &model)?;
-                tracing::info!("starting from the pre-training node {}", node.hash());
-            }
-            TrainState {
-                cell_hash: cell.hash(),
-                pretrain_epochs_done: 0,
-                epochs_done: 0,
-                global_step: 0,
-                best_val: None,
-                best_epoch: None,
-            }
-        }
-    };
-    let spec = EpisodeSpec {
-        n_way: cell.episode.n_way,
-        n_shot: cell.episode.n_shot,
-        n_query: cell.episode.n_query,
-    };
-    let index = SplitIndex::from_header(&data.train.header);
-    let sampler = EpisodeSampler::new(&cell.dataset, "train", spec, cell.seed, &index)?;
-    let train_transform = transforms(cell).1;
-    let class_of: std::collections::HashMap<&str, u32> = data
-        .train
-        .header
-        .classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.name.as_str(), i as u32))
-        .collect();
-    if node.is_some() && state.epochs_done == 0 && !last_path.is_file() {
-        // The starting point taken from the node competes in model selection: its validation
-        // accuracy is the best so far (best_epoch None), so episodic epochs that only lose
-        // accuracy leave the pre-trained backbone as the cell's best checkpoint.
-        if t.val_episodes > 0 {
+        self.state = match checkpoint::load(&last, &self.model, Some(&mut self.sgd))? {
+            Some(state) => state,
+            None => read_state(&self.dir.join(files::STATE))?,
+        };
+        tracing::info!(
+            "resuming {} after epoch {}",
+            self.cell.hash(),
+            self.state.epochs_done
+        );
+        Ok(true)
+    }
+
+    /// Starts from the pre-training node's weights. The starting point competes in model
+    /// selection: its validation accuracy is the best so far (best_epoch None), so episodic epochs
+    /// that only lose accuracy leave the pre-trained backbone as the cell's best checkpoint. The
+    /// start is committed before the first episode.
+    fn start_from(&mut self, node: &CellConfig, paths: &RunPaths) -> Result<()> {
+        let from = paths.run_dir(node).join(files::CHECKPOINT_LAST);
+        checkpoint::load_backbone(&from, &self.model)?;
+        tracing::info!("starting from the pre-training node {}", node.hash());
+        if self.cell.train.val_episodes > 0 {
             let started = Instant::now();
-            let v = validation_accuracy(&model, &data, cell, "validation of the starting point")?;
-            state.best_val = Some(v);
-            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None, None)?;
+            let label = "validation of the starting point";
+            let v = validation_accuracy(&self.model, &self.data, self.cell, label)?;
+            self.state.best_val = Some(v);
+            checkpoint::save(
+                &self.dir.join(files::CHECKPOINT_BEST),
+                &self.model,
+                None,
+                None,
+            )?;
             let log = serde_json::json!({
                 "stage": "start", "val_accuracy": v,
                 "seconds": started.elapsed().as_secs_f64(),
                 "commit": crate::git_state::BUILD_COMMIT,
             });
-            append_line(&dir.join("train-log.jsonl"), &log.to_string())?;
+            append_line(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
         }
-        // committed before the first episode
-        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
+        let last = self.dir.join(files::CHECKPOINT_LAST);
+        checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))
     }
-    if let (Some(pre), None) = (&t.pretrain, &node) {
-        let mut pre_step = (state.pretrain_epochs_done * pre.batches_per_epoch) as u64;
-        while state.pretrain_epochs_done < pre.epochs {
-            if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
-                return outcome(cell, &state, 0.0, epochs_this_run);
-            }
-            let epoch = state.pretrain_epochs_done;
-            let lr = multistep_lr(pre.lr, pre.gamma, &pre.milestones, epoch);
-            let epoch_started = Instant::now();
-            let bar = count_bar(
-                &format!("pre-training epoch {}/{}", epoch + 1, pre.epochs),
-                pre.batches_per_epoch as u64,
-            );
-            let mut loss_sum = 0.0;
-            for _ in 0..pre.batches_per_epoch {
-                let loss = base_class_loss(
-                    &model,
-                    &data.train,
-                    pre.batch,
-                    "pretrain",
-                    pre_step,
-                    train_transform,
-                )?;
-                loss_sum += finite_loss(&loss, pre_step)?;
-                let mut grads = loss.backward().map_err(c)?;
-                Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
-                sgd.step(&grads, &params, lr).map_err(c)?;
-                pre_step += 1;
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-            state.pretrain_epochs_done += 1;
-            epochs_this_run += 1;
-            if state.pretrain_epochs_done == pre.epochs {
-                // the episodic stage starts with fresh momentum, as a new optimiser would
-                sgd.buffers.clear();
-            }
-            checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
-            write_json(&state_path, &state)?;
-            let log = serde_json::json!({
-                "stage": "pretrain", "epoch": epoch, "lr": lr,
-                "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
-                "seconds": epoch_started.elapsed().as_secs_f64(),
-                "commit": crate::git_state::BUILD_COMMIT,
-            });
-            append_line(&dir.join("train-log.jsonl"), &log.to_string())?;
-        }
+
+    /// Weights, momentum and state as one rename, then the state's copy.
+    fn commit(&self) -> Result<()> {
+        let last = self.dir.join(files::CHECKPOINT_LAST);
+        checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))?;
+        write_json(&self.dir.join(files::STATE), &self.state)
     }
-    let started = Instant::now();
-    let first_step = state.global_step;
-    while state.epochs_done < t.epochs {
-        if stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
-            break;
-        }
-        let epoch = state.epochs_done;
-        let lr = multistep_lr(t.lr, t.gamma, &t.milestones, epoch);
-        let epoch_started = Instant::now();
-        let bar = count_bar(
-            &format!("{} epoch {}/{}", cell.head.name(), epoch + 1, t.epochs),
-            t.episodes_per_epoch as u64,
-        );
+
+    /// Backward through `loss`, clipping, one SGD step at `lr`.
+    fn step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
+        let mut grads = loss.backward().map_err(c)?;
+        Sgd::clip(&mut grads, &self.params, self.cell.train.grad_clip).map_err(c)?;
+        self.sgd.step(&grads, &self.params, lr).map_err(c)
+    }
+
+    /// One pre-training epoch on base-class batches, committed and logged.
+    fn pretrain_epoch(&mut self, pre: &PretrainConfig) -> Result<()> {
+        let epoch = self.state.pretrain_epochs_done;
+        let lr = multistep_lr(pre.lr, pre.gamma, &pre.milestones, epoch);
+        let started = Instant::now();
+        let label = format!("pre-training epoch {}/{}", epoch + 1, pre.epochs);
+        let bar = count_bar(&label, pre.batches_per_epoch as u64);
+        let transform = self.train_transform;
+        let first = (epoch * pre.batches_per_epoch) as u64;
         let mut loss_sum = 0.0;
-        for _ in 0..t.episodes_per_epoch {
-            let step = state.global_step;
-            let episode = sampler.episode(step);
-            let mut slots = slots_of(&data.train, &episode);
-            if cell.sabotage == Some(crate::sabotage::Sabotage::ShuffleSupportLabels) {
-                crate::data::frozen_episodes::shuffle_support(&mut slots);
-            }
-            let batch =
-                load_episode(&data.train, &slots, train_transform, cell.seed, device).map_err(c)?;
-            let out = model
-                .episode(&batch.support, &batch.query, true)
-                .map_err(c)?;
-            let mut loss = (candle_nn::loss::cross_entropy(&out.logits, &batch.query_labels)
-                .map_err(c)?
-                * t.episode_loss_weight)
-                .map_err(c)?;
-            if t.aux_batch > 0 {
-                let aux = base_class_loss(
-                    &model,
-                    &data.train,
-                    t.aux_batch,
-                    "aux",
-                    step,
-                    train_transform,
-                )?;
-                loss = (loss + aux).map_err(c)?;
-            }
-            if let (true, Some(attended)) = (t.absolute_loss, &out.attended_query) {
-                let global: Vec<u32> = batch
-                    .query_labels_host
-                    .iter()
-                    .map(|&l| class_of[episode.classes[l].class.as_str()])
-                    .collect();
-                let global =
-                    Tensor::from_vec(global, batch.query_labels_host.len(), device).map_err(c)?;
-                let absolute =
-                    candle_nn::loss::cross_entropy(&model.classify(attended).map_err(c)?, &global)
-                        .map_err(c)?;
-                loss = (loss + absolute).map_err(c)?;
-            }
-            loss_sum += finite_loss(&loss, step)?;
-            let mut grads = loss.backward().map_err(c)?;
-            Sgd::clip(&mut grads, &params, t.grad_clip).map_err(c)?;
-            sgd.step(&grads, &params, lr).map_err(c)?;
-            state.global_step += 1;
+        for pre_step in first..first + pre.batches_per_epoch as u64 {
+            let train = &self.data.train;
+            let loss = base_class_loss(
+                &self.model,
+                train,
+                pre.batch,
+                "pretrain",
+                pre_step,
+                transform,
+            )?;
+            loss_sum += finite_loss(&loss, pre_step)?;
+            self.step(&loss, lr)?;
             bar.inc(1);
         }
         bar.finish_and_clear();
-        state.epochs_done += 1;
-        epochs_this_run += 1;
+        self.state.pretrain_epochs_done += 1;
+        self.epochs_this_run += 1;
+        if self.state.pretrain_epochs_done == pre.epochs {
+            // the episodic stage starts with fresh momentum, as a new optimiser would
+            self.sgd.buffers.clear();
+        }
+        self.commit()?;
+        let log = serde_json::json!({
+            "stage": "pretrain", "epoch": epoch, "lr": lr,
+            "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
+            "seconds": started.elapsed().as_secs_f64(),
+            "commit": crate::git_state::BUILD_COMMIT,
+        });
+        append_line(&self.dir.join(files::TRAIN_LOG), &log.to_string())
+    }
+
+    /// The loss of training step `step`: λ·CE of its episode, plus the auxiliary base-class batch's
+    /// CE and the attended queries' absolute CE where configured.
+    fn episode_loss(&self, sampler: &EpisodeSampler, step: u64) -> Result<Tensor> {
+        let (cell, t, device) = (self.cell, &self.cell.train, self.device);
+        let transform = self.train_transform;
+        let episode = sampler.episode(step);
+        let mut slots = slots_of(&self.data.train, &episode);
+        if cell.sabotage == Some(crate::sabotage::Sabotage::ShuffleSupportLabels) {
+            crate::data::frozen_episodes::shuffle_support(&mut slots);
+        }
+        let batch =
+            load_episode(&self.data.train, &slots, transform, cell.seed, device).map_err(c)?;
+        let out = self
+            .model
+            .episode(&batch.support, &batch.query, true)
+            .map_err(c)?;
+        let mut loss = (candle_nn::loss::cross_entropy(&out.logits, &batch.query_labels)
+            .map_err(c)?
+            * t.episode_loss_weight)
+            .map_err(c)?;
+        if t.aux_batch > 0 {
+            let aux = base_class_loss(
+                &self.model,
+                &self.data.train,
+                t.aux_batch,
+                "aux",
+                step,
+                transform,
+            )?;
+            loss = (loss + aux).map_err(c)?;
+        }
+        if let (true, Some(attended)) = (t.absolute_loss, &out.attended_query) {
+            let global: Vec<u32> = batch
+                .query_labels_host
+                .iter()
+                .map(|&l| self.class_of[episode.classes[l].class.as_str()])
+                .collect();
+            let global =
+                Tensor::from_vec(global, batch.query_labels_host.len(), device).map_err(c)?;
+            let logits = self.model.classify(attended).map_err(c)?;
+            let absolute = candle_nn::loss::cross_entropy(&logits, &global).map_err(c)?;
+            loss = (loss + absolute).map_err(c)?;
+        }
+        Ok(loss)
+    }
+
+    /// One episodic epoch, then validation, the best checkpoint if it improved, the commit and
+    /// the log line.
+    fn episodic_epoch(&mut self, sampler: &EpisodeSampler) -> Result<()> {
+        let (cell, t) = (self.cell, &self.cell.train);
+        let epoch = self.state.epochs_done;
+        let lr = multistep_lr(t.lr, t.gamma, &t.milestones, epoch);
+        let started = Instant::now();
+        let label = format!("{} epoch {}/{}", cell.head.name(), epoch + 1, t.epochs);
+        let bar = count_bar(&label, t.episodes_per_epoch as u64);
+        let mut loss_sum = 0.0;
+        for _ in 0..t.episodes_per_epoch {
+            let step = self.state.global_step;
+            let loss = self.episode_loss(sampler, step)?;
+            loss_sum += finite_loss(&loss, step)?;
+            self.step(&loss, lr)?;
+            self.state.global_step += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        self.state.epochs_done += 1;
+        self.epochs_this_run += 1;
         let val_accuracy = if t.val_episodes > 0 {
-            Some(validation_accuracy(&model, &data, cell, "validation")?)
+            Some(validation_accuracy(
+                &self.model,
+                &self.data,
+                cell,
+                "validation",
+            )?)
         } else {
             None
         };
-        let improved = match (val_accuracy, state.best_val) {
+        let improved = match (val_accuracy, self.state.best_val) {
             (Some(v), Some(best)) => v > best,
             (Some(_), None) => true,
             (None, _) => true,
         };
         if improved {
-            state.best_val = val_accuracy;
-            state.best_epoch = Some(epoch);
-            checkpoint::save(&dir.join("checkpoint-best.safetensors"), &model, None, None)?;
+            self.state.best_val = val_accuracy;
+            self.state.best_epoch = Some(epoch);
+            let best = self.dir.join(files::CHECKPOINT_BEST);
+            checkpoint::save(&best, &self.model, None, None)?;
         }
-        checkpoint::save(&last_path, &model, Some(&sgd), Some(&state))?;
-        write_json(&state_path, &state)?;
+        self.commit()?;
         let log = EpochLog {
             epoch,
             lr,
             mean_loss: loss_sum / t.episodes_per_epoch.max(1) as f64,
             val_accuracy,
-            seconds: epoch_started.elapsed().as_secs_f64(),
+            seconds: started.elapsed().as_secs_f64(),
             commit: crate::git_state::BUILD_COMMIT,
         };
         append_line(
-            &dir.join("train-log.jsonl"),
+            &self.dir.join(files::TRAIN_LOG),
             &serde_json::to_string(&log).expect("plain struct"),
         )?;
         tracing::info!(
@@ -334,16 +428,8 @@ pub fn train_cell(
             log.mean_loss,
             val_accuracy
         );
+        Ok(())
     }
-    // a kill between the checkpoint's rename and the copy's leaves state.json an epoch behind
-    write_json(&state_path, &state)?;
-    let steps = state.global_step - first_step;
-    let per_step = if steps > 0 {
-        started.elapsed().as_secs_f64() / steps as f64
-    } else {
-        0.0
-    };
-    outcome(cell, &state, per_step, epochs_this_run)
 }
 
 /// Mean accuracy on the first `train.val_episodes` frozen validation episodes (test transform).

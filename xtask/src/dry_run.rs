@@ -19,7 +19,7 @@ pub fn print(plan: &Plan) {
         let dir = runs.join(node.hash());
         let (state, estimate) = if fewshot::run_folders::pretrain_done(&dir) {
             ("cached", Some(0.0))
-        } else if dir.join("checkpoint-last.safetensors").is_file() {
+        } else if dir.join(fewshot::run_files::CHECKPOINT_LAST).is_file() {
             ("resumes", estimate_seconds(&history, node, device))
         } else {
             ("new", estimate_seconds(&history, node, device))

@@ -147,7 +147,7 @@ pub fn run_nodes(
         }
     }
     let outcomes = in_slots(stage_nodes(plan, unavailable)?, slots, |slot, s| {
-        let resuming = s.dir.join("checkpoint-last.safetensors").is_file();
+        let resuming = s.dir.join(fewshot::run_files::CHECKPOINT_LAST).is_file();
         println!(
             "{}: {}",
             s.label,

@@ -50,35 +50,13 @@ pub fn run(args: RegressArgs) -> Result<()> {
     let manifests = repo::manifests();
     let path = baselines_path();
     let mut baselines = CiBaselines::read(&path)?;
-    let selected: Vec<usize> = (0..baselines.gate.len())
-        .filter(|&i| {
-            args.gate.is_empty()
-                || args
-                    .gate
-                    .iter()
-                    .any(|g| baselines.gate[i].name.contains(g.as_str()))
-        })
-        .collect();
-    if selected.is_empty() {
-        bail!("no gate in {} matches {:?}", path.display(), args.gate);
-    }
+    let cells = plan(&baselines, &args, &path, &manifests)?;
     println!("== regress: rule: {}", baselines.rule);
     if let Some(s) = args.sabotage {
         println!(
             "== regress: SABOTAGED run ({}): these gates should fail",
             s.name()
         );
-    }
-
-    let mut cells = Vec::new();
-    for &i in &selected {
-        let g = &baselines.gate[i];
-        let file = manifests.join(&g.cell);
-        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
-        let mut cell =
-            CellConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        cell.sabotage = args.sabotage;
-        cells.push((i, file, cell));
     }
     let mut datasets: Vec<String> = cells.iter().map(|(_, _, c)| c.dataset.clone()).collect();
     datasets.sort();
@@ -104,97 +82,20 @@ pub fn run(args: RegressArgs) -> Result<()> {
         let log = out
             .join("logs")
             .join(format!("{}.log", g.name.replace('/', "_")));
-        println!(
-            "== regress: {} ({:?}, log {})",
-            g.name,
-            g.kind,
-            log.display()
-        );
-        let started = std::time::Instant::now();
-        let records = match run_gate(g, file, cell, &binary, &data_dir, &runs, &log) {
-            Ok(r) => r,
-            Err(e) => {
-                println!("   failed: {e:#} (log: {})", log.display());
-                verdicts.push(GateVerdict {
-                    name: g.name.clone(),
-                    baseline_mean: g.mean,
-                    now_mean: f64::NAN,
-                    now_ci95: f64::NAN,
-                    n: 0,
-                    delta_pp: f64::NAN,
-                    tolerance_pp: g.tolerance_pp,
-                    differing_episodes: None,
-                    pass: false,
-                    reasons: vec![format!("did not run: {e:#}; see {}", log.display())],
-                });
-                continue;
-            }
-        };
-        let blessed = match (&g.kind, &g.episodes) {
-            (GateKind::Evaluation, Some(f)) => Some(read_episode_accuracies(&manifests.join(f))?),
-            _ => None,
-        };
-        let verdict = judge(g, blessed.as_deref(), &records, cell.episode.n_way);
-        println!(
-            "   {:.2}% ± {:.2} over {} episodes in {:.0} s: {}",
-            100.0 * verdict.now_mean,
-            100.0 * verdict.now_ci95,
-            verdict.n,
-            started.elapsed().as_secs_f64(),
-            if verdict.pass { "pass" } else { "FAIL" }
-        );
+        let gate = Gate { g, file, cell };
+        let (verdict, records) = gate.execute(&binary, &data_dir, &runs, &log, &manifests)?;
         verdicts.push(verdict);
-        measured.push((*i, records));
+        if let Some(records) = records {
+            measured.push((*i, records));
+        }
     }
-
-    let table = verdict_table(&verdicts);
-    println!("\n{table}");
-    let report = out.join("report.md");
-    fewshot::atomic_write::write_atomically(
-        &report,
-        format!("# CI accuracy gate\n\nRule: {}\n\n{table}", baselines.rule).as_bytes(),
-    )?;
-    fewshot::atomic_write::write_atomically(
-        &out.join("verdicts.json"),
-        serde_json::to_string_pretty(&verdicts)?.as_bytes(),
-    )?;
-    println!("report: {}", report.display());
-
+    let report = record(&out, &baselines.rule, &verdicts)?;
     if args.bless {
         let reason = args.reason.clone().expect("clap requires it");
-        if measured.len() != selected.len() {
+        if measured.len() != cells.len() {
             bail!("not blessing: some gates did not run (see above)");
         }
-        let commit = fewshot::git_state::git_description(&root);
-        let machine = machine_description();
-        let at = fewshot::clock::utc_now();
-        for (i, records) in &measured {
-            let g = &mut baselines.gate[*i];
-            let stats = fewshot::eval::stats::mean_ci95(
-                &records.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
-            );
-            g.mean = stats.mean;
-            g.ci95 = stats.ci95;
-            g.n = stats.n;
-            g.blessed_commit = commit.clone();
-            g.blessed_machine = machine.clone();
-            g.blessed_at = at.clone();
-            g.reason = reason.clone();
-            if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
-                let lines: String = records
-                    .iter()
-                    .map(|r| serde_json::to_string(r).expect("plain struct") + "\n")
-                    .collect();
-                fewshot::atomic_write::write_atomically(&manifests.join(f), lines.as_bytes())?;
-            }
-        }
-        let text = format!(
-            "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n{}",
-            baselines.to_toml()
-        );
-        fewshot::atomic_write::write_atomically(&path, text.as_bytes())?;
-        println!("blessed: {} ({reason})", path.display());
-        return Ok(());
+        return bless(&mut baselines, &measured, &reason, &path, &manifests, &root);
     }
     let failed: Vec<&str> = verdicts
         .iter()
@@ -209,6 +110,159 @@ pub fn run(args: RegressArgs) -> Result<()> {
         );
     }
     println!("== regress: all {} gates passed", verdicts.len());
+    Ok(())
+}
+
+/// The gates `args` selects (all when it names none), each with its cell config read from
+/// `manifests` (and the sabotage applied): (gate index, cell file, cell).
+fn plan(
+    baselines: &CiBaselines,
+    args: &RegressArgs,
+    path: &Path,
+    manifests: &Path,
+) -> Result<Vec<(usize, PathBuf, CellConfig)>> {
+    let selected: Vec<usize> = (0..baselines.gate.len())
+        .filter(|&i| {
+            args.gate.is_empty()
+                || args
+                    .gate
+                    .iter()
+                    .any(|g| baselines.gate[i].name.contains(g.as_str()))
+        })
+        .collect();
+    if selected.is_empty() {
+        bail!("no gate in {} matches {:?}", path.display(), args.gate);
+    }
+    let mut cells = Vec::new();
+    for i in selected {
+        let file = manifests.join(&baselines.gate[i].cell);
+        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+        let mut cell =
+            CellConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        cell.sabotage = args.sabotage;
+        cells.push((i, file, cell));
+    }
+    Ok(cells)
+}
+
+/// One planned gate.
+struct Gate<'a> {
+    g: &'a GateBaseline,
+    file: &'a Path,
+    cell: &'a CellConfig,
+}
+
+impl Gate<'_> {
+    /// Runs the gate and judges it against its baseline: the verdict, and the per-episode
+    /// accuracies when it ran (a gate that could not run fails with the reason, the others go on).
+    fn execute(
+        &self,
+        binary: &Path,
+        data_dir: &Path,
+        runs: &Path,
+        log: &Path,
+        manifests: &Path,
+    ) -> Result<(GateVerdict, Option<Vec<EpisodeAccuracy>>)> {
+        let g = self.g;
+        println!(
+            "== regress: {} ({:?}, log {})",
+            g.name,
+            g.kind,
+            log.display()
+        );
+        let started = std::time::Instant::now();
+        let records = match run_gate(g, self.file, self.cell, binary, data_dir, runs, log) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("   failed: {e:#} (log: {})", log.display());
+                let verdict = GateVerdict {
+                    name: g.name.clone(),
+                    baseline_mean: g.mean,
+                    now_mean: f64::NAN,
+                    now_ci95: f64::NAN,
+                    n: 0,
+                    delta_pp: f64::NAN,
+                    tolerance_pp: g.tolerance_pp,
+                    differing_episodes: None,
+                    pass: false,
+                    reasons: vec![format!("did not run: {e:#}; see {}", log.display())],
+                };
+                return Ok((verdict, None));
+            }
+        };
+        let blessed = match (&g.kind, &g.episodes) {
+            (GateKind::Evaluation, Some(f)) => Some(read_episode_accuracies(&manifests.join(f))?),
+            _ => None,
+        };
+        let verdict = judge(g, blessed.as_deref(), &records, self.cell.episode.n_way);
+        println!(
+            "   {:.2}% ± {:.2} over {} episodes in {:.0} s: {}",
+            100.0 * verdict.now_mean,
+            100.0 * verdict.now_ci95,
+            verdict.n,
+            started.elapsed().as_secs_f64(),
+            if verdict.pass { "pass" } else { "FAIL" }
+        );
+        Ok((verdict, Some(records)))
+    }
+}
+
+/// The verdicts as a table (printed) and into `out`: `report.md` (returned) and `verdicts.json`.
+fn record(out: &Path, rule: &str, verdicts: &[GateVerdict]) -> Result<PathBuf> {
+    let table = verdict_table(verdicts);
+    println!("\n{table}");
+    let report = out.join("report.md");
+    fewshot::atomic_write::write_atomically(
+        &report,
+        format!("# CI accuracy gate\n\nRule: {rule}\n\n{table}").as_bytes(),
+    )?;
+    fewshot::atomic_write::write_atomically(
+        &out.join("verdicts.json"),
+        serde_json::to_string_pretty(verdicts)?.as_bytes(),
+    )?;
+    println!("report: {}", report.display());
+    Ok(report)
+}
+
+/// The measured gates become the baseline: mean, CI, who blessed it where and why, and for an
+/// evaluation gate its per-episode file; `ci.toml` rewritten.
+fn bless(
+    baselines: &mut CiBaselines,
+    measured: &[(usize, Vec<EpisodeAccuracy>)],
+    reason: &str,
+    path: &Path,
+    manifests: &Path,
+    root: &Path,
+) -> Result<()> {
+    let commit = fewshot::git_state::git_description(root);
+    let machine = machine_description();
+    let at = fewshot::clock::utc_now();
+    for (i, records) in measured {
+        let g = &mut baselines.gate[*i];
+        let stats = fewshot::eval::stats::mean_ci95(
+            &records.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
+        );
+        g.mean = stats.mean;
+        g.ci95 = stats.ci95;
+        g.n = stats.n;
+        g.blessed_commit = commit.clone();
+        g.blessed_machine = machine.clone();
+        g.blessed_at = at.clone();
+        g.reason = reason.to_string();
+        if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
+            let lines: String = records
+                .iter()
+                .map(|r| serde_json::to_string(r).expect("plain struct") + "\n")
+                .collect();
+            fewshot::atomic_write::write_atomically(&manifests.join(f), lines.as_bytes())?;
+        }
+    }
+    let text = format!(
+        "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n{}",
+        baselines.to_toml()
+    );
+    fewshot::atomic_write::write_atomically(path, text.as_bytes())?;
+    println!("blessed: {} ({reason})", path.display());
     Ok(())
 }
 
@@ -261,7 +315,9 @@ fn run_gate(
         GateKind::Training => {
             command.run("train", log)?;
             command.run("eval", log)?;
-            Ok(read_episode_accuracies(&run_dir.join("episodes.jsonl"))?)
+            Ok(read_episode_accuracies(
+                &run_dir.join(fewshot::run_files::EPISODES),
+            )?)
         }
     }
 }
@@ -313,4 +369,38 @@ pub fn machine_description() -> String {
         std::env::consts::OS,
         std::env::consts::ARCH
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan on the committed baselines: every gate by default, a name filter keeps the gates it
+    /// names (with their cells read and the sabotage applied), and a filter that names none is an
+    /// error naming the file.
+    #[test]
+    fn plan_selects_gates_by_name_and_reads_their_cells() {
+        let (path, manifests) = (baselines_path(), repo::manifests());
+        let baselines = CiBaselines::read(&path).unwrap();
+        let all = plan(&baselines, &RegressArgs::default(), &path, &manifests).unwrap();
+        assert_eq!(all.len(), baselines.gate.len());
+        let args = RegressArgs {
+            gate: vec!["eval/".into()],
+            sabotage: Some(fewshot::sabotage::Sabotage::parse("swap-red-blue").unwrap()),
+            ..Default::default()
+        };
+        let evals = plan(&baselines, &args, &path, &manifests).unwrap();
+        assert!(!evals.is_empty() && evals.len() < all.len());
+        for (i, file, cell) in &evals {
+            assert!(baselines.gate[*i].name.contains("eval/"));
+            assert!(file.is_file(), "{}", file.display());
+            assert_eq!(cell.sabotage, args.sabotage);
+        }
+        let args = RegressArgs {
+            gate: vec!["no-such-gate".into()],
+            ..Default::default()
+        };
+        let e = plan(&baselines, &args, &path, &manifests).unwrap_err();
+        assert!(e.to_string().contains("ci.toml"), "{e}");
+    }
 }

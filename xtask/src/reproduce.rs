@@ -264,7 +264,7 @@ pub fn stage_nodes(plan: &Plan, unavailable: &[(String, String)]) -> Result<Vec<
             continue;
         }
         std::fs::create_dir_all(&dir)?;
-        let config = dir.join("cell.toml");
+        let config = dir.join(fewshot::run_files::CELL);
         fewshot::atomic_write::write_atomically(&config, toml_text(node)?.as_bytes())?;
         staged.push(Staged {
             index: k,
@@ -274,7 +274,7 @@ pub fn stage_nodes(plan: &Plan, unavailable: &[(String, String)]) -> Result<Vec<
                 node.hash(),
                 users.len()
             ),
-            log: dir.join("reproduce.log"),
+            log: dir.join(fewshot::run_files::REPRODUCE_LOG),
             dir,
             config,
         });
@@ -302,7 +302,7 @@ pub fn stage_cell(
         c.shot,
         c.seed
     );
-    let log = dir.join("reproduce.log");
+    let log = dir.join(fewshot::run_files::REPRODUCE_LOG);
     if let Some((_, why)) = unavailable.iter().find(|(d, _)| d == &c.dataset) {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(
@@ -334,7 +334,7 @@ pub fn stage_cell(
         CacheState::New => println!("{label}: training"),
     }
     std::fs::create_dir_all(&dir)?;
-    let config = dir.join("cell.toml");
+    let config = dir.join(fewshot::run_files::CELL);
     fewshot::atomic_write::write_atomically(&config, toml_text(&c.cell)?.as_bytes())?;
     Ok(Some(Ok(Staged {
         index: k,

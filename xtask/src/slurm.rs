@@ -371,7 +371,7 @@ fn follow(
         }
         if in_queue(report_id).is_none() {
             for (dir, users, why) in bad {
-                let log = dir.join("reproduce.log");
+                let log = dir.join(fewshot::run_files::REPRODUCE_LOG);
                 println!(
                     "  FAILED: {} — {why} (log {})",
                     dir.display(),

@@ -48,10 +48,11 @@ pub fn step_history(runs: &Path) -> Vec<StepRecord> {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        let phases: Option<PhaseTimes> = std::fs::read_to_string(dir.join("phases.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let cell = std::fs::read_to_string(dir.join("cell.toml"))
+        let phases: Option<PhaseTimes> =
+            std::fs::read_to_string(dir.join(fewshot::run_files::PHASES))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        let cell = std::fs::read_to_string(dir.join(fewshot::run_files::CELL))
             .ok()
             .and_then(|t| CellConfig::from_toml(&t).ok());
         let done = match &cell {
