@@ -1,7 +1,7 @@
 //! The committed `cpu-conv4` results (issue #28): the table's numbers are the mean and 95% CI of the
 //! committed per-episode file, cell by cell; and each committed checkpoint, re-scored by the suite on
 //! the real miniImageNet test store, gives the committed per-episode accuracies of its first test
-//! episodes (50 per cell, to keep CI short; on the same kind of machine and store: a store prepared from
+//! episodes (15 per cell, to keep CI short — every cell's checkpoint, head and shot, each episode exact; on the same kind of machine and store: a store prepared from
 //! another distribution has another fingerprint and may differ by a few queries).
 
 use std::collections::BTreeMap;
@@ -14,6 +14,9 @@ use fewshot::manifest::experiment::Experiment;
 use fewshot::model::run_context::RunPaths;
 
 use crate::real_data::prepared_data_dir;
+
+/// Test episodes re-scored per cell (of the committed 2,000).
+const RESCORED: usize = 15;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +83,7 @@ fn the_committed_checkpoints_rescore_to_the_committed_episodes() {
     for planned in &plan {
         let hash = planned.cell.hash();
         let mut cell = planned.cell.clone();
-        cell.eval.test_episodes = 50;
+        cell.eval.test_episodes = RESCORED;
         let checkpoint = repo().join(format!("reports/cpu-conv4/checkpoints/{hash}.safetensors"));
         eval_cell(&cell, &paths, &Device::Cpu, &Weights::File(checkpoint)).unwrap();
         let now = read_episode_accuracies(
@@ -93,7 +96,7 @@ fn the_committed_checkpoints_rescore_to_the_committed_episodes() {
         let now: Vec<f64> = now.iter().map(|e| e.accuracy).collect();
         assert_eq!(
             now,
-            episodes[&hash][..50],
+            episodes[&hash][..RESCORED],
             "{} {}-shot ({hash})",
             planned.method,
             planned.shot

@@ -1,17 +1,20 @@
 //! `cargo xtask ci`: what `.ci/run` runs, in order, stopping at the first failure: formatting,
 //! clippy with warnings as errors, the whole test suite (which includes the end-to-end fetch and
 //! prepare of the real miniImageNet and Omniglot mirror, so FEWSHOT_MIRROR must point at it), the docs
-//! without warnings, the accuracy gate (`cargo xtask regress`: real training and evaluation on CPU
-//! against `manifests/baselines/ci.toml`), table 1's `smoke` profile end to end into fresh run folders
+//! without warnings, the accuracy gate's training gates (`cargo xtask regress --gate train/`: real
+//! training and evaluation on CPU against `manifests/baselines/ci.toml`; its evaluation gates ran in
+//! the test step, as `the_committed_checkpoints_pass_the_evaluation_gates`), table 1's `smoke` profile end to end into fresh run folders
 //! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), the
 //! local executor's `--jobs 2` against `--jobs 1` (`local_jobs_tests`, about a minute once built) and
 //! the Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
-//! took 13 minutes on the 2-core build machine (candle's kernels are compiled with nvcc).
+//! took 13 minutes on the 2-core build machine with a cold cache (candle's kernels are compiled with
+//! nvcc). Each step's wall-clock is printed, and a table of them at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -56,26 +59,43 @@ pub fn run(args: CiArgs) -> Result<()> {
         ("tests", &["test", "--workspace"]),
         ("docs", &["doc", "--workspace", "--no-deps"]),
     ];
+    let mut clock = StepClock::default();
     for (name, cargo_args) in steps {
         println!("== ci: {name}: cargo {}", cargo_args.join(" "));
-        let status = Command::new(env!("CARGO"))
-            .args(cargo_args)
-            .current_dir(&root)
-            .env("FEWSHOT_MIRROR", &mirror)
-            .env("RUSTDOCFLAGS", "-D warnings")
-            .status()
-            .with_context(|| format!("running cargo {}", cargo_args.join(" ")))?;
-        if !status.success() {
-            bail!("ci step `{name}` failed ({status})");
-        }
+        clock.step(name, || {
+            let status = Command::new(env!("CARGO"))
+                .args(cargo_args)
+                .current_dir(&root)
+                .env("FEWSHOT_MIRROR", &mirror)
+                .env("RUSTDOCFLAGS", "-D warnings")
+                .status()
+                .with_context(|| format!("running cargo {}", cargo_args.join(" ")))?;
+            if !status.success() {
+                bail!("ci step `{name}` failed ({status})");
+            }
+            Ok(())
+        })?;
     }
-    println!("== ci: accuracy gate: cargo xtask regress");
+    // The evaluation gates (committed checkpoints on frozen episodes) ran in the test step
+    // (`the_committed_checkpoints_pass_the_evaluation_gates`: the same rule and files); here the
+    // training gates, which train their cells from scratch.
+    println!("== ci: accuracy gate: cargo xtask regress --gate train/ (the evaluation gates ran in `tests`)");
     // the gate fetches its datasets through the same mirror
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
-    crate::regress::run(crate::regress::RegressArgs::default())?;
-    smoke_reproduction(&root)?;
-    executor_tests(&root)?;
+    clock.step("accuracy gate (training)", || {
+        crate::regress::run(crate::regress::RegressArgs::only("train/"))
+    })?;
+    clock.step("smoke reproduction", || smoke_reproduction(&root))?;
+    executor_tests(&root, &mut clock)?;
     println!("== ci: cuda: cargo clippy --features cuda (environment from `cargo xtask cuda-env`)");
+    clock.step("cuda", || cuda_check(&root))?;
+    clock.summary();
+    println!("== ci: all steps passed");
+    Ok(())
+}
+
+/// The CUDA code compiled and linted with `--features cuda` (no GPU needed).
+fn cuda_check(root: &Path) -> Result<()> {
     // a system toolkit must not decide what CI checks: always the pinned wheels (kept outside the
     // clone when .ci/run gives FEWSHOT_CUDA_HOME)
     let env = crate::cuda_env::setup(&crate::cuda_env::CudaEnvArgs {
@@ -101,20 +121,19 @@ pub fn run(args: CiArgs) -> Result<()> {
         .arg(&cuda_dir)
         .args(["--", "-D", "warnings"])
         .envs(env)
-        .current_dir(&root)
+        .current_dir(root)
         .status()
         .context("running cargo clippy for the CUDA compile check")?;
     if !status.success() {
         bail!("ci step `cuda` failed ({status})");
     }
-    println!("== ci: all steps passed");
     Ok(())
 }
 
 /// The executors' ignored tests (they run `reproduce`, which builds the binary under the build lock a
 /// plain `cargo test` holds): `local_jobs_tests`, and `slurm_tests` against a real one-node cluster,
 /// which, where Slurm is not installed, is said loudly not to have run.
-fn executor_tests(root: &std::path::Path) -> Result<()> {
+fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
     let installed = ["slurmctld", "slurmd", "munged", "sbatch"].iter().all(|p| {
         Command::new("sh")
             .args(["-c", &format!("command -v {p}")])
@@ -129,22 +148,25 @@ fn executor_tests(root: &std::path::Path) -> Result<()> {
     }
     for filter in filters {
         println!("== ci: executors: cargo test -p xtask {filter} -- --ignored");
-        let status = Command::new("cargo")
-            .args([
-                "test",
-                "-p",
-                "xtask",
-                filter,
-                "--",
-                "--ignored",
-                "--nocapture",
-            ])
-            .current_dir(root)
-            .status()
-            .with_context(|| format!("running {filter}"))?;
-        if !status.success() {
-            bail!("ci step `{filter}` failed ({status})");
-        }
+        clock.step(filter, || {
+            let status = Command::new("cargo")
+                .args([
+                    "test",
+                    "-p",
+                    "xtask",
+                    filter,
+                    "--",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .current_dir(root)
+                .status()
+                .with_context(|| format!("running {filter}"))?;
+            if !status.success() {
+                bail!("ci step `{filter}` failed ({status})");
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -160,7 +182,7 @@ const SMOKE_REPORT_FILES: [&str; 5] = [
 
 /// `cargo xtask reproduce --table 1 --profile smoke --dev-build` into fresh run folders (a cached cell
 /// would prove nothing), then the report's files must all be there.
-fn smoke_reproduction(root: &std::path::Path) -> Result<()> {
+fn smoke_reproduction(root: &Path) -> Result<()> {
     println!("== ci: reproduce: table 1, smoke profile, fresh run folders");
     let runs = root.join("reports/smoke/ci-runs");
     if runs.exists() {
@@ -188,4 +210,34 @@ fn smoke_reproduction(root: &std::path::Path) -> Result<()> {
     }
     println!("== ci: reproduce: complete report ({figures} figure files)");
     Ok(())
+}
+
+/// Each step's wall-clock, printed as it ends and as a table after the last one (what the README's
+/// CI figures and `benches/RESULTS.md` are read from).
+#[derive(Default)]
+struct StepClock {
+    steps: Vec<(String, Duration)>,
+}
+
+impl StepClock {
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let start = Instant::now();
+        let result = f();
+        let took = start.elapsed();
+        println!("== ci: {name}: {:.1} s", took.as_secs_f64());
+        self.steps.push((name.to_string(), took));
+        if result.is_err() {
+            self.summary();
+        }
+        result
+    }
+
+    fn summary(&self) {
+        println!("== ci: step times");
+        for (name, took) in &self.steps {
+            println!("   {name:<26} {:>7.1} s", took.as_secs_f64());
+        }
+        let total: Duration = self.steps.iter().map(|(_, t)| *t).sum();
+        println!("   {:<26} {:>7.1} s", "total", total.as_secs_f64());
+    }
 }

@@ -41,6 +41,16 @@ pub struct RegressArgs {
     sabotage: Option<fewshot::sabotage::Sabotage>,
 }
 
+impl RegressArgs {
+    /// Only the gates whose name contains `filter` (what `--gate` sets).
+    pub fn only(filter: &str) -> Self {
+        Self {
+            gate: vec![filter.into()],
+            ..Self::default()
+        }
+    }
+}
+
 pub fn baselines_path() -> PathBuf {
     repo::manifests().join("baselines/ci.toml")
 }
