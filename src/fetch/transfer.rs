@@ -76,10 +76,6 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
     let mut url = first_url.to_string();
     let mut followed_confirmation = false;
     let mut last_problem = String::new();
-    let err = |url: &str, message: String| Error::Download {
-        url: url.to_string(),
-        message,
-    };
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tracing::info!(
@@ -87,156 +83,264 @@ fn download(agent: &ureq::Agent, first_url: &str, part: &Path, label: &str) -> R
                 attempt + 1
             );
         }
-        let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let mut request = agent.get(&url);
-        if have > 0 {
-            request = request.header("Range", format!("bytes={have}-"));
-        }
-        let response = match request.call() {
-            Ok(r) => r,
-            Err(e) => {
-                last_problem = e.to_string();
-                if matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_))
-                    && attempt + 1 < ATTEMPTS
-                {
-                    continue;
-                }
-                return Err(err(&url, last_problem));
-            }
-        };
-        let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let content_type = header("content-type");
-        let mut total = header("content-length").and_then(|v| v.parse::<u64>().ok());
-        match status {
-            206 => {
-                let range = header("content-range").unwrap_or_default();
-                match parse_content_range(&range) {
-                    Some((start, full)) if start == have => {
-                        total = full.or(total.map(|t| t + have))
-                    }
-                    _ => {
-                        last_problem = format!("unexpected Content-Range {range:?}; restarting");
-                        remove(part)?;
-                        continue;
-                    }
-                }
-            }
-            200 => {
-                if have > 0 {
-                    tracing::info!("{label}: the server ignores Range requests; restarting from 0");
-                }
-                have = 0;
-            }
-            416 => {
-                last_problem = "the server refused to resume the partial file".into();
-                remove(part)?;
-                continue;
-            }
-            _ => {
-                let reason = response.status().canonical_reason().unwrap_or("");
-                return Err(err(&url, format!("HTTP {status} {reason}")));
+        let may_retry = attempt + 1 < ATTEMPTS;
+        match attempt_once(agent, &url, part, label, !followed_confirmation, may_retry)? {
+            Attempt::Done(digests) => return Ok(digests),
+            Attempt::Retry(problem) => last_problem = problem,
+            Attempt::Follow(next) => {
+                tracing::info!("{label}: following Google Drive's download confirmation");
+                last_problem = "followed Google Drive's download confirmation".into();
+                url = next;
+                followed_confirmation = true;
             }
         }
-        let mut reader = response.into_body().into_reader();
-        let mut head = vec![0u8; CHUNK];
-        let mut head_len = 0;
-        let mut dropped = false;
-        // fill the first chunk (or reach the end) so the HTML check sees the real start
-        while head_len < CHUNK {
-            match reader.read(&mut head[head_len..]) {
-                Ok(0) => break,
-                Ok(n) => head_len += n,
-                Err(e) => {
-                    last_problem = format!("connection dropped: {e}");
-                    dropped = true;
-                    break;
-                }
-            }
-        }
-        head.truncate(head_len);
-        if have == 0 && looks_like_html(content_type.as_deref(), &head) {
-            let mut page = head.clone();
-            let _ = reader.by_ref().take(2 << 20).read_to_end(&mut page);
-            let page = String::from_utf8_lossy(&page).into_owned();
-            if !followed_confirmation {
-                if let Some(next) = drive_confirmation_url(&page, &url) {
-                    tracing::info!("{label}: following Google Drive's download confirmation");
-                    url = next;
-                    followed_confirmation = true;
-                    continue;
-                }
-            }
-            return Err(Error::HtmlInsteadOfArchive {
-                url,
-                hint: page_hint(&page),
-            });
-        }
-        let mut hasher = StreamHasher::new();
-        let mut file = if have > 0 {
-            rehash(part, &mut hasher)?;
-            OpenOptions::new()
-                .append(true)
-                .open(part)
-                .map_err(|e| Error::io(part, e))?
-        } else {
-            File::create(part).map_err(|e| Error::io(part, e))?
-        };
-        // `total` is the size of the whole file from here on
-        let remaining = |written: u64| total.map(|t| t.saturating_sub(have + written)).unwrap_or(0);
-        let bar = bytes_bar(label, total);
-        bar.set_position(have);
-        let mut written = 0u64;
-        let mut write = |data: &[u8], hasher: &mut StreamHasher, written: &mut u64| -> Result<()> {
-            file.write_all(data)
-                .map_err(|e| Error::io_writing(part, e, remaining(*written)))?;
-            hasher.update(data);
-            *written += data.len() as u64;
-            bar.inc(data.len() as u64);
-            Ok(())
-        };
-        write(&head, &mut hasher, &mut written)?;
-        if !dropped {
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => write(&buf[..n], &mut hasher, &mut written)?,
-                    Err(e) => {
-                        last_problem =
-                            format!("connection dropped after {} bytes: {e}", have + written);
-                        dropped = true;
-                        break;
-                    }
-                }
-            }
-        }
-        file.sync_all().map_err(|e| Error::io(part, e))?;
-        bar.finish_and_clear();
-        if let Some(t) = total {
-            if have + written < t && !dropped {
-                last_problem = format!("connection closed after {} of {t} bytes", have + written);
-                dropped = true;
-            }
-        }
-        if dropped {
-            continue;
-        }
-        return Ok(hasher.finish());
     }
-    Err(err(
+    Err(download_error(
         &url,
         format!(
             "{last_problem}; gave up after {ATTEMPTS} attempts (the partial file {} is kept and resumes next time)",
             part.display()
         ),
     ))
+}
+
+/// What one request for a URL came to.
+enum Attempt {
+    /// The whole file is in the `.part`; its digests.
+    Done(Digests),
+    /// Try again (resuming what the `.part` holds) after this problem.
+    Retry(String),
+    /// Google Drive's confirmation page points here.
+    Follow(String),
+}
+
+fn download_error(url: &str, message: String) -> Error {
+    Error::Download {
+        url: url.to_string(),
+        message,
+    }
+}
+
+/// One request: resume (or restart) the `.part`, refuse or follow an HTML page, append the body.
+fn attempt_once(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    label: &str,
+    may_follow: bool,
+    may_retry: bool,
+) -> Result<Attempt> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let mut request = agent.get(url);
+    if have > 0 {
+        request = request.header("Range", format!("bytes={have}-"));
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(e) if may_retry && matches!(e, ureq::Error::Io(_) | ureq::Error::Timeout(_)) => {
+            return Ok(Attempt::Retry(e.to_string()))
+        }
+        Err(e) => return Err(download_error(url, e.to_string())),
+    };
+    let content_type = header(&response, "content-type");
+    let (have, total) = match resume_point(&response, url, part, label, have)? {
+        Resume::At { have, total } => (have, total),
+        Resume::Restart(problem) => return Ok(Attempt::Retry(problem)),
+    };
+    let mut reader = response.into_body().into_reader();
+    let (head, dropped) = read_head(&mut reader);
+    if have == 0 && looks_like_html(content_type.as_deref(), &head) {
+        return html_instead_of_archive(reader, head, url, may_follow);
+    }
+    append_body(
+        part,
+        label,
+        Body {
+            have,
+            total,
+            head,
+            dropped,
+        },
+        reader,
+    )
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Where a response's body starts in the file.
+enum Resume {
+    /// At byte `have` of a file of `total` bytes (when known).
+    At { have: u64, total: Option<u64> },
+    /// The `.part` was removed after this problem; start again.
+    Restart(String),
+}
+
+/// Reads the status: 206 resumes at `have` (when its Content-Range agrees), 200 starts from 0,
+/// 416 and a Content-Range elsewhere remove the `.part`, anything else is an error.
+fn resume_point(
+    response: &ureq::http::Response<ureq::Body>,
+    url: &str,
+    part: &Path,
+    label: &str,
+    have: u64,
+) -> Result<Resume> {
+    let length = header(response, "content-length").and_then(|v| v.parse::<u64>().ok());
+    match response.status().as_u16() {
+        206 => {
+            let range = header(response, "content-range").unwrap_or_default();
+            match parse_content_range(&range) {
+                Some((start, full)) if start == have => Ok(Resume::At {
+                    have,
+                    total: full.or(length.map(|t| t + have)),
+                }),
+                _ => {
+                    remove(part)?;
+                    Ok(Resume::Restart(format!(
+                        "unexpected Content-Range {range:?}; restarting"
+                    )))
+                }
+            }
+        }
+        200 => {
+            if have > 0 {
+                tracing::info!("{label}: the server ignores Range requests; restarting from 0");
+            }
+            Ok(Resume::At {
+                have: 0,
+                total: length,
+            })
+        }
+        416 => {
+            remove(part)?;
+            Ok(Resume::Restart(
+                "the server refused to resume the partial file".into(),
+            ))
+        }
+        status => {
+            let reason = response.status().canonical_reason().unwrap_or("");
+            Err(download_error(url, format!("HTTP {status} {reason}")))
+        }
+    }
+}
+
+/// The body's first chunk (or all of it, when shorter), so the HTML check sees the real start; and
+/// the problem, when the connection dropped before it was read.
+fn read_head(reader: &mut impl Read) -> (Vec<u8>, Option<String>) {
+    let mut head = vec![0u8; CHUNK];
+    let mut len = 0;
+    let mut dropped = None;
+    while len < CHUNK {
+        match reader.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) => {
+                dropped = Some(format!("connection dropped: {e}"));
+                break;
+            }
+        }
+    }
+    head.truncate(len);
+    (head, dropped)
+}
+
+/// An HTML page where an archive was expected: Google Drive's confirmation is followed (once),
+/// any other page is an error that quotes it.
+fn html_instead_of_archive(
+    mut reader: impl Read,
+    head: Vec<u8>,
+    url: &str,
+    may_follow: bool,
+) -> Result<Attempt> {
+    let mut page = head;
+    let _ = reader.by_ref().take(2 << 20).read_to_end(&mut page);
+    let page = String::from_utf8_lossy(&page).into_owned();
+    if may_follow {
+        if let Some(next) = drive_confirmation_url(&page, url) {
+            return Ok(Attempt::Follow(next));
+        }
+    }
+    Err(Error::HtmlInsteadOfArchive {
+        url: url.to_string(),
+        hint: page_hint(&page),
+    })
+}
+
+/// A response body from byte `have` of the file: its first chunk, already read, and whether the
+/// connection dropped while reading it.
+struct Body {
+    have: u64,
+    total: Option<u64>,
+    head: Vec<u8>,
+    dropped: Option<String>,
+}
+
+/// Appends the body to the `.part` (hashing what it already holds first), then says whether the
+/// file is whole.
+fn append_body(part: &Path, label: &str, body: Body, mut reader: impl Read) -> Result<Attempt> {
+    let Body {
+        have,
+        total,
+        head,
+        mut dropped,
+    } = body;
+    let mut hasher = StreamHasher::new();
+    let mut file = if have > 0 {
+        rehash(part, &mut hasher)?;
+        OpenOptions::new()
+            .append(true)
+            .open(part)
+            .map_err(|e| Error::io(part, e))?
+    } else {
+        File::create(part).map_err(|e| Error::io(part, e))?
+    };
+    let bar = bytes_bar(label, total);
+    bar.set_position(have);
+    let mut written = 0u64;
+    let mut write = |data: &[u8], written: &mut u64| -> Result<()> {
+        let remaining = total
+            .map(|t| t.saturating_sub(have + *written))
+            .unwrap_or(0);
+        file.write_all(data)
+            .map_err(|e| Error::io_writing(part, e, remaining))?;
+        hasher.update(data);
+        *written += data.len() as u64;
+        bar.inc(data.len() as u64);
+        Ok(())
+    };
+    write(&head, &mut written)?;
+    let mut buf = vec![0u8; CHUNK];
+    while dropped.is_none() {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => write(&buf[..n], &mut written)?,
+            Err(e) => {
+                dropped = Some(format!(
+                    "connection dropped after {} bytes: {e}",
+                    have + written
+                ))
+            }
+        }
+    }
+    file.sync_all().map_err(|e| Error::io(part, e))?;
+    bar.finish_and_clear();
+    if let (None, Some(t)) = (&dropped, total) {
+        if have + written < t {
+            dropped = Some(format!(
+                "connection closed after {} of {t} bytes",
+                have + written
+            ));
+        }
+    }
+    Ok(match dropped {
+        Some(problem) => Attempt::Retry(problem),
+        None => Attempt::Done(hasher.finish()),
+    })
 }
 
 /// Feeds the bytes already in a partial file to the hasher.
