@@ -23,8 +23,9 @@ fn manifests() -> PathBuf {
 const OMNIGLOT: &str = "eval/omniglot-conv4-lwfm-spm-5w1s";
 const MINI_RGB: &str = "eval/mini-imagenet-84-conv4-protonet-5w1s";
 
-/// Episodes a sabotage is first judged on (`sabotaged_gates_fail`).
-const PREFIX: usize = 60;
+/// The prefixes of a gate's episodes a sabotage is judged on, in turn, before the whole gate
+/// (`sabotaged_gates_fail`).
+const PREFIXES: [usize; 2] = [60, 150];
 
 /// Evaluates the checkpoint of the evaluation gate `name` with `sabotage` and judges it; with
 /// `first` only on that many of its episodes, against as many blessed ones (the verdict's count of
@@ -94,27 +95,30 @@ fn every_pixel_sabotage_turns_the_rgb_evaluation_gate_red() {
     sabotaged_gates_fail(MINI_RGB, Sabotage::PIXELS.into_iter());
 }
 
-/// Each sabotage turns `gate` red. Judged on the first [`PREFIX`] episodes first: the gate compares
+/// Each sabotage turns `gate` red. Judged on the first [`PREFIXES`] episodes first: the gate compares
 /// episode by episode, and an episode's accuracy does not depend on how many are evaluated, so when
-/// more of the prefix's episodes differ than the gate allows, the whole gate is red for sure; only a
-/// sabotage the prefix does not decide (the decoder's off-by-one: about one episode in nine) runs
-/// the whole gate. That cut this test from four whole evaluations of the colour gate to about 1.6.
+/// more of a prefix's episodes differ than the gate allows, the whole gate is red for sure; only a
+/// sabotage no prefix decides runs the whole gate. Most sabotages change nearly every episode and are
+/// decided by the first 60; the decoder's off-by-one changes about one episode in ten (29 of the
+/// colour gate's 300), more than the 10 allowed only past the first hundred or so.
 fn sabotaged_gates_fail(gate: &str, sabotages: impl Iterator<Item = Sabotage>) {
     let baselines = CiBaselines::read(&manifests().join("baselines/ci.toml")).unwrap();
     let allowed = (baselines.gate.iter().find(|g| g.name == gate))
         .and_then(|g| g.max_differing_episodes)
         .unwrap_or(0);
     for sabotage in sabotages {
-        let prefix = evaluation_gate(gate, Some(sabotage), Some(PREFIX));
-        let decided = prefix.differing_episodes.is_some_and(|d| d > allowed);
-        let (verdict, on) = if decided {
-            (prefix, format!("the first {PREFIX} episodes"))
-        } else {
+        let decided_on = PREFIXES.into_iter().find_map(|first| {
+            let verdict = evaluation_gate(gate, Some(sabotage), Some(first));
+            (verdict.differing_episodes.is_some_and(|d| d > allowed))
+                .then(|| (verdict, format!("the first {first} episodes")))
+        });
+        let decided = decided_on.is_some();
+        let (verdict, on) = decided_on.unwrap_or_else(|| {
             (
                 evaluation_gate(gate, Some(sabotage), None),
                 "the whole gate".into(),
             )
-        };
+        });
         println!(
             "{gate} {} on {on}: {:.2}% (Δ {:+.2} points, {:?} episodes differ): {}",
             sabotage.name(),
