@@ -50,11 +50,20 @@ fn main() {
     }
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=FEWSHOT_BUILD_COMMIT={commit}");
-    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
-        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{head}");
+    // only files that exist: cargo treats a missing `rerun-if-changed` file as always stale, so a
+    // clone without `packed-refs` (or a packed branch ref) rebuilt the library on every build
+    let head = git(&["symbolic-ref", "-q", "HEAD"]);
+    for name in ["HEAD", "packed-refs"].into_iter().chain(head.as_deref()) {
+        if let Some(path) = git(&["rev-parse", "--git-path", name]) {
+            let path = std::path::Path::new(&path);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            } else if let Some(folder) = path.parent().filter(|_| Some(name) == head.as_deref()) {
+                // a packed branch: its loose file appears at the next commit, in this folder
+                if folder.is_dir() {
+                    println!("cargo:rerun-if-changed={}", folder.display());
+                }
+            }
         }
     }
     println!("cargo:rerun-if-changed=build.rs");

@@ -183,7 +183,17 @@ pub fn record_phase(dir: &Path, phase: Phase, device: &str, seconds: f64) -> Res
         Phase::Train => phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + seconds),
         Phase::Eval => phases.eval_seconds = Some(seconds),
     }
+    phases.peak_rss_bytes = phases.peak_rss_bytes.max(peak_rss_bytes());
     crate::atomic_write::write_json(&path, &phases)
+}
+
+/// This process's peak resident memory so far (`VmHWM` in `/proc/self/status`), or `None` where
+/// the system does not say.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The phase times recorded in `dir`, if any.
@@ -354,6 +364,16 @@ mod tests {
         record_phase(dir.path(), Phase::Eval, "cpu", 2.0).unwrap();
         let p = phases(dir.path()).unwrap();
         assert_eq!((p.train_seconds, p.eval_seconds), (Some(15.0), Some(2.0)));
+        // the peak memory: this process's, and a larger one recorded earlier (a resumed run) is kept
+        let peak = p.peak_rss_bytes.expect("Linux says VmHWM");
+        assert!(peak > 1 << 20 && peak <= peak_rss_bytes().unwrap());
+        let earlier = PhaseTimes {
+            peak_rss_bytes: Some(1 << 40),
+            ..p
+        };
+        crate::atomic_write::write_json(&dir.path().join(files::PHASES), &earlier).unwrap();
+        record_phase(dir.path(), Phase::Eval, "cpu", 2.0).unwrap();
+        assert_eq!(phases(dir.path()).unwrap().peak_rss_bytes, Some(1 << 40));
         let (held, waited) = lock(dir.path()).unwrap();
         assert!(!waited);
         let path = dir.path().to_path_buf();

@@ -34,6 +34,11 @@ pub struct PhaseTimes {
     pub train_seconds: Option<f64>,
     pub eval_seconds: Option<f64>,
     pub device: String,
+    /// The largest resident memory (bytes) of the processes that ran the cell's phases (Linux's
+    /// `VmHWM`; absent where the system does not say, and in folders written before it was recorded):
+    /// the Slurm executor's memory request is sized from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// How far a cell got.

@@ -25,7 +25,7 @@ const MINI_RGB: &str = "eval/mini-imagenet-84-conv4-protonet-5w1s";
 
 /// The prefixes of a gate's episodes a sabotage is judged on, in turn, before the whole gate
 /// (`sabotaged_gates_fail`).
-const PREFIXES: [usize; 2] = [60, 150];
+const PREFIXES: [usize; 2] = [30, 150];
 
 /// Evaluates the checkpoint of the evaluation gate `name` with `sabotage` and judges it; with
 /// `first` only on that many of its episodes, against as many blessed ones (the verdict's count of
@@ -99,7 +99,7 @@ fn every_pixel_sabotage_turns_the_rgb_evaluation_gate_red() {
 /// episode by episode, and an episode's accuracy does not depend on how many are evaluated, so when
 /// more of a prefix's episodes differ than the gate allows, the whole gate is red for sure; only a
 /// sabotage no prefix decides runs the whole gate. Most sabotages change nearly every episode and are
-/// decided by the first 60; the decoder's off-by-one changes about one episode in ten (29 of the
+/// decided by the first 30; the decoder's off-by-one changes about one episode in ten (29 of the
 /// colour gate's 300), more than the 10 allowed only past the first hundred or so.
 fn sabotaged_gates_fail(gate: &str, sabotages: impl Iterator<Item = Sabotage>) {
     let baselines = CiBaselines::read(&manifests().join("baselines/ci.toml")).unwrap();

@@ -1,7 +1,7 @@
 //! The committed `cpu-conv4` results (issue #28): the table's numbers are the mean and 95% CI of the
 //! committed per-episode file, cell by cell; and each committed checkpoint, re-scored by the suite on
 //! the real miniImageNet test store, gives the committed per-episode accuracies of its first test
-//! episodes (15 per cell, to keep CI short — every cell's checkpoint, head and shot, each episode exact; on the same kind of machine and store: a store prepared from
+//! episodes (5 per cell, to keep CI short — every cell's checkpoint, head and shot, each episode exact; on the same kind of machine and store: a store prepared from
 //! another distribution has another fingerprint and may differ by a few queries).
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use fewshot::model::run_context::RunPaths;
 use crate::real_data::prepared_data_dir;
 
 /// Test episodes re-scored per cell (of the committed 2,000).
-const RESCORED: usize = 15;
+const RESCORED: usize = 5;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -97,7 +97,13 @@ fn both_evaluation_routes_give_the_same_logits_bit_for_bit() {
                 .any(|(_, bits, _)| bits.windows(2).any(|w| w[0] != w[1])),
             "the logits vary"
         );
-        for budget in [FEATURE_BUDGET_BYTES, 1] {
+        // the one-group-per-episode edge (budget 1) depends on the grouping, not the backbone: the
+        // Conv-4 rows check it, the ResNets (the test's slowest rows) only the budgeted route
+        let budgets: &[usize] = match kind {
+            BackboneKind::Conv4 => &[FEATURE_BUDGET_BYTES, 1],
+            _ => &[FEATURE_BUDGET_BYTES],
+        };
+        for &budget in budgets {
             let mut images = 0;
             let mut distinct = Visited::new();
             logits_by_distinct_images(

@@ -109,7 +109,7 @@ pub fn build_fewshot(release: bool, cuda: bool) -> Result<PathBuf> {
     if cuda && !release {
         bail!("a CUDA run needs the release build with the cuda feature, not the dev build");
     }
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::repo::cargo();
     cmd.args([
         "build",
         "--bin",

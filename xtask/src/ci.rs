@@ -63,7 +63,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     for (name, cargo_args) in steps {
         println!("== ci: {name}: cargo {}", cargo_args.join(" "));
         clock.step(name, || {
-            let status = Command::new(env!("CARGO"))
+            let status = crate::repo::cargo()
                 .args(cargo_args)
                 .current_dir(&root)
                 .env("FEWSHOT_MIRROR", &mirror)
@@ -108,7 +108,7 @@ fn cuda_check(root: &Path) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("cuda-check");
-    let status = Command::new("cargo")
+    let status = crate::repo::cargo()
         .args([
             "clippy",
             "-p",
@@ -149,7 +149,7 @@ fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
     for filter in filters {
         println!("== ci: executors: cargo test -p xtask {filter} -- --ignored");
         clock.step(filter, || {
-            let status = Command::new("cargo")
+            let status = crate::repo::cargo()
                 .args([
                     "test",
                     "-p",

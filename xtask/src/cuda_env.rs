@@ -238,7 +238,7 @@ fn layout(home: &Path, site: &Path) -> Result<PathBuf> {
 /// The driver functions cudarc declares (`fn cu…(` inside `extern "C"` blocks of its
 /// `src/driver/sys/mod.rs`), each defined in a stub that returns CUDA_ERROR_NO_DEVICE.
 fn link_stub(repo: &Path, stubs: &Path) -> Result<()> {
-    let status = Command::new("cargo")
+    let status = crate::repo::cargo()
         .args(["fetch", "--quiet"])
         .current_dir(repo)
         .status()
@@ -293,7 +293,7 @@ fn link_stub(repo: &Path, stubs: &Path) -> Result<()> {
 
 /// cudarc's driver bindings, located through `cargo metadata`.
 fn cudarc_bindings(repo: &Path) -> Result<PathBuf> {
-    let out = Command::new("cargo")
+    let out = crate::repo::cargo()
         .args([
             "metadata",
             "--format-version",

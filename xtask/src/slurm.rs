@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::reproduce::{stage_cell, stage_nodes, Plan, Staged};
-use crate::slurm_script::{self, JobScript, Resources};
-use crate::step_costs::{estimate_seconds, human, step_history};
+use crate::slurm_script::{self, JobScript, Measured, Resources};
+use crate::step_costs::{estimate_peak_bytes, estimate_seconds, human, step_history};
 
 /// Options a Slurm user expects; the defaults come from the profile's measured costs where there are
 /// some, else from `slurm_script::default_resources`.
@@ -36,7 +36,8 @@ pub struct SlurmArgs {
     /// else the backbone's default).
     #[arg(long)]
     pub time: Option<String>,
-    /// Memory per cell, e.g. `16G` (default: the backbone's).
+    /// Memory per cell, e.g. `16G` (default: 1.5 × the largest peak a finished run of the same kind
+    /// recorded, plus 1 GiB; else the backbone's).
     #[arg(long)]
     pub mem: Option<String>,
     /// CPUs per cell (default: 8 for a CUDA cell, 2 for a CPU cell); CPU cells use as many threads.
@@ -93,11 +94,17 @@ pub fn submit_and_follow(
     std::fs::write(sub.join("plan.txt"), plan_hashes.join("\n") + "\n")?;
     let history = step_history(&plan.runs);
     let resources = |configs: &[&fewshot::manifest::cell::CellConfig]| -> Resources {
-        let measured = configs
-            .iter()
-            .map(|c| estimate_seconds(&history, c, &plan.device))
-            .collect::<Option<Vec<f64>>>()
-            .map(|v| v.into_iter().fold(0.0, f64::max));
+        let measured = Measured {
+            seconds: configs
+                .iter()
+                .map(|c| estimate_seconds(&history, c, &plan.device))
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| v.into_iter().fold(0.0, f64::max)),
+            peak_rss_bytes: configs
+                .iter()
+                .filter_map(|c| estimate_peak_bytes(&history, c, &plan.device))
+                .max(),
+        };
         slurm_script::resources(configs, &plan.device, measured, args)
     };
     let mut jobs: Vec<Job> = Vec::new();

@@ -41,8 +41,10 @@ pub struct Resources {
 }
 
 /// Per-backbone defaults when no finished run measured the cost: (minutes on a GPU, minutes on the
-/// CPU, memory). Conv-4 measured 25–45 min per cell on 2 CPU cores (cpu-conv4.md); the ResNets' GPU
-/// times are the paper protocol's order of magnitude, to be replaced by measurements.
+/// CPU, memory). Conv-4 measured 25–45 min per cell on 2 CPU cores (cpu-conv4.md), and its
+/// pre-training on miniImageNet at 84×84 (batch 128) peaked at 2.8 GiB resident (`VmHWM`, 2026-12-06):
+/// 8G leaves room for larger stores; the ResNets' GPU times and memory are the paper protocol's order of
+/// magnitude, to be replaced by the measurements finished runs record (`phases.json`).
 pub fn default_resources(kind: BackboneKind) -> (u64, u64, &'static str) {
     match kind {
         BackboneKind::Conv4 => (120, 6 * 60, "8G"),
@@ -56,11 +58,26 @@ pub fn slurm_time(minutes: u64) -> String {
     format!("{d}-{h:02}:{m:02}:00")
 }
 
-/// The resources of an array whose cells are `configs`, given the largest measured estimate.
+/// What finished runs of an array's cells measured: the largest time estimate (every cell must have
+/// one) and the largest peak memory any of them recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measured {
+    pub seconds: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Slurm's memory request for a measured peak: half again as much, rounded up to whole GiB, plus
+/// 1 GiB for the node's page cache of the store and the allocator's slack.
+pub fn mem_for_peak(peak_rss_bytes: u64) -> String {
+    let gib = (1.5 * peak_rss_bytes as f64 / (1u64 << 30) as f64).ceil() as u64 + 1;
+    format!("{gib}G")
+}
+
+/// The resources of an array whose cells are `configs`, given what finished runs measured.
 pub fn resources(
     configs: &[&CellConfig],
     device: &str,
-    measured_seconds: Option<f64>,
+    measured: Measured,
     args: &SlurmArgs,
 ) -> Resources {
     let cuda = device.starts_with("cuda");
@@ -68,7 +85,7 @@ pub fn resources(
         .iter()
         .map(|c| default_resources(c.backbone.kind))
         .collect();
-    let minutes = match measured_seconds {
+    let minutes = match measured.seconds {
         Some(s) => (2.0 * s / 60.0).ceil() as u64 + 10,
         None => defaults
             .iter()
@@ -76,14 +93,18 @@ pub fn resources(
             .max()
             .unwrap_or(60),
     };
-    let mem = defaults
-        .iter()
-        .map(|d| d.2)
-        .max_by_key(|m| m.trim_end_matches('G').parse::<u32>().unwrap_or(0))
-        .unwrap_or("8G");
+    let mem = match measured.peak_rss_bytes {
+        Some(peak) => mem_for_peak(peak),
+        None => defaults
+            .iter()
+            .map(|d| d.2)
+            .max_by_key(|m| m.trim_end_matches('G').parse::<u32>().unwrap_or(0))
+            .unwrap_or("8G")
+            .to_string(),
+    };
     Resources {
         time: args.time.clone().unwrap_or_else(|| slurm_time(minutes)),
-        mem: args.mem.clone().unwrap_or_else(|| mem.to_string()),
+        mem: args.mem.clone().unwrap_or(mem),
         cpus: args.cpus_per_task.unwrap_or(if cuda { 8 } else { 2 }),
         gres: args
             .gres
@@ -266,22 +287,37 @@ mod tests {
             .unwrap();
         let cell = &plan[0].cell;
         let none = SlurmArgs::default();
-        let cpu = resources(&[cell], "cpu", None, &none);
+        let cpu = resources(&[cell], "cpu", Measured::default(), &none);
         assert_eq!(
-            (cpu.time.as_str(), cpu.cpus, cpu.gres.as_deref()),
-            ("0-06:00:00", 2, None)
+            (
+                cpu.time.as_str(),
+                cpu.mem.as_str(),
+                cpu.cpus,
+                cpu.gres.as_deref()
+            ),
+            ("0-06:00:00", "8G", 2, None)
         );
-        let gpu = resources(&[cell], "cuda", Some(600.0), &none);
+        let measured = Measured {
+            seconds: Some(600.0),
+            peak_rss_bytes: Some(3 << 29),
+        };
+        let gpu = resources(&[cell], "cuda", measured, &none);
         assert_eq!(
-            (gpu.time.as_str(), gpu.cpus, gpu.gres.as_deref()),
-            ("0-00:30:00", 8, Some("gpu:1"))
+            (
+                gpu.time.as_str(),
+                gpu.mem.as_str(),
+                gpu.cpus,
+                gpu.gres.as_deref()
+            ),
+            ("0-00:30:00", "4G", 8, Some("gpu:1")),
+            "1.5 GiB measured: 2.25 GiB, rounded up, plus one"
         );
         let given = SlurmArgs {
             time: Some("1:00:00".into()),
             mem: Some("2G".into()),
             ..SlurmArgs::default()
         };
-        let r = resources(&[cell], "cpu", Some(600.0), &given);
+        let r = resources(&[cell], "cpu", measured, &given);
         assert_eq!((r.time.as_str(), r.mem.as_str()), ("1:00:00", "2G"));
     }
 }

@@ -13,6 +13,8 @@ pub struct StepRecord {
     key: String,
     per_step: f64,
     per_episode: f64,
+    /// The run's peak resident memory, where its `phases.json` recorded one.
+    peak_rss_bytes: Option<u64>,
 }
 
 pub fn cost_key(cell: &CellConfig, device: &str) -> String {
@@ -66,6 +68,7 @@ pub fn step_history(runs: &Path) -> Vec<StepRecord> {
                     key: cost_key(&cell, &p.device),
                     per_step: train / steps_of(&cell).max(1.0),
                     per_episode: eval / cell.eval.test_episodes.max(1) as f64,
+                    peak_rss_bytes: p.peak_rss_bytes,
                 });
             }
         }
@@ -77,6 +80,16 @@ pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str)
     let key = cost_key(cell, device);
     let r = history.iter().find(|r| r.key == key)?;
     Some(r.per_step * steps_of(cell) + r.per_episode * cell.eval.test_episodes as f64)
+}
+
+/// The largest peak memory a finished run of the cell's kind recorded, in bytes.
+pub fn estimate_peak_bytes(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<u64> {
+    let key = cost_key(cell, device);
+    history
+        .iter()
+        .filter(|r| r.key == key)
+        .filter_map(|r| r.peak_rss_bytes)
+        .max()
 }
 
 pub fn human(seconds: f64) -> String {
@@ -106,12 +119,18 @@ mod tests {
             key: cost_key(protonet_1, "cpu"),
             per_step: 0.5,
             per_episode: 0.02,
+            peak_rss_bytes: Some(3 << 30),
         }];
         assert_eq!(
             estimate_seconds(&history, protonet_1, "cpu"),
             Some(0.5 * 2000.0 + 0.02 * 2000.0)
         );
         assert_eq!(estimate_seconds(&history, cosine_1, "cpu"), None);
+        assert_eq!(
+            estimate_peak_bytes(&history, protonet_1, "cpu"),
+            Some(3 << 30)
+        );
+        assert_eq!(estimate_peak_bytes(&history, cosine_1, "cpu"), None);
         assert_eq!(estimate_seconds(&history, protonet_1, "cuda:0"), None);
         assert_eq!(human(90.0), "90 s");
         assert_eq!(human(5400.0), "90.0 min");
