@@ -32,6 +32,8 @@ pub mod report;
 pub mod run_files;
 pub mod run_folders;
 pub mod sabotage;
+#[cfg(all(test, feature = "train"))]
+mod test_support;
 pub mod threads;
 pub mod torch_checkpoint;
 #[cfg(feature = "train")]

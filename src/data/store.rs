@@ -394,10 +394,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta() -> StoreMeta {
+    /// A toy grey store's metadata (2×2 images), for this module's tests and `store_subset`'s.
+    pub(crate) fn meta() -> StoreMeta {
         StoreMeta {
             dataset: "toy".into(),
             split: "train".into(),

@@ -83,18 +83,8 @@ mod tests {
 
     fn source(dir: &Path) -> Store {
         let meta = StoreMeta {
-            dataset: "toy".into(),
-            split: "train".into(),
-            split_variant: "default".into(),
-            source: "src".into(),
             source_sha256: vec!["ab".into()],
-            size: 2,
-            channels: 1,
-            decoder: "none".into(),
-            transform: "none".into(),
-            normalization_mean: vec![0.5],
-            normalization_std: vec![0.25],
-            normalization_source: "test".into(),
+            ..crate::data::store::tests::meta()
         };
         let path = dir.join("train.store");
         let mut w = StoreWriter::create(&path, meta).unwrap();

@@ -233,7 +233,7 @@ impl LwfmSpmHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{max_relative, seeded};
+    use crate::test_support::{max_relative, seeded};
     use candle_core::{Device, Var};
     use candle_nn::VarMap;
 

@@ -99,12 +99,7 @@ mod tests {
         let cost = Tensor::from_vec(p.cost.clone(), (1, n, m), &dev).unwrap();
         let a = Tensor::from_vec(p.supply.clone(), (1, n), &dev).unwrap();
         let b = Tensor::from_vec(p.demand.clone(), (1, m), &dev).unwrap();
-        sinkhorn_plan(&cost, &a, &b, epsilon, iterations)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+        crate::test_support::values(&sinkhorn_plan(&cost, &a, &b, epsilon, iterations).unwrap())
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Formulas<2> for ChannelNormalise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{max_relative, seeded};
+    use crate::test_support::{max_relative, seeded};
     use candle_core::{DType, Device, ModuleT, Var};
 
     /// Bit-identical to candle-nn's evaluation-mode batch norm, and the same gradients for x, γ, β.

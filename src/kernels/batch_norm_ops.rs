@@ -309,7 +309,7 @@ impl Formulas<3> for BatchNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{bits, max_relative, seeded};
+    use crate::test_support::{bits, max_relative, seeded};
     use candle_core::{DType, Device, ModuleT};
 
     /// The stock layer and the fast op on the same variables: outputs, the three gradients and the

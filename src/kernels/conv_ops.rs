@@ -35,11 +35,7 @@ pub fn conv2d(
             weight.dims()
         );
     }
-    if h + 2 * padding < k || w + 2 * padding < k {
-        candle_core::bail!(
-            "conv2d: a {h}×{w} input with padding {padding} is smaller than the {k}×{k} kernel"
-        );
-    }
+    super::op_operands::check_window_fits("conv2d", (h, w), padding, k, "kernel")?;
     let geometry = ConvGeometry {
         batch,
         c_in,
@@ -165,7 +161,7 @@ impl Formulas<2> for ConvBackwardFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{max_relative, seeded as seeded_around};
+    use crate::test_support::{max_relative, seeded as seeded_around};
     use candle_core::Var;
 
     fn seeded(shape: &[usize], key: &str) -> Tensor {

@@ -132,7 +132,7 @@ impl Formulas<2> for LeakyReluBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{bits, max_relative, seeded};
+    use crate::test_support::{bits, max_relative, seeded};
     use candle_core::Var;
 
     #[test]

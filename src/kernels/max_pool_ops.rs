@@ -25,11 +25,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result
     if 2 * padding > k {
         candle_core::bail!("max_pool2d: padding {padding} must be at most half the window {k}");
     }
-    if h + 2 * padding < k || w + 2 * padding < k {
-        candle_core::bail!(
-            "max_pool2d: a {h}×{w} input with padding {padding} is smaller than the {k}×{k} window"
-        );
-    }
+    super::op_operands::check_window_fits("max_pool2d", (h, w), padding, k, "window")?;
     let g = PoolGeometry {
         batch,
         channels,
@@ -122,7 +118,7 @@ impl Formulas<3> for MaxPoolBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::{max_relative, seeded};
+    use crate::test_support::{gradient, max_relative, seeded, values};
     use candle_core::Var;
 
     /// The definition, element by element, with −∞ padding: negative inputs at the border.
@@ -197,13 +193,7 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        let analytic: Vec<f32> = grads
-            .get(&var)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let analytic: Vec<f32> = gradient(&grads, &var);
         let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         let h = 1e-3f32;
         for i in 0..xv.len() {
@@ -224,13 +214,7 @@ mod tests {
     /// The gradient of Σ out with respect to x, flattened.
     fn flat_gradient(out: &Tensor, x: &Var) -> Vec<f32> {
         let grads = out.sum_all().unwrap().backward().unwrap();
-        grads
-            .get(x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+        gradient(&grads, x)
     }
 
     #[test]
@@ -258,12 +242,7 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let y: Vec<f32> = max_pool2d(&x, 2, 2, 0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let y: Vec<f32> = values(&max_pool2d(&x, 2, 2, 0).unwrap());
         assert!(y[0].is_nan() && y[1].is_nan() && y[2] == inf, "{y:?}");
         let upstream = Tensor::new(&[2f32, 3.0, 4.0], &candle_core::Device::Cpu)
             .unwrap()

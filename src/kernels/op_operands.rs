@@ -1,8 +1,26 @@
-//! What the fast path's custom ops share: reading a CPU or CUDA operand as contiguous f32, and the
-//! seeded tensors and relative error the ops are checked with (by their tests and `fast_ops_check`).
+//! What the fast path's custom ops share: reading a CPU or CUDA operand as contiguous f32, refusing
+//! an input smaller than the op's window, and the seeded tensors and relative error the ops are
+//! checked with (by `fast_ops_check`; the unit tests through `crate::test_support`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
+
+/// Refuses an `h`×`w` input that, padded by `padding`, is smaller than the op's `k`×`k` `window`
+/// (a convolution's kernel, a pooling's window).
+pub(super) fn check_window_fits(
+    op: &str,
+    (h, w): (usize, usize),
+    padding: usize,
+    k: usize,
+    window: &str,
+) -> Result<()> {
+    if h + 2 * padding < k || w + 2 * padding < k {
+        candle_core::bail!(
+            "{op}: a {h}×{w} input with padding {padding} is smaller than the {k}×{k} {window}"
+        );
+    }
+    Ok(())
+}
 
 /// Where a contiguous operand of the op named `op` lies in its storage.
 fn contiguous_range(op: &str, layout: &Layout) -> Result<(usize, usize)> {
@@ -107,29 +125,4 @@ pub fn l2_relative(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f
         Ok(t.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt())
     };
     Ok(norm(&(a - &b)?)? / norm(&b)?.max(1e-300))
-}
-
-#[cfg(test)]
-pub(crate) mod test_tensors {
-    use candle_core::{Device, Tensor};
-
-    /// [`super::seeded`] on the CPU.
-    pub fn seeded(shape: &[usize], key: &str, offset: f32) -> Tensor {
-        super::seeded(shape, key, offset, &Device::Cpu).unwrap()
-    }
-
-    /// [`super::max_relative`], unwrapped.
-    pub fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
-        super::max_relative(a, b).unwrap()
-    }
-
-    /// The bits of every f32 of `t`, flattened, for tests that compare paths bit for bit (every NaN
-    /// as one value).
-    pub fn bits(t: &Tensor) -> Vec<u32> {
-        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        values
-            .iter()
-            .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
-            .collect()
-    }
 }

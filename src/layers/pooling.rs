@@ -87,6 +87,7 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{gradient, values};
     use candle_core::Device;
 
     /// The gradient of Σ r·pool(x) against central differences of the forward, for non-overlapping
@@ -94,7 +95,7 @@ mod tests {
     /// and candle's own `max_pool2d` failing the same check (why it is not used).
     #[test]
     fn max_pool_gradients_match_finite_differences_where_candles_own_do_not() {
-        use crate::kernels::op_operands::test_tensors::seeded;
+        use crate::test_support::seeded;
         let worst_error = |pool: &dyn Fn(&Tensor) -> Tensor, x: &Tensor| -> f64 {
             let r = seeded(pool(x).dims(), "pool-fd-r", 0.0)
                 .to_dtype(candle_core::DType::F64)
@@ -106,13 +107,7 @@ mod tests {
                 .unwrap()
                 .backward()
                 .unwrap();
-            let g: Vec<f64> = grads
-                .get(&var)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let g: Vec<f64> = gradient(&grads, &var);
             let xv: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
             let loss = |v: Vec<f64>| -> f64 {
                 let t = Tensor::from_vec(v, x.dims(), x.device()).unwrap();
@@ -183,13 +178,7 @@ mod tests {
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
         // the gradient of Σ out: each input counts the windows it is the maximum of
         let grads = ours.sum_all().unwrap().backward().unwrap();
-        let g = grads
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let g = gradient::<f32>(&grads, &x);
         let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
         let mut expected = vec![0f32; xv.len()];
@@ -226,12 +215,7 @@ mod tests {
             .unwrap()
             .reshape((1, 1, 5, 5))
             .unwrap();
-        let y = adaptive_avg_pool2d(&x, 3)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let y = values::<f32>(&adaptive_avg_pool2d(&x, 3).unwrap());
         // row cells average rows {0,1}, {1,2,3}, {3,4}; columns likewise: y[0] = mean of x[0..2, 0..2] = 3
         assert_eq!(y[0], 3.0);
         assert_eq!(y[4], 12.0);

@@ -12,7 +12,6 @@ use super::model::{BackboneConfig, BackboneKind, HeadConfig, OpsPath};
 pub struct CellConfig {
     pub dataset: String,
     /// The split variant (None = the manifest's default).
-    #[serde(default)]
     pub split_variant: Option<String>,
     /// Which store resolution to read (the manifest's main size or one of its extra sizes).
     pub store_size: u32,
@@ -25,7 +24,6 @@ pub struct CellConfig {
     pub backbone: BackboneConfig,
     /// Pretrained backbone weights (a `manifests/weights/` name, e.g. `resnet18-imagenet`) loaded
     /// after the seeded initialisation; None trains from scratch.
-    #[serde(default)]
     pub backbone_weights: Option<String>,
     pub head: HeadConfig,
     pub train: TrainConfig,
@@ -76,7 +74,6 @@ pub struct TrainConfig {
     pub val_episodes: usize,
     /// A plain base-class pre-training stage before the episodic one (the controlled protocol's
     /// ResNet-12); None starts episodic training directly (the authors' recipe).
-    #[serde(default)]
     pub pretrain: Option<PretrainConfig>,
 }
 

@@ -19,7 +19,6 @@ pub struct DatasetManifest {
     /// The protocol's normalisation constants for this dataset (METHOD.md §6), on the 0–1 scale.
     pub normalization: Normalization,
     /// Exact number of images every class must have, where the dataset fixes one.
-    #[serde(default)]
     pub images_per_class: Option<usize>,
     /// Name of the split variant used unless another is asked for.
     pub default_split: String,
@@ -69,7 +68,6 @@ pub struct SplitLists {
     pub val: Vec<String>,
     pub test: Vec<String>,
     /// Exact image counts per split, where known.
-    #[serde(default)]
     pub images: Option<BTreeMap<String, usize>>,
 }
 
@@ -98,7 +96,6 @@ impl SplitLists {
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub id: String,
-    #[serde(default)]
     pub note: Option<String>,
     pub format: Format,
     #[serde(rename = "archive")]
@@ -117,16 +114,12 @@ impl Source {
 #[serde(deny_unknown_fields)]
 pub struct Archive {
     pub file: String,
-    #[serde(default)]
     pub size: Option<u64>,
     /// Published SHA-256; when absent the hash is pinned on first download in `manifests/locks/`.
-    #[serde(default)]
     pub sha256: Option<String>,
     /// A published prefix of the SHA-256 (torchvision names its checkpoints after one).
-    #[serde(default)]
     pub sha256_prefix: Option<String>,
     /// Published MD5, checked where no SHA-256 is published.
-    #[serde(default)]
     pub md5: Option<String>,
     /// Public URLs in preference order (mirrors given on the command line are tried before these).
     #[serde(default)]

@@ -62,13 +62,9 @@ pub struct RowGroup {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Setting {
-    #[serde(default)]
     pub dataset: Option<String>,
-    #[serde(default)]
     pub shot: Option<usize>,
-    #[serde(default)]
     pub method: Option<String>,
-    #[serde(default)]
     pub group: Option<String>,
     /// Where the values come from (e.g. "METHOD.md §6, scripts/train/mini_5w1s.sh").
     pub source: String,
@@ -82,7 +78,6 @@ pub struct Profile {
     /// The device this profile is meant for (`cpu`, `cuda`); `--device` overrides it.
     pub device: String,
     /// Restrict the grid (None: the experiment's own lists).
-    #[serde(default)]
     pub datasets: Option<Vec<String>>,
     /// Where this profile's report goes, relative to the repository (e.g. `reports/smoke`).
     pub reports: String,
@@ -96,14 +91,12 @@ pub struct Profile {
     #[serde(default)]
     pub unset: Vec<String>,
     /// Restrict the row groups (None: all of the experiment's).
-    #[serde(default)]
     pub groups: Option<Vec<String>>,
     /// Patches for the cells of one method, applied after `patch` and `group_patch`.
     #[serde(default)]
     pub method_patch: BTreeMap<String, toml::Table>,
     /// What the report says about this profile beside published numbers (default: that Δ says
     /// nothing, for profiles that shorten or shrink the runs).
-    #[serde(default)]
     pub report_note: Option<String>,
 }
 

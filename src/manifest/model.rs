@@ -196,7 +196,6 @@ pub enum HeadConfig {
     /// when `sfc` is given.
     Deepemd {
         temperature: f64,
-        #[serde(default)]
         sfc: Option<SfcConfig>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sinkhorn: Option<SinkhornConfig>,

@@ -54,17 +54,12 @@ pub struct PublishedSource {
     pub role: Role,
     pub source: String,
     pub backbone: String,
-    #[serde(default)]
     pub episodes: Option<usize>,
-    #[serde(default)]
     pub ci_formula: Option<String>,
-    #[serde(default)]
     pub note: Option<String>,
     /// The related method's own name (`role = "related"` only), e.g. "Baseline++".
-    #[serde(default)]
     pub name: Option<String>,
     /// Why there is no number (with `values = []`).
-    #[serde(default)]
     pub missing: Option<String>,
     pub values: Vec<PublishedValue>,
 }
@@ -76,7 +71,6 @@ pub struct PublishedValue {
     pub shot: usize,
     /// Accuracy in %.
     pub accuracy: f64,
-    #[serde(default)]
     pub ci95: Option<f64>,
 }
 

@@ -461,23 +461,19 @@ fn row_greedy_start(supply: &[f64], demand: &[f64], cost: &[f64]) -> (Vec<Cell>,
         // row i ships to its cheapest open columns until it is empty or one column is left
         while i < n - 1 && cols_left > 1 {
             let j = cheapest(&cost[i * m..(i + 1) * m], &col_mask);
-            if supply[i] <= demand[j] {
-                basis.push(Cell {
-                    row: i,
-                    col: j,
-                    flow: supply[i],
-                });
-                demand[j] -= supply[i];
-                supply[i] = 0.0;
-                break;
-            }
+            // the smaller side empties (to exactly 0: x - x is +0)
+            let row_empties = supply[i] <= demand[j];
+            let flow = if row_empties { supply[i] } else { demand[j] };
             basis.push(Cell {
                 row: i,
                 col: j,
-                flow: demand[j],
+                flow,
             });
-            supply[i] -= demand[j];
-            demand[j] = 0.0;
+            supply[i] -= flow;
+            demand[j] -= flow;
+            if row_empties {
+                break;
+            }
             col_mask[j] = f64::INFINITY;
             cols_left -= 1;
         }

@@ -185,7 +185,7 @@ mod tests {
     /// weight) and through a view.
     #[test]
     fn the_fast_path_update_gives_the_stock_bits() {
-        use crate::kernels::op_operands::test_tensors::{bits, seeded};
+        use crate::test_support::{bits, seeded};
         let run = |ops: OpsPath, (momentum, nesterov, decay): (f64, bool, f64)| {
             let vars = [
                 Var::from_tensor(&seeded(&[4, 3, 3, 3], "sgd-conv", 0.0)).unwrap(),

@@ -206,7 +206,7 @@ fn same_sizes(op: &str, sizes: [usize; 3]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::op_operands::test_tensors::seeded;
+    use crate::test_support::seeded;
 
     // the bits against `Sgd::step`'s composition of candle ops: `model::optimizer`'s tests
 

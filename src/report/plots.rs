@@ -241,15 +241,22 @@ fn curves_chart<DB: DrawingBackend>(
                 )
                 .map_err(e)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
+        draw_legend(&mut chart)?;
     }
     area.present().map_err(e)?;
     Ok(())
+}
+
+/// The series' legend, boxed over the chart (the curves' and the distributions' panels).
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 fn distribution_chart<DB: DrawingBackend>(
@@ -304,12 +311,7 @@ fn distribution_chart<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e)?;
+    draw_legend(&mut chart)?;
     area.present().map_err(e)?;
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fewshot::data::dataset_setup::{set_up_dataset, verify_stores, EpisodeFileStatus};
+use fewshot::data::dataset_setup::{
+    set_up_dataset, verify_stores, DatasetReady, EpisodeFileStatus,
+};
 use fewshot::fetch::fetch_sources;
 use fewshot::fetch::{
     fetch_dataset, http_agent, ArchiveOutcome, ArchiveStatus, FetchOptions, HttpAgent, Mirror,
@@ -55,33 +57,7 @@ impl FetchDataArgs {
 }
 
 pub fn run(args: FetchDataArgs) -> Result<()> {
-    let names: Vec<String> = if !args.weights.is_empty() && args.dataset == ["all"] {
-        Vec::new()
-    } else if args.dataset.iter().any(|d| d == "all") {
-        DATASETS.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.dataset.clone()
-    };
-    let mut mirrors: Vec<Mirror> = args.mirror.iter().map(|m| Mirror::parse(m)).collect();
-    if let Ok(env) = std::env::var("FEWSHOT_MIRROR") {
-        mirrors.extend(Mirror::parse_list(&env));
-    }
-    for m in &mirrors {
-        if let Mirror::Dir(d) = m {
-            if !d.is_dir() {
-                bail!(
-                    "mirror {} is not a folder; pass an existing folder or an http(s) URL",
-                    d.display()
-                );
-            }
-        }
-    }
-    let options = FetchOptions {
-        data_dir: repo::data_dir(args.data_dir),
-        manifests: repo::manifests(),
-        mirrors,
-        verify_only: args.verify_only,
-    };
+    let (names, options) = plan(&args)?;
     let agent = http_agent();
     let mut outcomes: Vec<ArchiveOutcome> = Vec::new();
     let mut lines = Vec::new();
@@ -116,47 +92,7 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
             &mut outcomes,
         ) {
             Ok(ready) => {
-                let p = &ready.prepared;
-                let images: usize = p
-                    .stores
-                    .iter()
-                    .filter(|s| s.size == manifest.store.size)
-                    .map(|s| s.images)
-                    .sum();
-                let how = if ready.prepare_skipped {
-                    "already prepared".to_string()
-                } else {
-                    format!("prepared in {:.1} s", p.seconds)
-                };
-                lines.push(format!(
-                    "{name}: {images} images from source {} ({how}) in {}",
-                    p.source,
-                    ready.store_dir.display()
-                ));
-                for s in &p.stores {
-                    lines.push(format!(
-                        "  {:<16} {:>4} classes {:>7} images  fingerprint {}",
-                        s.file, s.classes, s.images, s.fingerprint
-                    ));
-                }
-                for (path, status) in &ready.episodes {
-                    let shown = path
-                        .strip_prefix(repo::root())
-                        .unwrap_or(path)
-                        .display()
-                        .to_string();
-                    match status {
-                        EpisodeFileStatus::Written => {
-                            lines.push(format!("  episodes written  {shown} (commit it)"))
-                        }
-                        EpisodeFileStatus::Checked => {
-                            lines.push(format!("  episodes checked  {shown}"))
-                        }
-                        EpisodeFileStatus::Refused(why) => {
-                            lines.push(format!("  episodes REFUSED  {shown}: {why}"))
-                        }
-                    }
-                }
+                lines.extend(ready_lines(name, &manifest, &ready));
                 tracing::info!("{name} done in {:.1} s", started.elapsed().as_secs_f64());
             }
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -194,6 +130,88 @@ pub fn run(args: FetchDataArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The datasets asked for (`all` expanded; none when only weights are) and where to fetch them from:
+/// the `--mirror`s, then `FEWSHOT_MIRROR`'s, each folder checked to exist.
+fn plan(args: &FetchDataArgs) -> Result<(Vec<String>, FetchOptions)> {
+    let names: Vec<String> = if !args.weights.is_empty() && args.dataset == ["all"] {
+        Vec::new()
+    } else if args.dataset.iter().any(|d| d == "all") {
+        DATASETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.dataset.clone()
+    };
+    let mut mirrors: Vec<Mirror> = args.mirror.iter().map(|m| Mirror::parse(m)).collect();
+    if let Ok(env) = std::env::var("FEWSHOT_MIRROR") {
+        mirrors.extend(Mirror::parse_list(&env));
+    }
+    for m in &mirrors {
+        if let Mirror::Dir(d) = m {
+            if !d.is_dir() {
+                bail!(
+                    "mirror {} is not a folder; pass an existing folder or an http(s) URL",
+                    d.display()
+                );
+            }
+        }
+    }
+    let options = FetchOptions {
+        data_dir: repo::data_dir(args.data_dir.clone()),
+        manifests: repo::manifests(),
+        mirrors,
+        verify_only: args.verify_only,
+    };
+    Ok((names, options))
+}
+
+/// What `fetch-data` prints for a dataset that is ready: its source, stores and episode files.
+fn ready_lines(
+    name: &str,
+    manifest: &fewshot::manifest::DatasetManifest,
+    ready: &DatasetReady,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let p = &ready.prepared;
+    let images: usize = p
+        .stores
+        .iter()
+        .filter(|s| s.size == manifest.store.size)
+        .map(|s| s.images)
+        .sum();
+    let how = if ready.prepare_skipped {
+        "already prepared".to_string()
+    } else {
+        format!("prepared in {:.1} s", p.seconds)
+    };
+    lines.push(format!(
+        "{name}: {images} images from source {} ({how}) in {}",
+        p.source,
+        ready.store_dir.display()
+    ));
+    for s in &p.stores {
+        lines.push(format!(
+            "  {:<16} {:>4} classes {:>7} images  fingerprint {}",
+            s.file, s.classes, s.images, s.fingerprint
+        ));
+    }
+    for (path, status) in &ready.episodes {
+        let shown = path
+            .strip_prefix(repo::root())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        match status {
+            EpisodeFileStatus::Written => {
+                lines.push(format!("  episodes written  {shown} (commit it)"))
+            }
+            EpisodeFileStatus::Checked => lines.push(format!("  episodes checked  {shown}")),
+            EpisodeFileStatus::Refused(why) => {
+                lines.push(format!("  episodes REFUSED  {shown}: {why}"))
+            }
+        }
+    }
+    lines
 }
 
 /// `--verify-only`: re-hash the archives and recompute every store's fingerprint.

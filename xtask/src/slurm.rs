@@ -86,134 +86,17 @@ pub fn submit_and_follow(
             Some(Ok(s)) => cells.push(s),
         }
     }
-    let sub = submission_dir(&plan.runs)?;
-    let bin = sub.join("fewshot");
-    std::fs::copy(binary, &bin)
-        .with_context(|| format!("copying {} to {}", binary.display(), bin.display()))?;
-    let plan_hashes: Vec<String> = plan.cells.iter().map(|c| c.cell.hash()).collect();
-    std::fs::write(sub.join("plan.txt"), plan_hashes.join("\n") + "\n")?;
-    let history = step_history(&plan.runs);
-    let resources = |configs: &[&fewshot::manifest::cell::CellConfig]| -> Resources {
-        let measured = Measured {
-            seconds: configs
-                .iter()
-                .map(|c| estimate_seconds(&history, c, &plan.device))
-                .collect::<Option<Vec<f64>>>()
-                .map(|v| v.into_iter().fold(0.0, f64::max)),
-            peak_rss_bytes: configs
-                .iter()
-                .filter_map(|c| estimate_peak_bytes(&history, c, &plan.device))
-                .max(),
-        };
-        slurm_script::resources(configs, &plan.device, measured, args)
-    };
-    let mut jobs: Vec<Job> = Vec::new();
-    let submit = |script: &JobScript, dependency: Option<String>| -> Result<String> {
-        let path = sub.join(format!("{}.sbatch", script.file_stem));
-        std::fs::write(&path, script.text())?;
-        sbatch(&path, dependency.as_deref())
-    };
-    // one job per unfinished node, then its cells' array after it
-    let mut node_job: Vec<(usize, String)> = Vec::new();
-    for s in &nodes {
-        let node = &plan.nodes[s.index].0;
-        clear_status(&s.dir);
-        let list = sub.join(format!("node-{}.txt", s.index));
-        std::fs::write(&list, format!("{}\n", s.dir.display()))?;
-        let script = JobScript::for_plan(
-            plan,
-            &sub,
-            &format!("node-{}", s.index),
-            &list,
-            1,
-            true,
-            resources(&[node]),
-            args,
-        );
-        let id = submit(&script, None)?;
-        println!("{}: submitted as job {id}", s.label);
-        node_job.push((s.index, id.clone()));
-        let users = plan.nodes[s.index].1.clone();
-        jobs.push(Job {
-            id,
-            name: script.file_stem.clone(),
-            tasks: vec![(s.dir.clone(), users, None)],
-        });
-    }
-    // cells grouped by the node job they wait for (none: their node is done, or they have none)
-    let waits_for = |s: &Staged| -> Option<String> {
-        let node = plan.cells[s.index].cell.pretrain_node()?;
-        let k = plan.nodes.iter().position(|(n, _)| *n == node)?;
-        node_job
-            .iter()
-            .find(|(i, _)| *i == k)
-            .map(|(_, id)| id.clone())
-    };
-    let mut groups: Vec<(Option<String>, Vec<&Staged>)> = Vec::new();
-    for s in &cells {
-        let w = waits_for(s);
-        match groups.iter_mut().find(|(g, _)| *g == w) {
-            Some((_, v)) => v.push(s),
-            None => groups.push((w, vec![s])),
-        }
-    }
-    for (g, (wait, members)) in groups.iter().enumerate() {
-        let list = sub.join(format!("cells-{g}.txt"));
-        let dirs: Vec<String> = members
-            .iter()
-            .map(|s| s.dir.display().to_string())
-            .collect();
-        std::fs::write(&list, dirs.join("\n") + "\n")?;
-        members.iter().for_each(|s| clear_status(&s.dir));
-        let configs: Vec<_> = members.iter().map(|s| &plan.cells[s.index].cell).collect();
-        let script = JobScript::for_plan(
-            plan,
-            &sub,
-            &format!("cells-{g}"),
-            &list,
-            members.len(),
-            false,
-            resources(&configs),
-            args,
-        );
-        let id = submit(&script, wait.as_ref().map(|w| format!("afterok:{w}")))?;
-        for (a, s) in members.iter().enumerate() {
-            println!("{}: submitted as {id}_{a}", s.label);
-        }
-        let tasks = members
-            .iter()
-            .enumerate()
-            .map(|(a, s)| (s.dir.clone(), vec![s.index], Some(a)))
-            .collect();
-        jobs.push(Job {
-            id,
-            name: script.file_stem.clone(),
-            tasks,
-        });
-    }
-    let report = JobScript::report(plan, &sub, args);
-    let after: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-    let report_id = submit(
-        &report,
-        (!after.is_empty()).then(|| format!("afterany:{}", after.join(":"))),
-    )?;
-    let ids: Vec<String> = jobs
+    let submission = Submission::new(plan, binary, args)?;
+    let mut jobs = submission.submit_nodes(&nodes)?;
+    let node_job: Vec<(usize, String)> = nodes
         .iter()
-        .map(|j| j.id.clone())
-        .chain([report_id.clone()])
+        .zip(&jobs)
+        .map(|(s, j)| (s.index, j.id.clone()))
         .collect();
-    fewshot::atomic_write::write_json(
-        &sub.join("jobs.json"),
-        &serde_json::json!({
-            "jobs": jobs.iter().map(|j| serde_json::json!({"name": j.name, "id": j.id})).collect::<Vec<_>>(),
-            "report": report_id,
-        }),
-    )?;
-    println!(
-        "slurm: submitted jobs {} from {}",
-        ids.join(" "),
-        sub.display()
-    );
+    for (g, (wait, members)) in group_by_wait(plan, &cells, &node_job).iter().enumerate() {
+        jobs.push(submission.submit_cells(g, wait.as_deref(), members)?);
+    }
+    let (report_id, ids) = submission.submit_report(&jobs)?;
     if args.no_wait {
         println!(
             "--no-wait: follow with `squeue -j {}`; the report job writes {}",
@@ -225,13 +108,183 @@ pub fn submit_and_follow(
     follow(
         &jobs,
         &report_id,
-        &sub,
+        &submission.dir,
         args.poll_seconds.unwrap_or(10),
         &mut failed,
     )?;
     failed.sort_by_key(|(k, _)| *k);
     failed.dedup_by_key(|(k, _)| *k);
     Ok(Some(failed))
+}
+
+/// Staged cells grouped by the node job they wait for (none: their node is done, or they have
+/// none), in plan order: one array per group.
+fn group_by_wait<'a>(
+    plan: &Plan,
+    cells: &'a [Staged],
+    node_job: &[(usize, String)],
+) -> Vec<(Option<String>, Vec<&'a Staged>)> {
+    let waits_for = |s: &Staged| -> Option<String> {
+        let node = plan.cells[s.index].cell.pretrain_node()?;
+        let k = plan.nodes.iter().position(|(n, _)| *n == node)?;
+        node_job
+            .iter()
+            .find(|(i, _)| *i == k)
+            .map(|(_, id)| id.clone())
+    };
+    let mut groups: Vec<(Option<String>, Vec<&Staged>)> = Vec::new();
+    for s in cells {
+        let w = waits_for(s);
+        match groups.iter_mut().find(|(g, _)| *g == w) {
+            Some((_, v)) => v.push(s),
+            None => groups.push((w, vec![s])),
+        }
+    }
+    groups
+}
+
+/// One submission: its folder (scripts, the binary's copy, lists, logs), the plan and options, and
+/// the measured costs its resource requests come from.
+struct Submission<'a> {
+    plan: &'a Plan,
+    args: &'a SlurmArgs,
+    dir: PathBuf,
+    history: Vec<crate::step_costs::StepRecord>,
+}
+
+impl<'a> Submission<'a> {
+    /// A fresh submission folder with a copy of `binary` and the plan's cell hashes.
+    fn new(plan: &'a Plan, binary: &Path, args: &'a SlurmArgs) -> Result<Self> {
+        let dir = submission_dir(&plan.runs)?;
+        let bin = dir.join("fewshot");
+        std::fs::copy(binary, &bin)
+            .with_context(|| format!("copying {} to {}", binary.display(), bin.display()))?;
+        let plan_hashes: Vec<String> = plan.cells.iter().map(|c| c.cell.hash()).collect();
+        std::fs::write(dir.join("plan.txt"), plan_hashes.join("\n") + "\n")?;
+        Ok(Self {
+            plan,
+            args,
+            dir,
+            history: step_history(&plan.runs),
+        })
+    }
+
+    /// What an array of `configs` asks for, from what finished runs of their kinds measured.
+    fn resources(&self, configs: &[&fewshot::manifest::cell::CellConfig]) -> Resources {
+        let device = &self.plan.device;
+        let measured = Measured {
+            seconds: configs
+                .iter()
+                .map(|c| estimate_seconds(&self.history, c, device))
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| v.into_iter().fold(0.0, f64::max)),
+            peak_rss_bytes: configs
+                .iter()
+                .filter_map(|c| estimate_peak_bytes(&self.history, c, device))
+                .max(),
+        };
+        slurm_script::resources(configs, device, measured, self.args)
+    }
+
+    /// Writes `script` into the folder and submits it; returns the job id.
+    fn submit(&self, script: &JobScript, dependency: Option<String>) -> Result<String> {
+        let path = self.dir.join(format!("{}.sbatch", script.file_stem));
+        std::fs::write(&path, script.text())?;
+        sbatch(&path, dependency.as_deref())
+    }
+
+    /// One job per unfinished pre-training node, in the order of `nodes`.
+    fn submit_nodes(&self, nodes: &[Staged]) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for s in nodes {
+            let node = &self.plan.nodes[s.index].0;
+            clear_status(&s.dir);
+            let list = self.dir.join(format!("node-{}.txt", s.index));
+            std::fs::write(&list, format!("{}\n", s.dir.display()))?;
+            let script = JobScript::for_plan(
+                self.plan,
+                &self.dir,
+                &format!("node-{}", s.index),
+                &list,
+                1,
+                true,
+                self.resources(&[node]),
+                self.args,
+            );
+            let id = self.submit(&script, None)?;
+            println!("{}: submitted as job {id}", s.label);
+            jobs.push(Job {
+                id,
+                name: script.file_stem.clone(),
+                tasks: vec![(s.dir.clone(), self.plan.nodes[s.index].1.clone(), None)],
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The array of group `g`'s cells, after the node job `wait` where there is one.
+    fn submit_cells(&self, g: usize, wait: Option<&str>, members: &[&Staged]) -> Result<Job> {
+        let list = self.dir.join(format!("cells-{g}.txt"));
+        let dirs: Vec<String> = members
+            .iter()
+            .map(|s| s.dir.display().to_string())
+            .collect();
+        std::fs::write(&list, dirs.join("\n") + "\n")?;
+        members.iter().for_each(|s| clear_status(&s.dir));
+        let configs: Vec<_> = members
+            .iter()
+            .map(|s| &self.plan.cells[s.index].cell)
+            .collect();
+        let script = JobScript::for_plan(
+            self.plan,
+            &self.dir,
+            &format!("cells-{g}"),
+            &list,
+            members.len(),
+            false,
+            self.resources(&configs),
+            self.args,
+        );
+        let id = self.submit(&script, wait.map(|w| format!("afterok:{w}")))?;
+        for (a, s) in members.iter().enumerate() {
+            println!("{}: submitted as {id}_{a}", s.label);
+        }
+        let tasks = members
+            .iter()
+            .enumerate()
+            .map(|(a, s)| (s.dir.clone(), vec![s.index], Some(a)))
+            .collect();
+        Ok(Job {
+            id,
+            name: script.file_stem.clone(),
+            tasks,
+        })
+    }
+
+    /// The report job, after every other job has ended however it ended; records the ids in
+    /// `jobs.json`. Returns the report's id and every id submitted.
+    fn submit_report(&self, jobs: &[Job]) -> Result<(String, Vec<String>)> {
+        let report = JobScript::report(self.plan, &self.dir, self.args);
+        let after: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let report_id = self.submit(
+            &report,
+            (!after.is_empty()).then(|| format!("afterany:{}", after.join(":"))),
+        )?;
+        let ids: Vec<String> = after.into_iter().chain([report_id.clone()]).collect();
+        fewshot::atomic_write::write_json(
+            &self.dir.join("jobs.json"),
+            &serde_json::json!({
+                "jobs": jobs.iter().map(|j| serde_json::json!({"name": j.name, "id": j.id})).collect::<Vec<_>>(),
+                "report": report_id,
+            }),
+        )?;
+        println!(
+            "slurm: submitted jobs {} from {}",
+            ids.join(" "),
+            self.dir.display()
+        );
+        Ok((report_id, ids))
+    }
 }
 
 /// A fresh folder for this submission's scripts, binary, lists and logs.
@@ -401,5 +454,41 @@ fn follow(
             };
         }
         std::thread::sleep(Duration::from_secs(poll));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cpu-conv4 plan's eight cells share one pre-training node: while its job is pending they
+    /// form one array after it; once it is done (no node job), one array with no dependency.
+    #[test]
+    fn cells_are_grouped_by_the_node_job_they_wait_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = crate::reproduce::ReproduceArgs::smoke(tmp.path().join("runs"));
+        args.profile = "cpu-conv4".into();
+        let plan = crate::reproduce::plan(&args).unwrap();
+        assert_eq!((plan.cells.len(), plan.nodes.len()), (8, 1));
+        let staged: Vec<Staged> = (0..plan.cells.len())
+            .map(|index| Staged {
+                index,
+                label: format!("cell {index}"),
+                dir: tmp.path().join(index.to_string()),
+                config: PathBuf::new(),
+                log: PathBuf::new(),
+            })
+            .collect();
+        let waiting = group_by_wait(&plan, &staged, &[(0, "41".into())]);
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].0.as_deref(), Some("41"));
+        assert_eq!(waiting[0].1.len(), 8);
+        let free = group_by_wait(&plan, &staged[..3], &[]);
+        assert_eq!(free.len(), 1);
+        assert_eq!(
+            (free[0].0.as_deref(), free[0].1.len()),
+            (None, 3),
+            "a done node: no dependency"
+        );
     }
 }

@@ -117,6 +117,86 @@ pub fn prepare_dataset(
     }
     let started = Instant::now();
     let sizes = pipeline_sizes(manifest);
+    let splits: Vec<(&str, &Vec<String>)> = lists.iter().to_vec();
+    let split_of: HashMap<&str, usize> = splits
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, classes))| classes.iter().map(move |c| (c.as_str(), i)))
+        .collect();
+    let expected_total: usize = lists.images.as_ref().map(|m| m.values().sum()).unwrap_or(0);
+    let mut pipeline = Pipeline {
+        writers: open_writers(manifest, fetched, &dir, variant, &splits, &sizes)?,
+        split_of,
+        sizes: sizes.clone(),
+        channels: manifest.store.channels,
+        batch: Vec::with_capacity(BATCH),
+        per_key: HashMap::new(),
+        unknown: BTreeSet::new(),
+        bar: count_bar(
+            &format!("{}: decoding", manifest.name),
+            expected_total as u64,
+        ),
+    };
+    convert_source(manifest, fetched, &mut |raw: RawImage| pipeline.push(raw))?;
+    pipeline.flush()?;
+    pipeline.bar.finish_and_clear();
+    let Pipeline {
+        writers,
+        per_key,
+        unknown,
+        ..
+    } = pipeline;
+    let where_ = fetched.files.first().cloned().unwrap_or_default();
+    if !unknown.is_empty() {
+        return Err(Error::Archive {
+            path: where_,
+            message: format!(
+                "{} classes are in none of the manifest's {variant} split lists: {}",
+                unknown.len(),
+                unknown
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    check_counts(
+        manifest,
+        variant,
+        &splits,
+        &per_key,
+        lists.images.as_ref(),
+        &where_,
+    )?;
+    let stores = finish_stores(manifest, &dir, &splits, writers, &sizes)?;
+    let marker = Prepared {
+        prepare_version: PREPARE_VERSION,
+        dataset: manifest.name.clone(),
+        split_variant: variant.to_string(),
+        source: fetched.source.id.clone(),
+        source_sha256: fetched.sha256.clone(),
+        decoder: DECODER.to_string(),
+        stores,
+        seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    };
+    write_atomically(
+        &Prepared::marker_path(&dir),
+        &serde_json::to_vec_pretty(&marker).expect("plain struct"),
+    )?;
+    Ok((marker, false))
+}
+
+/// One store writer per split and size, each with the metadata that says what it will hold.
+fn open_writers(
+    manifest: &DatasetManifest,
+    fetched: &FetchedSource,
+    dir: &Path,
+    variant: &str,
+    splits: &[(&str, &Vec<String>)],
+    sizes: &[u32],
+) -> Result<Vec<Vec<StoreWriter>>> {
     let crop = matches!(fetched.source.format, Format::CubTgz { bbox_crop: true });
     let transform = format!(
         "{}stretch to size x size with Pillow's BILINEAR (Image.resize, antialiased, fixed point), {}",
@@ -127,11 +207,10 @@ pub fn prepare_dataset(
             "RGB"
         }
     );
-    let splits: Vec<(&str, &Vec<String>)> = lists.iter().to_vec();
     let mut writers = Vec::new();
-    for (split, _) in &splits {
+    for (split, _) in splits {
         let mut per_size = Vec::new();
-        for &size in &sizes {
+        for &size in sizes {
             let meta = StoreMeta {
                 dataset: manifest.name.clone(),
                 split: split.to_string(),
@@ -153,84 +232,47 @@ pub fn prepare_dataset(
         }
         writers.push(per_size);
     }
-    let split_of: HashMap<&str, usize> = splits
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, classes))| classes.iter().map(move |c| (c.as_str(), i)))
-        .collect();
-    let expected_total: usize = lists.images.as_ref().map(|m| m.values().sum()).unwrap_or(0);
-    let mut pipeline = Pipeline {
-        writers,
-        split_of,
-        sizes: sizes.clone(),
-        channels: manifest.store.channels,
-        batch: Vec::with_capacity(BATCH),
-        per_key: HashMap::new(),
-        unknown: BTreeSet::new(),
-        bar: count_bar(
-            &format!("{}: decoding", manifest.name),
-            expected_total as u64,
-        ),
-    };
+    Ok(writers)
+}
+
+/// Every image of the fetched files, decoded by the converter of the source's format, into `emit`.
+fn convert_source(
+    manifest: &DatasetManifest,
+    fetched: &FetchedSource,
+    emit: &mut dyn FnMut(RawImage) -> Result<()>,
+) -> Result<()> {
     let files = &fetched.files;
-    let mut emit = |raw: RawImage| pipeline.push(raw);
     match &fetched.source.format {
-        Format::ClassFolders { split_dirs } => {
-            class_folders::convert(files, split_dirs, &mut emit)?
-        }
-        Format::ImagesCsv { csv } => images_csv::convert(files, csv, &mut emit)?,
+        Format::ClassFolders { split_dirs } => class_folders::convert(files, split_dirs, emit),
+        Format::ImagesCsv { csv } => images_csv::convert(files, csv, emit),
         Format::RenPickles {
             files: pickles,
             csv,
-        } => ren_pickles::convert(files, pickles, csv, &mut emit)?,
+        } => ren_pickles::convert(files, pickles, csv, emit),
         Format::TieredPngPickles { images, labels } => {
-            tiered_png_pickles::convert(files, images, labels, &mut emit)?
+            tiered_png_pickles::convert(files, images, labels, emit)
         }
-        Format::CubTgz { bbox_crop } => cub_tgz::convert(files, *bbox_crop, &mut emit)?,
-        Format::Cifar100Binary {} => cifar100_binary::convert(files, &mut emit)?,
-        Format::OmniglotZips {} => omniglot_zips::convert(files, &mut emit)?,
-        Format::TorchCheckpoint {} => {
-            return Err(Error::invalid(format!(
-                "{}: a torch checkpoint is weights, not a dataset",
-                manifest.name
-            )))
-        }
+        Format::CubTgz { bbox_crop } => cub_tgz::convert(files, *bbox_crop, emit),
+        Format::Cifar100Binary {} => cifar100_binary::convert(files, emit),
+        Format::OmniglotZips {} => omniglot_zips::convert(files, emit),
+        Format::TorchCheckpoint {} => Err(Error::invalid(format!(
+            "{}: a torch checkpoint is weights, not a dataset",
+            manifest.name
+        ))),
     }
-    pipeline.flush()?;
-    pipeline.bar.finish_and_clear();
-    let Pipeline {
-        writers,
-        per_key,
-        unknown,
-        ..
-    } = pipeline;
-    let where_ = || fetched.files.first().cloned().unwrap_or_default();
-    if !unknown.is_empty() {
-        return Err(Error::Archive {
-            path: where_(),
-            message: format!(
-                "{} classes are in none of the manifest's {variant} split lists: {}",
-                unknown.len(),
-                unknown
-                    .iter()
-                    .take(10)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
-    check_counts(
-        manifest,
-        variant,
-        &splits,
-        &per_key,
-        lists.images.as_ref(),
-        &where_(),
-    )?;
+}
+
+/// Finishes every store (header, fingerprint) and lists it for the marker.
+fn finish_stores(
+    manifest: &DatasetManifest,
+    dir: &Path,
+    splits: &[(&str, &Vec<String>)],
+    writers: Vec<Vec<StoreWriter>>,
+    sizes: &[u32],
+) -> Result<Vec<PreparedStore>> {
     let mut stores = Vec::new();
     for ((split, _), per_size) in splits.iter().zip(writers) {
-        for (writer, &size) in per_size.into_iter().zip(&sizes) {
+        for (writer, &size) in per_size.into_iter().zip(sizes) {
             let header = writer.finish()?;
             let file = store_file_name(manifest, split, size);
             stores.push(PreparedStore {
@@ -246,21 +288,7 @@ pub fn prepare_dataset(
             });
         }
     }
-    let marker = Prepared {
-        prepare_version: PREPARE_VERSION,
-        dataset: manifest.name.clone(),
-        split_variant: variant.to_string(),
-        source: fetched.source.id.clone(),
-        source_sha256: fetched.sha256.clone(),
-        decoder: DECODER.to_string(),
-        stores,
-        seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    };
-    write_atomically(
-        &Prepared::marker_path(&dir),
-        &serde_json::to_vec_pretty(&marker).expect("plain struct"),
-    )?;
-    Ok((marker, false))
+    Ok(stores)
 }
 
 fn pipeline_sizes(manifest: &DatasetManifest) -> Vec<u32> {
