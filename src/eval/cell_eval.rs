@@ -4,7 +4,7 @@
 //! [`Episodes::Val`] scores the frozen validation episodes instead (`episodes-val*.jsonl`), for
 //! choosing between recipes without looking at test episodes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::manifest::cell::CellConfig;
 use crate::model::checkpoint;
 use crate::model::episode_batch::transforms;
+use crate::model::few_shot::FewShotModel;
 use crate::model::run_context::{CellData, RunPaths};
 
 pub use super::summary::EvalSummary;
@@ -57,18 +58,10 @@ pub fn eval_cell(
     eval_cell_on(cell, paths, device, weights, Episodes::Test)
 }
 
-/// [`eval_cell`] on the chosen episodes; validation outputs carry `-val` in their names.
-pub fn eval_cell_on(
-    cell: &CellConfig,
-    paths: &RunPaths,
-    device: &Device,
-    weights: &Weights,
-    on: Episodes,
-) -> Result<EvalSummary> {
-    let data = CellData::open(cell, paths)?;
-    let model = data.model(cell, paths, device)?;
-    let dir = paths.run_dir(cell);
-    let (checkpoint_name, suffix) = match weights {
+/// Loads `weights` into `model` (the run folder `dir` holds the best checkpoint); returns the name the
+/// summary records and the suffix of the output files.
+fn load_weights(model: &FewShotModel, dir: &Path, weights: &Weights) -> Result<(String, String)> {
+    Ok(match weights {
         Weights::Untrained => ("untrained".to_string(), "-untrained".to_string()),
         Weights::BestOfRun => {
             let path: PathBuf = dir.join(crate::run_files::CHECKPOINT_BEST);
@@ -78,7 +71,7 @@ pub fn eval_cell_on(
                     path.display()
                 )));
             }
-            checkpoint::load(&path, &model, None)?;
+            checkpoint::load(&path, model, None)?;
             (crate::run_files::CHECKPOINT_BEST.to_string(), String::new())
         }
         Weights::File(path) => {
@@ -88,7 +81,7 @@ pub fn eval_cell_on(
                     path.display()
                 )));
             }
-            checkpoint::load(path, &model, None)?;
+            checkpoint::load(path, model, None)?;
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -122,7 +115,21 @@ pub fn eval_cell_on(
                 format!("-torch-{stem}"),
             )
         }
-    };
+    })
+}
+
+/// [`eval_cell`] on the chosen episodes; validation outputs carry `-val` in their names.
+pub fn eval_cell_on(
+    cell: &CellConfig,
+    paths: &RunPaths,
+    device: &Device,
+    weights: &Weights,
+    on: Episodes,
+) -> Result<EvalSummary> {
+    let data = CellData::open(cell, paths)?;
+    let model = data.model(cell, paths, device)?;
+    let dir = paths.run_dir(cell);
+    let (checkpoint_name, suffix) = load_weights(&model, &dir, weights)?;
     let (store, episodes, episodes_sha256, suffix) = match on {
         Episodes::Test => {
             let n = cell.eval.test_episodes.min(data.test_episodes.len());
