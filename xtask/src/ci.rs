@@ -4,9 +4,9 @@
 //! without warnings, the accuracy gate's training gates (`cargo xtask regress --gate train/`: real
 //! training and evaluation on CPU against `manifests/baselines/ci.toml`; its evaluation gates ran in
 //! the test step, as `the_committed_checkpoints_pass_the_evaluation_gates`), table 1's `smoke` profile end to end into fresh run folders
-//! (every cell trained and evaluated, the report's tables, provenance and figures checked to exist), the
-//! local executor's `--jobs 2` against `--jobs 1` (`local_jobs_tests`, about a minute once built) and
-//! the Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
+//! with `--jobs 2` (every cell trained and evaluated, the report's tables, provenance and figures
+//! checked to exist, and its ProtoNet cells' per-episode files checked against a `--jobs 1` run: the
+//! check of `local_jobs_tests`, which CI no longer runs apart), the Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine with a cold cache (candle's kernels are compiled with
@@ -131,7 +131,7 @@ fn cuda_check(root: &Path) -> Result<()> {
 }
 
 /// The executors' ignored tests (they run `reproduce`, which builds the binary under the build lock a
-/// plain `cargo test` holds): `local_jobs_tests`, and `slurm_tests` against a real one-node cluster,
+/// plain `cargo test` holds): `slurm_tests` against a real one-node cluster,
 /// which, where Slurm is not installed, is said loudly not to have run.
 fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
     let installed = ["slurmctld", "slurmd", "munged", "sbatch"].iter().all(|p| {
@@ -140,7 +140,7 @@ fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    let mut filters = vec!["local_jobs_tests"];
+    let mut filters = Vec::new();
     if installed {
         filters.push("slurm_tests");
     } else {
@@ -180,13 +180,20 @@ const SMOKE_REPORT_FILES: [&str; 5] = [
     "provenance.json",
 ];
 
-/// `cargo xtask reproduce --table 1 --profile smoke --dev-build` into fresh run folders (a cached cell
-/// would prove nothing), then the report's files must all be there.
+/// `cargo xtask reproduce --table 1 --profile smoke --dev-build --jobs 2` into fresh run folders (a
+/// cached cell would prove nothing), then the report's files must all be there; then the two ProtoNet
+/// cells again with `--jobs 1` into other run folders, whose per-episode files must be the same
+/// (`local_jobs_tests`' check, without running the two-at-a-time half twice). One thread per cell
+/// (`RAYON_NUM_THREADS=1`, which decides the order of floating-point reductions) in both.
 fn smoke_reproduction(root: &Path) -> Result<()> {
-    println!("== ci: reproduce: table 1, smoke profile, fresh run folders");
+    println!("== ci: reproduce: table 1, smoke profile, --jobs 2, fresh run folders");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
     let runs = root.join("reports/smoke/ci-runs");
-    if runs.exists() {
-        std::fs::remove_dir_all(&runs).with_context(|| runs.display().to_string())?;
+    let runs_one = root.join("reports/smoke/ci-runs-jobs1");
+    for dir in [&runs, &runs_one] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
+        }
     }
     // an earlier report must not stand in for this one
     let reports = root.join("reports/smoke");
@@ -194,7 +201,9 @@ fn smoke_reproduction(root: &Path) -> Result<()> {
         let _ = std::fs::remove_file(reports.join(old));
     }
     let _ = std::fs::remove_dir_all(reports.join("figures"));
-    crate::reproduce::run(crate::reproduce::ReproduceArgs::smoke(runs))?;
+    let mut two = crate::reproduce::ReproduceArgs::smoke(runs.clone());
+    two.jobs = 2;
+    crate::reproduce::run(two)?;
     let missing: Vec<&str> = SMOKE_REPORT_FILES
         .into_iter()
         .filter(|f| !reports.join(f).is_file())
@@ -209,6 +218,29 @@ fn smoke_reproduction(root: &Path) -> Result<()> {
         );
     }
     println!("== ci: reproduce: complete report ({figures} figure files)");
+    println!("== ci: reproduce: the ProtoNet cells again with --jobs 1");
+    let mut one = crate::reproduce::ReproduceArgs::smoke(runs_one.clone());
+    one.method = vec!["protonet".into()];
+    one.reports = Some(runs_one.join("report"));
+    let plan = crate::reproduce::plan(&one)?;
+    crate::reproduce::run(one)?;
+    for c in &plan.cells {
+        let name = format!("{}/{}", c.cell.hash(), fewshot::run_files::EPISODES);
+        let read = |dir: &Path| {
+            std::fs::read(dir.join(&name)).with_context(|| dir.join(&name).display().to_string())
+        };
+        if read(&runs)? != read(&runs_one)? {
+            bail!(
+                "--jobs 2 and --jobs 1 gave different per-episode files: {name} in {} and {}",
+                runs.display(),
+                runs_one.display()
+            );
+        }
+    }
+    println!(
+        "== ci: reproduce: --jobs 2 and --jobs 1 gave the same per-episode files ({} cells)",
+        plan.cells.len()
+    );
     Ok(())
 }
 

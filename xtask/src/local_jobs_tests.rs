@@ -2,7 +2,9 @@
 //! and one after another with the thread count pinned (`RAYON_NUM_THREADS=1`, which decides the order
 //! of floating-point reductions), give the same per-episode files and the same table. Ignored by
 //! `cargo test` (it builds and runs the `fewshot` binary, which a running `cargo test` holds the build
-//! lock against); `cargo xtask ci` runs it.
+//! lock against): `cargo test -p xtask local_jobs_tests -- --ignored`. `cargo xtask ci` makes the same
+//! check inside its smoke step (the whole smoke profile at `--jobs 2`, its ProtoNet cells again at
+//! `--jobs 1`), so as not to train these cells a second time.
 
 use std::path::Path;
 
