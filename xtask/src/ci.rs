@@ -187,7 +187,19 @@ const SMOKE_REPORT_FILES: [&str; 5] = [
 /// (`RAYON_NUM_THREADS=1`, which decides the order of floating-point reductions) in both.
 fn smoke_reproduction(root: &Path) -> Result<()> {
     println!("== ci: reproduce: table 1, smoke profile, --jobs 2, fresh run folders");
+    // one thread per cell here only: the later steps inherit what was set before
+    let before = std::env::var_os("RAYON_NUM_THREADS");
     std::env::set_var("RAYON_NUM_THREADS", "1");
+    let result = smoke_runs(root);
+    match before {
+        Some(v) => std::env::set_var("RAYON_NUM_THREADS", v),
+        None => std::env::remove_var("RAYON_NUM_THREADS"),
+    }
+    result
+}
+
+/// [`smoke_reproduction`]'s two runs and checks.
+fn smoke_runs(root: &Path) -> Result<()> {
     let runs = root.join("reports/smoke/ci-runs");
     let runs_one = root.join("reports/smoke/ci-runs-jobs1");
     for dir in [&runs, &runs_one] {
