@@ -6,7 +6,7 @@
 //! the test step, as `the_committed_checkpoints_pass_the_evaluation_gates`), table 1's `smoke` profile end to end into fresh run folders
 //! with `--jobs 2` (every cell trained and evaluated, the report's tables, provenance and figures
 //! checked to exist, and its ProtoNet cells' per-episode files checked against a `--jobs 1` run: the
-//! check of `local_jobs_tests`, which CI no longer runs apart), the Slurm executor on a real one-node cluster (`slurm_tests`; 3.5 minutes here), and
+//! check of `local_jobs_tests`, which CI no longer runs apart), the Slurm executor on a real one-node cluster (`slurm_tests`; 4.1 minutes here at 49c841d), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine with a cold cache (candle's kernels are compiled with
