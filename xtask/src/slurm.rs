@@ -180,8 +180,9 @@ impl<'a> Submission<'a> {
                 .map(|v| v.into_iter().fold(0.0, f64::max)),
             peak_rss_bytes: configs
                 .iter()
-                .filter_map(|c| estimate_peak_bytes(&self.history, c, device))
-                .max(),
+                .map(|c| estimate_peak_bytes(&self.history, c, device))
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|v| v.into_iter().max()),
         };
         slurm_script::resources(configs, device, measured, self.args)
     }

@@ -58,8 +58,9 @@ pub fn slurm_time(minutes: u64) -> String {
     format!("{d}-{h:02}:{m:02}:00")
 }
 
-/// What finished runs of an array's cells measured: the largest time estimate (every cell must have
-/// one) and the largest peak memory any of them recorded.
+/// What finished runs of an array's cells measured: the largest time estimate and the largest peak
+/// memory, each only where every cell of the array has one (an unmeasured cell could need more: the
+/// backbone's default stands then).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Measured {
     pub seconds: Option<f64>,
