@@ -38,6 +38,20 @@ pub fn container_of(path: &Path) -> Result<Container> {
     })
 }
 
+/// A member's bytes (`size` reserved), or the message of why they could not be read.
+fn read_bytes(
+    member: &mut impl Read,
+    size: u64,
+    name: &str,
+    what: &str,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    member
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{name}: {what}{e}"))?;
+    Ok(bytes)
+}
+
 /// Calls `visit(member path, bytes)` for every regular file in the archive, in archive order. A
 /// plain file is visited once, under its own file name.
 pub fn for_each_member(
@@ -70,10 +84,9 @@ pub fn for_each_member(
                     .map_err(|e| bad(e.to_string()))?
                     .to_string_lossy()
                     .into_owned();
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| bad(format!("{name}: truncated member: {e}")))?;
+                let size = entry.size();
+                let bytes =
+                    read_bytes(&mut entry, size, &name, "truncated member: ").map_err(bad)?;
                 visit(&name, bytes)?;
             }
             Ok(())
@@ -88,10 +101,8 @@ pub fn for_each_member(
                     continue;
                 }
                 let name = member.name().to_string();
-                let mut bytes = Vec::with_capacity(member.size() as usize);
-                member
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| bad(format!("{name}: {e}")))?;
+                let size = member.size();
+                let bytes = read_bytes(&mut member, size, &name, "").map_err(bad)?;
                 visit(&name, bytes)?;
             }
             Ok(())

@@ -134,6 +134,14 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
+    fn spec(n_way: usize, n_shot: usize, n_query: usize) -> EpisodeSpec {
+        EpisodeSpec {
+            n_way,
+            n_shot,
+            n_query,
+        }
+    }
+
     fn toy_index() -> SplitIndex {
         SplitIndex {
             classes: (0..12)
@@ -150,11 +158,7 @@ mod tests {
     #[test]
     fn episodes_are_deterministic_and_independent_of_threads() {
         let index = toy_index();
-        let spec = EpisodeSpec {
-            n_way: 5,
-            n_shot: 2,
-            n_query: 3,
-        };
+        let spec = spec(5, 2, 3);
         let sampler = EpisodeSampler::new("toy", "test", spec, 7, &index).unwrap();
         let serial: Vec<Episode> = (0..200).map(|i| sampler.episode(i)).collect();
         let one = rayon::ThreadPoolBuilder::new()
@@ -188,11 +192,7 @@ mod tests {
     #[test]
     fn episodes_have_distinct_classes_and_images() {
         let index = toy_index();
-        let spec = EpisodeSpec {
-            n_way: 5,
-            n_shot: 5,
-            n_query: 15,
-        };
+        let spec = spec(5, 5, 15);
         let sampler = EpisodeSampler::new("toy", "val", spec, 1, &index).unwrap();
         for i in 0..50 {
             let e = sampler.episode(i);
@@ -213,11 +213,7 @@ mod tests {
     #[test]
     fn too_few_images_is_an_error() {
         let index = toy_index();
-        let spec = EpisodeSpec {
-            n_way: 5,
-            n_shot: 20,
-            n_query: 15,
-        };
+        let spec = spec(5, 20, 15);
         let err = EpisodeSampler::new("toy", "test", spec, 1, &index)
             .err()
             .unwrap()

@@ -59,6 +59,12 @@ pub(super) fn contiguous_f32_mut<'a>(
     Ok(&mut data[start..end])
 }
 
+/// The error of a CUDA operand in another dtype.
+#[cfg(feature = "cuda")]
+fn f32_only(op: &str) -> candle_core::Error {
+    candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
+}
+
 /// The f32 data of a contiguous CUDA operand of the op named `op`.
 #[cfg(feature = "cuda")]
 pub(super) fn contiguous_view<'a>(
@@ -66,9 +72,7 @@ pub(super) fn contiguous_view<'a>(
     storage: &'a candle_core::CudaStorage,
     layout: &Layout,
 ) -> Result<cudarc::driver::CudaView<'a, f32>> {
-    let slice = storage.as_cuda_slice::<f32>().map_err(|_| {
-        candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
-    })?;
+    let slice = storage.as_cuda_slice::<f32>().map_err(|_| f32_only(op))?;
     let (start, end) = contiguous_range(op, layout)?;
     Ok(slice.slice(start..end))
 }
@@ -80,9 +84,9 @@ pub(super) fn contiguous_view_mut<'a>(
     storage: &'a mut candle_core::CudaStorage,
     layout: &Layout,
 ) -> Result<cudarc::driver::CudaViewMut<'a, f32>> {
-    let slice = storage.as_cuda_slice_mut::<f32>().map_err(|_| {
-        candle_core::Error::Cuda(format!("{op}: the fast path computes in f32").into())
-    })?;
+    let slice = storage
+        .as_cuda_slice_mut::<f32>()
+        .map_err(|_| f32_only(op))?;
     let (start, end) = contiguous_range(op, layout)?;
     Ok(slice.slice_mut(start..end))
 }

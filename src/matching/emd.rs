@@ -176,16 +176,30 @@ mod tests {
         }
     }
 
+    /// Weights uniform in [floor, floor + 1), costs uniform in [0, cost_scale).
+    fn random_problem(
+        rng: &mut CounterRng,
+        (n, m): (usize, usize),
+        floor: f64,
+        cost_scale: f64,
+    ) -> EmdProblem {
+        let mut weights = |k: usize| (0..k).map(|_| floor + rng.unit_f32() as f64).collect();
+        let (supply, demand) = (weights(n), weights(m));
+        EmdProblem {
+            supply,
+            demand,
+            cost: (0..n * m)
+                .map(|_| cost_scale * rng.unit_f32() as f64)
+                .collect(),
+        }
+    }
+
     #[test]
     fn random_weighted_problems_are_feasible_and_optimal_by_perturbation() {
         let mut rng = CounterRng::new(CounterRng::key_from("emd-rand"), 0);
         for _ in 0..20 {
             let (n, m) = (2 + rng.below(8) as usize, 2 + rng.below(8) as usize);
-            let p = EmdProblem {
-                supply: (0..n).map(|_| 0.1 + rng.unit_f32() as f64).collect(),
-                demand: (0..m).map(|_| 0.1 + rng.unit_f32() as f64).collect(),
-                cost: (0..n * m).map(|_| rng.unit_f32() as f64).collect(),
-            };
+            let p = random_problem(&mut rng, (n, m), 0.1, 1.0);
             let flow = emd_flow(&p);
             check_feasible(&p, &flow);
             let best = total_cost(&p, &flow);
@@ -216,11 +230,7 @@ mod tests {
         let mut rng = CounterRng::new(CounterRng::key_from("emd-dual"), 0);
         for _ in 0..200 {
             let (n, m) = (1 + rng.below(30) as usize, 1 + rng.below(30) as usize);
-            let p = EmdProblem {
-                supply: (0..n).map(|_| 0.05 + rng.unit_f32() as f64).collect(),
-                demand: (0..m).map(|_| 0.05 + rng.unit_f32() as f64).collect(),
-                cost: (0..n * m).map(|_| 2.0 * rng.unit_f32() as f64).collect(),
-            };
+            let p = random_problem(&mut rng, (n, m), 0.05, 2.0);
             let (flow, u, v) = emd_flow_with_prices(&p);
             check_feasible(&p, &flow);
             let scale = p.supply.iter().sum::<f64>() / p.demand.iter().sum::<f64>();

@@ -87,15 +87,13 @@ pub fn load(
             })?)
         }
     };
-    for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
-        let t = tensors.get(name).ok_or_else(|| Error::Invalid {
-            message: format!(
-                "{}: no tensor {name}; the checkpoint is from another model",
-                path.display()
-            ),
-        })?;
-        var.set(t).map_err(candle_err(path))?;
-    }
+    set_variables(
+        path,
+        model,
+        &tensors,
+        "",
+        "checkpoint is from another model",
+    )?;
     if let Some(opt) = optimizer {
         opt.buffers = tensors
             .into_iter()
@@ -110,15 +108,30 @@ pub fn load(
 /// shared pre-training node.
 pub fn load_backbone(path: &Path, model: &FewShotModel) -> Result<()> {
     let tensors = candle_core::safetensors::load(path, &model.device).map_err(candle_err(path))?;
+    set_variables(
+        path,
+        model,
+        &tensors,
+        "backbone.",
+        "pre-training checkpoint is from another backbone",
+    )
+}
+
+/// Sets every variable of `model` whose name starts with `prefix` from the checkpoint's tensor of
+/// that name; a missing one is an error naming the file and `why` (the checkpoint's mismatch).
+fn set_variables(
+    path: &Path,
+    model: &FewShotModel,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    why: &str,
+) -> Result<()> {
     for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
-        if !name.starts_with("backbone.") {
+        if !name.starts_with(prefix) {
             continue;
         }
         let t = tensors.get(name).ok_or_else(|| Error::Invalid {
-            message: format!(
-                "{}: no tensor {name}; the pre-training checkpoint is from another backbone",
-                path.display()
-            ),
+            message: format!("{}: no tensor {name}; the {why}", path.display()),
         })?;
         var.set(t).map_err(candle_err(path))?;
     }

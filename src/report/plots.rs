@@ -49,30 +49,41 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("drawing {}: {e}", path.display()))
 }
 
-/// Draws `draw` into `<stem>.svg` and `<stem>.png` (the PNG encoded with `image`).
-fn both_formats(
-    dir: &Path,
-    stem: &str,
-    size: (u32, u32),
-    draw: impl Fn(DrawingArea<SVGBackend, plotters::coord::Shift>) -> std::result::Result<(), String>
-        + Copy,
-    draw_png: impl Fn(
-        DrawingArea<BitMapBackend, plotters::coord::Shift>,
-    ) -> std::result::Result<(), String>,
-) -> Result<Vec<PathBuf>> {
+/// One figure of the report, drawn on any plotters backend (SVG text and the PNG's pixels).
+enum Figure<'a> {
+    Accuracy(&'a str, &'a [&'a TableRow]),
+    Curves(&'a str, &'a [&'a CellResult]),
+    Distribution(&'a str, &'a [&'a CellResult]),
+}
+
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
+
+impl Figure<'_> {
+    /// Fills `area` white, draws the figure and presents it.
+    fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> std::result::Result<(), String> {
+        area.fill(&WHITE).map_err(|e| e.to_string())?;
+        match *self {
+            Figure::Accuracy(title, rows) => accuracy_chart(&area, title, rows)?,
+            Figure::Curves(title, cells) => curves_chart(&area, title, cells)?,
+            Figure::Distribution(title, cells) => distribution_chart(&area, title, cells)?,
+        }
+        area.present().map_err(|e| e.to_string())
+    }
+}
+
+/// Draws `figure` into `<stem>.svg` and `<stem>.png` (the PNG encoded with `image`).
+fn both_formats(dir: &Path, stem: &str, size: (u32, u32), figure: Figure) -> Result<Vec<PathBuf>> {
     let svg = dir.join(format!("{stem}.svg"));
     let mut svg_text = String::new();
-    {
-        let area = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
-        draw(area).map_err(|e| plot_err(&svg, e))?;
-    }
+    figure
+        .draw(SVGBackend::with_string(&mut svg_text, size).into_drawing_area())
+        .map_err(|e| plot_err(&svg, e))?;
     crate::atomic_write::write_atomically(&svg, svg_text.as_bytes())?;
     let png = dir.join(format!("{stem}.png"));
     let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
-    {
-        let area = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        draw_png(area).map_err(|e| plot_err(&png, e))?;
-    }
+    figure
+        .draw(BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area())
+        .map_err(|e| plot_err(&png, e))?;
     let img = image::RgbImage::from_raw(size.0, size.1, pixels).expect("buffer size");
     let mut encoded = Vec::new();
     img.write_to(
@@ -94,12 +105,11 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 fn accuracy_chart<DB: DrawingBackend>(
-    area: DrawingArea<DB, plotters::coord::Shift>,
+    area: &Area<DB>,
     title: &str,
     rows: &[&TableRow],
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    area.fill(&WHITE).map_err(e)?;
     let values: Vec<f64> = rows
         .iter()
         .flat_map(|r| {
@@ -117,7 +127,7 @@ fn accuracy_chart<DB: DrawingBackend>(
         .iter()
         .map(|r| format!("{} {}s {}", short_dataset(&r.dataset), r.shot, r.method))
         .collect();
-    let mut chart = ChartBuilder::on(&area)
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
@@ -164,7 +174,6 @@ fn accuracy_chart<DB: DrawingBackend>(
                 .map_err(e)?;
         }
     }
-    area.present().map_err(e)?;
     Ok(())
 }
 
@@ -179,12 +188,11 @@ fn short_dataset(d: &str) -> &str {
 }
 
 fn curves_chart<DB: DrawingBackend>(
-    area: DrawingArea<DB, plotters::coord::Shift>,
+    area: &Area<DB>,
     title: &str,
     cells: &[&CellResult],
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    area.fill(&WHITE).map_err(e)?;
     let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
     let epochs = cells
         .iter()
@@ -243,7 +251,6 @@ fn curves_chart<DB: DrawingBackend>(
         }
         draw_legend(&mut chart)?;
     }
-    area.present().map_err(e)?;
     Ok(())
 }
 
@@ -260,12 +267,11 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>
 }
 
 fn distribution_chart<DB: DrawingBackend>(
-    area: DrawingArea<DB, plotters::coord::Shift>,
+    area: &Area<DB>,
     title: &str,
     cells: &[&CellResult],
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    area.fill(&WHITE).map_err(e)?;
     const BINS: usize = 20;
     let histograms: Vec<(String, Vec<f64>)> = cells
         .iter()
@@ -283,7 +289,7 @@ fn distribution_chart<DB: DrawingBackend>(
         .flat_map(|(_, h)| h.iter().copied())
         .fold(0.05f64, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&area)
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(35)
@@ -312,7 +318,6 @@ fn distribution_chart<DB: DrawingBackend>(
             });
     }
     draw_legend(&mut chart)?;
-    area.present().map_err(e)?;
     Ok(())
 }
 
@@ -337,8 +342,7 @@ pub fn draw_all(
             dir,
             &format!("accuracy-{group}"),
             (width, 520),
-            |a| accuracy_chart(a, &caption, &group_rows),
-            |a| accuracy_chart(a, &caption, &group_rows),
+            Figure::Accuracy(&caption, &group_rows),
         )?);
         let mut keys: Vec<(String, usize)> = results
             .iter()
@@ -365,8 +369,7 @@ pub fn draw_all(
                     dir,
                     &format!("curves-{stem}"),
                     (960, 400),
-                    |a| curves_chart(a, t, &cells),
-                    |a| curves_chart(a, t, &cells),
+                    Figure::Curves(t, &cells),
                 )?);
             }
             if cells.iter().any(|c| c.episodes.is_some()) {
@@ -374,8 +377,7 @@ pub fn draw_all(
                     dir,
                     &format!("episodes-{stem}"),
                     (720, 420),
-                    |a| distribution_chart(a, t, &cells),
-                    |a| distribution_chart(a, t, &cells),
+                    Figure::Distribution(t, &cells),
                 )?);
             }
         }
@@ -437,7 +439,7 @@ mod tests {
         let mut svg = String::new();
         {
             let area = SVGBackend::with_string(&mut svg, (640, 480)).into_drawing_area();
-            accuracy_chart(area, "test chart", &refs).unwrap();
+            Figure::Accuracy("test chart", &refs).draw(area).unwrap();
         }
         // one centre point per measured row
         assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
@@ -510,7 +512,7 @@ mod tests {
         let mut svg = String::new();
         {
             let area = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
-            curves_chart(area, "t", &refs).unwrap();
+            Figure::Curves("t", &refs).draw(area).unwrap();
         }
         // (3 + 2) epochs, in the loss panel and in the accuracy panel
         assert_eq!(svg.matches("<circle").count(), 2 * (3 + 2), "{svg}");
@@ -541,7 +543,7 @@ mod tests {
         let mut svg = String::new();
         {
             let area = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
-            distribution_chart(area, "dist", &refs).unwrap();
+            Figure::Distribution("dist", &refs).draw(area).unwrap();
         }
         // per method: its histogram line (20 bins, 20 points) and its legend stroke (2 points)
         let lines: Vec<usize> = svg
