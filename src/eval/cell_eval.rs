@@ -71,7 +71,7 @@ fn load_weights(model: &FewShotModel, dir: &Path, weights: &Weights) -> Result<(
                     path.display()
                 )));
             }
-            checkpoint::load(&path, model, None)?;
+            checkpoint::load_for_eval(&path, model)?;
             (crate::run_files::CHECKPOINT_BEST.to_string(), String::new())
         }
         Weights::File(path) => {
@@ -81,7 +81,7 @@ fn load_weights(model: &FewShotModel, dir: &Path, weights: &Weights) -> Result<(
                     path.display()
                 )));
             }
-            checkpoint::load(path, model, None)?;
+            checkpoint::load_for_eval(path, model)?;
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

@@ -77,7 +77,7 @@ pub struct TrainConfig {
     pub pretrain: Option<PretrainConfig>,
 }
 
-/// Base-class pre-training: cross-entropy of `fc(GAP(backbone(x)))` over the training classes on
+/// Base-class pre-training: cross-entropy of `fc(backbone(x))` over the training classes on
 /// batches drawn from the whole train store, with the same SGD settings as the episodic stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +88,20 @@ pub struct PretrainConfig {
     pub lr: f64,
     pub milestones: Vec<usize>,
     pub gamma: f64,
+    /// What the classifier reads of the last block: its global average (1, the default: ResNet
+    /// recipes) or its map average-pooled to `classifier_pool`² positions and flattened (5 at 84×84
+    /// for Conv-4: the whole 5×5 map, 1,600 inputs, as SimpleShot's and Chen et al.'s Conv-4
+    /// classifiers). Left out of the serialised config at 1, so older hashes stand.
+    #[serde(default = "global_average", skip_serializing_if = "is_global_average")]
+    pub classifier_pool: usize,
+}
+
+fn global_average() -> usize {
+    1
+}
+
+fn is_global_average(pool: &usize) -> bool {
+    *pool == 1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +166,12 @@ impl CellConfig {
             if p.batch == 0 || p.milestones.windows(2).any(|w| w[0] >= w[1]) {
                 return Err("train.pretrain needs batch >= 1 and increasing milestones".into());
             }
+            if p.classifier_pool == 0 {
+                return Err(
+                    "train.pretrain.classifier_pool must be at least 1 (1: the global average)"
+                        .into(),
+                );
+            }
         }
         if self.train.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err("train.milestones must increase".into());
@@ -177,9 +197,9 @@ impl CellConfig {
     /// cached by its hash): everything that shapes the pre-trained backbone — data, seed, backbone
     /// kind and ops, weights, the `train.pretrain` recipe, the optimiser's settings and the
     /// augmentation — and nothing that does not (head, shot, taps, the episodic schedule), so the
-    /// heads and shots of one backbone share one pre-training. Its classifier `fc` reads the global
-    /// average of the backbone's last block (pool 1), as the published pre-training recipes do;
-    /// the episodic cell takes `backbone.*` from it and starts its own `fc` from the seed. The node
+    /// heads and shots of one backbone share one pre-training. Its classifier `fc` reads the
+    /// backbone's last block pooled to `classifier_pool` (1: the global average, as the published
+    /// ResNet recipes; Conv-4's flatten the 5×5 map); the episodic cell takes `backbone.*` from it and starts its own `fc` from the seed. The node
     /// is its own node; None for a cell without `train.pretrain`.
     pub fn pretrain_node(&self) -> Option<CellConfig> {
         let pretrain = self.train.pretrain.clone()?;
@@ -199,7 +219,7 @@ impl CellConfig {
             },
             backbone: BackboneConfig {
                 taps: vec![self.backbone.block_channels().len() - 1],
-                pool: 1,
+                pool: pretrain.classifier_pool,
                 ..self.backbone.clone()
             },
             backbone_weights: self.backbone_weights.clone(),
@@ -233,11 +253,59 @@ impl CellConfig {
     pub fn is_pretrain_node(&self) -> bool {
         self.pretrain_node().as_ref() == Some(self)
     }
+
+    /// How many positions of each channel the classifier `fc` reads: a pre-training node's
+    /// `classifier_pool`², else 1 (the episodic stage's auxiliary losses read the global average).
+    pub fn classifier_positions(&self) -> usize {
+        match &self.train.pretrain {
+            Some(p) if self.is_pretrain_node() => p.classifier_pool * p.classifier_pool,
+            _ => 1,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The classifier of a pre-training node reads its map pooled to `classifier_pool`: left out of
+    /// the serialised config at 1 (the hashes of nodes and cells written before it stand), the
+    /// node's backbone pooled to it, `fc` reading pool² positions in the node and 1 in its cells.
+    #[test]
+    fn a_flattened_pretraining_classifier_is_its_own_node_and_leaves_older_hashes_alone() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/cells/ci/omniglot-conv4-protonet-5w1s.toml"
+        ))
+        .unwrap();
+        let with = |extra: &str| {
+            let pretrain = format!(
+                "[train.pretrain]\nepochs = 2\nbatches_per_epoch = 3\nbatch = 8\nlr = 0.1\nmilestones = [1]\ngamma = 0.1\n{extra}"
+            );
+            CellConfig::from_toml(&format!("{text}\n{pretrain}"))
+        };
+        let pooled = with("").unwrap();
+        assert_eq!(pooled, with("classifier_pool = 1\n").unwrap());
+        assert!(!serde_json::to_string(&pooled)
+            .unwrap()
+            .contains("classifier_pool"));
+        let node = pooled.pretrain_node().unwrap();
+        assert_eq!((node.backbone.pool, node.classifier_positions()), (1, 1));
+        let flat = with("classifier_pool = 5\n").unwrap();
+        let flat_node = flat.pretrain_node().unwrap();
+        assert_ne!(flat_node.hash(), node.hash());
+        assert_eq!(flat_node.backbone.pool, 5);
+        assert_eq!(
+            (
+                flat_node.classifier_positions(),
+                flat.classifier_positions()
+            ),
+            (25, 1)
+        );
+        assert!(with("classifier_pool = 0\n")
+            .unwrap_err()
+            .contains("classifier_pool must be at least 1"));
+    }
 
     /// Version 3 (the fast path's one-op ReLU) for fast-path Conv-4 and ResNet-18 only, 4 for every
     /// LWFM-SPM cell: the other cells keep their hashes.

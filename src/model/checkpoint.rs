@@ -91,7 +91,7 @@ pub fn load(
         path,
         model,
         &tensors,
-        "",
+        &|_| true,
         "checkpoint is from another model",
     )?;
     if let Some(opt) = optimizer {
@@ -112,22 +112,36 @@ pub fn load_backbone(path: &Path, model: &FewShotModel) -> Result<()> {
         path,
         model,
         &tensors,
-        "backbone.",
+        &|name| name.starts_with("backbone."),
         "pre-training checkpoint is from another backbone",
     )
 }
 
-/// Sets every variable of `model` whose name starts with `prefix` from the checkpoint's tensor of
-/// that name; a missing one is an error naming the file and `why` (the checkpoint's mismatch).
+/// Loads what evaluation reads of a checkpoint into `model`: every variable but the base-class
+/// classifier `fc.*` (used only by training's losses), so that a pre-training node's checkpoint,
+/// whose classifier may read a flattened map, is scored with a cell's parameter-free head.
+pub fn load_for_eval(path: &Path, model: &FewShotModel) -> Result<()> {
+    let tensors = candle_core::safetensors::load(path, &model.device).map_err(candle_err(path))?;
+    set_variables(
+        path,
+        model,
+        &tensors,
+        &|name| !name.starts_with("fc."),
+        "checkpoint is from another model",
+    )
+}
+
+/// Sets every variable of `model` that `wanted` names from the checkpoint's tensor of that name; a
+/// missing one is an error naming the file and `why` (the checkpoint's mismatch).
 fn set_variables(
     path: &Path,
     model: &FewShotModel,
     tensors: &HashMap<String, Tensor>,
-    prefix: &str,
+    wanted: &dyn Fn(&str) -> bool,
     why: &str,
 ) -> Result<()> {
     for (name, var) in model.varmap.data().lock().expect("varmap lock").iter() {
-        if !name.starts_with(prefix) {
+        if !wanted(name) {
             continue;
         }
         let t = tensors.get(name).ok_or_else(|| Error::Invalid {

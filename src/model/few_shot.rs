@@ -48,7 +48,8 @@ impl FewShotModel {
         let channels = config.backbone.tap_channels();
         let uniform_lwe = config.sabotage == Some(crate::sabotage::Sabotage::NoLwe);
         let head = build_head(&config.head, &channels, vb.pp("head"), uniform_lwe)?;
-        let fc = candle_nn::linear(channels.iter().sum(), n_train_classes, vb.pp("fc"))?;
+        let fc_inputs = channels.iter().sum::<usize>() * config.classifier_positions();
+        let fc = candle_nn::linear(fc_inputs, n_train_classes, vb.pp("fc"))?;
         super::init::seeded_init(&varmap, config.seed)?;
         Ok(Self {
             config: config.clone(),

@@ -451,8 +451,9 @@ fn validation_accuracy(
     Ok(summarise(&records).mean)
 }
 
-/// Cross-entropy of `fc(GAP(backbone(x)))` over the training classes on one base-class batch of
-/// `size` images (step `step` of stream `stream`).
+/// Cross-entropy of `fc(backbone(x))` over the training classes on one base-class batch of `size`
+/// images (step `step` of stream `stream`); `fc` reads the maps' global average, or a pre-training
+/// node's maps flattened ([`CellConfig::classifier_positions`]).
 fn base_class_loss(
     model: &FewShotModel,
     train: &Store,
@@ -471,14 +472,23 @@ fn base_class_loss(
         &model.device,
     )
     .map_err(c)?;
-    let pooled = model
-        .features(&images, true)
-        .map_err(c)?
-        .maps
-        .flatten_from(2)
-        .map_err(c)?
-        .mean(D::Minus1)
-        .map_err(c)?;
+    let maps = model.features(&images, true).map_err(c)?.maps;
+    let positions = model.config.classifier_positions();
+    let pooled = if positions == 1 {
+        maps.flatten_from(2)
+            .map_err(c)?
+            .mean(D::Minus1)
+            .map_err(c)?
+    } else {
+        let (_, _, h, w) = maps.dims4().map_err(c)?;
+        if h * w != positions {
+            return Err(Error::invalid(format!(
+                "train.pretrain.classifier_pool asks for {positions} positions, but the backbone's last block is {h}×{w} at image_size {}: set classifier_pool to at most {h}",
+                model.config.image_size
+            )));
+        }
+        maps.flatten_from(1).map_err(c)?
+    };
     candle_nn::loss::cross_entropy(&model.classify(&pooled).map_err(c)?, &labels).map_err(c)
 }
 

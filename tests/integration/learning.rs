@@ -49,6 +49,7 @@ fn a_killed_run_resumes_bit_identically() {
         lr: 0.05,
         milestones: vec![1],
         gamma: 0.1,
+        classifier_pool: 1,
     });
     let node = small.pretrain_node().unwrap();
     let straight = tempfile::tempdir().unwrap();
@@ -86,6 +87,47 @@ fn a_killed_run_resumes_bit_identically() {
     }
 }
 
+/// A pre-training node whose classifier reads the flattened map (SimpleShot's Conv-4): at 32×32 the
+/// last block is 2×2, so `fc` reads 4 × 64 inputs; its checkpoint scores with a cell's head; a pool
+/// larger than the map is refused with the fix.
+#[test]
+fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
+    let mut c = cell("mini-imagenet-conv4-protonet-5w5s.toml");
+    c.train.epochs = 0;
+    c.train.val_episodes = 0;
+    c.eval.test_episodes = 5;
+    c.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
+        epochs: 1,
+        batches_per_epoch: 2,
+        batch: 8,
+        lr: 0.05,
+        milestones: vec![],
+        gamma: 0.1,
+        classifier_pool: 2,
+    });
+    let node = c.pretrain_node().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let paths = paths(runs.path());
+    train_cell(&c, &paths, &Device::Cpu, None).unwrap();
+    let checkpoint = runs
+        .path()
+        .join(node.hash())
+        .join("checkpoint-last.safetensors");
+    let tensors = candle_core::safetensors::load(&checkpoint, &Device::Cpu).unwrap();
+    assert_eq!(tensors["fc.weight"].dims(), &[64, 4 * 64]);
+    let scored = eval_cell(&c, &paths, &Device::Cpu, &Weights::File(checkpoint)).unwrap();
+    assert_eq!(scored.n, 5);
+    let mut too_big = c.clone();
+    too_big.train.pretrain.as_mut().unwrap().classifier_pool = 3;
+    let e = train_cell(&too_big, &paths, &Device::Cpu, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("last block is 2×2") && e.contains("at most 2"),
+        "{e}"
+    );
+}
+
 /// Cells that differ only in head, shot, taps or episodic schedule start from one pre-training
 /// node, run once: the second cell finds it done and takes its backbone as it is.
 #[test]
@@ -100,6 +142,7 @@ fn cells_share_their_pretraining_node() {
         lr: 0.05,
         milestones: vec![],
         gamma: 0.1,
+        classifier_pool: 1,
     });
     let mut b = a.clone();
     b.head = fewshot::manifest::model::HeadConfig::Cosine {
