@@ -40,42 +40,14 @@ pub fn convert(
     };
     let images_txt =
         images_txt.ok_or_else(|| bad("no CUB_200_2011/images.txt in the archive".into()))?;
-    let mut boxes: HashMap<&str, CropBox> = HashMap::new();
-    if bbox_crop {
+    let boxes = if bbox_crop {
         let text = boxes_txt
             .as_deref()
             .ok_or_else(|| bad("no CUB_200_2011/bounding_boxes.txt in the archive".into()))?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let num = |s: &str| {
-                s.parse::<f32>().map_err(|_| {
-                    bad(format!(
-                        "bounding_boxes.txt line {}: bad number {s:?}",
-                        i + 1
-                    ))
-                })
-            };
-            if f.len() != 5 {
-                return Err(bad(format!(
-                    "bounding_boxes.txt line {}: expected 5 fields",
-                    i + 1
-                )));
-            }
-            boxes.insert(
-                f[0],
-                CropBox {
-                    x: num(f[1])?,
-                    y: num(f[2])?,
-                    width: num(f[3])?,
-                    height: num(f[4])?,
-                },
-            );
-        }
-    }
+        parse_boxes(text, &bad)?
+    } else {
+        HashMap::new()
+    };
     for (i, line) in images_txt
         .lines()
         .enumerate()
@@ -115,4 +87,43 @@ pub fn convert(
         })?;
     }
     Ok(())
+}
+
+/// `bounding_boxes.txt`: `id x y width height` a line, by image id.
+fn parse_boxes<'t>(
+    text: &'t str,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<HashMap<&'t str, CropBox>> {
+    let mut boxes = HashMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |s: &str| {
+            s.parse::<f32>().map_err(|_| {
+                bad(format!(
+                    "bounding_boxes.txt line {}: bad number {s:?}",
+                    i + 1
+                ))
+            })
+        };
+        if f.len() != 5 {
+            return Err(bad(format!(
+                "bounding_boxes.txt line {}: expected 5 fields",
+                i + 1
+            )));
+        }
+        boxes.insert(
+            f[0],
+            CropBox {
+                x: num(f[1])?,
+                y: num(f[2])?,
+                width: num(f[3])?,
+                height: num(f[4])?,
+            },
+        );
+    }
+    Ok(boxes)
 }

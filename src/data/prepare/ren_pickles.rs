@@ -9,7 +9,7 @@ use super::images_csv::parse_ravi_csv;
 use crate::data::archive_members::read_member;
 use crate::data::raw_image::{Payload, RawImage};
 use crate::error::{Error, Result};
-use crate::pickle::{parse, NdArray};
+use crate::pickle::{parse, NdArray, Value};
 
 pub fn convert(
     archives: &[PathBuf],
@@ -41,38 +41,15 @@ pub fn convert(
             .get("class_dict")
             .and_then(|d| d.as_dict())
             .ok_or_else(|| bad("no 'class_dict' dict".into()))?;
-        let names = match csv.get(split) {
-            Some(table) => {
-                let text = read_member(archives, table)?;
-                let text =
-                    String::from_utf8(text).map_err(|_| bad(format!("{table} is not UTF-8")))?;
-                let mut by_class: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for (f, label) in parse_ravi_csv(&text).map_err(|m| bad(format!("{table}: {m}")))? {
-                    by_class
-                        .entry(label.to_string())
-                        .or_default()
-                        .push(f.to_string());
-                }
-                Some(by_class)
-            }
-            None => None,
-        };
+        let names = csv
+            .get(split)
+            .map(|table| files_by_class(archives, table, &bad))
+            .transpose()?;
         for (key, rows) in class_dict {
             let class = key
                 .as_text()
                 .ok_or_else(|| bad("a class_dict key is not text".into()))?;
-            let rows: Vec<i64> = match rows.as_seq() {
-                Some(items) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_int()
-                            .ok_or_else(|| bad(format!("class {class}: a row is not an int")))
-                    })
-                    .collect::<Result<_>>()?,
-                None => NdArray::from_value(rows)
-                    .and_then(|a| a.to_i64())
-                    .map_err(&bad)?,
-            };
+            let rows = class_rows(class, rows, &bad)?;
             let csv_names = names
                 .as_ref()
                 .map(|m| m.get(class).cloned().unwrap_or_default());
@@ -116,4 +93,38 @@ pub fn convert(
         }
     }
     Ok(())
+}
+
+/// The split CSV's file names (Ravi's `images/<file>,<label>`) grouped by class, in its order.
+fn files_by_class(
+    archives: &[PathBuf],
+    table: &str,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let text = read_member(archives, table)?;
+    let text = String::from_utf8(text).map_err(|_| bad(format!("{table} is not UTF-8")))?;
+    let mut by_class: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (f, label) in parse_ravi_csv(&text).map_err(|m| bad(format!("{table}: {m}")))? {
+        by_class
+            .entry(label.to_string())
+            .or_default()
+            .push(f.to_string());
+    }
+    Ok(by_class)
+}
+
+/// A class's rows of `image_data`: a list of ints or an integer array, as the pickles have both.
+fn class_rows(class: &str, rows: &Value, bad: &dyn Fn(String) -> Error) -> Result<Vec<i64>> {
+    Ok(match rows.as_seq() {
+        Some(items) => items
+            .iter()
+            .map(|v| {
+                v.as_int()
+                    .ok_or_else(|| bad(format!("class {class}: a row is not an int")))
+            })
+            .collect::<Result<_>>()?,
+        None => NdArray::from_value(rows)
+            .and_then(|a| a.to_i64())
+            .map_err(bad)?,
+    })
 }
