@@ -6,7 +6,7 @@
 //! Its backward (through γ and β; the running statistics are not trained) is built from tensor
 //! ops: evaluation mode runs without gradients in this suite, so it need not be fast.
 
-use candle_core::{Layout, Result, Shape, Tensor, D};
+use candle_core::{Result, Tensor, D};
 use rayon::prelude::*;
 
 #[cfg(feature = "cuda")]
@@ -48,10 +48,6 @@ struct ChannelNormalise {
 
 impl Formulas<2> for ChannelNormalise {
     const NAME: &'static str = "fast-batch-norm-eval";
-
-    fn shape(&self, x: &Layout) -> Shape {
-        x.shape().clone()
-    }
 
     fn cpu(&self, [x, p]: [&[f32]; 2]) -> Result<Vec<f32>> {
         let (_, channels, planes) = self.shape;

@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor, Var};
+use candle_core::{CpuStorage, Result, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 #[cfg(feature = "cuda")]
@@ -151,10 +151,6 @@ struct BatchNormTrain {
 impl Formulas<3> for BatchNormTrain {
     const NAME: &'static str = "fast-batch-norm";
 
-    fn shape(&self, x: &Layout) -> Shape {
-        x.shape().clone()
-    }
-
     fn cpu(&self, [x, gamma, beta]: [&[f32]; 3]) -> Result<Vec<f32>> {
         let (batch, channels, planes) = self.shape;
         let stats = channel_statistics(x, self.shape);
@@ -199,7 +195,7 @@ impl Formulas<3> for BatchNormTrain {
         match self.activation {
             Some(slope) => nvrtc_kernels::leaky_relu_forward(
                 Self::NAME,
-                (&y, &Layout::contiguous(shape)),
+                (&y, &candle_core::Layout::contiguous(shape)),
                 slope,
             ),
             None => Ok(y),
@@ -245,10 +241,6 @@ struct BatchNormBackward {
 
 impl Formulas<3> for BatchNormBackward {
     const NAME: &'static str = "fast-batch-norm-backward";
-
-    fn shape(&self, x: &Layout) -> Shape {
-        x.shape().clone()
-    }
 
     fn cpu(&self, [x, gamma, dy]: [&[f32]; 3]) -> Result<Vec<f32>> {
         let (batch, channels, planes) = self.shape;

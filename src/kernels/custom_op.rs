@@ -18,8 +18,11 @@ pub(crate) trait Formulas<const N: usize>: Send + Sync + 'static {
     /// candle's name for the op (its errors name it).
     const NAME: &'static str;
 
-    /// The output's shape; `first` is the first operand's layout.
-    fn shape(&self, first: &Layout) -> Shape;
+    /// The output's shape; `first` is the first operand's layout. By default the first operand's
+    /// shape (the elementwise ops and batch norm).
+    fn shape(&self, first: &Layout) -> Shape {
+        first.shape().clone()
+    }
 
     /// The CPU formula over the operands' contiguous f32 data.
     fn cpu(&self, operands: [&[f32]; N]) -> Result<Vec<f32>>;

@@ -11,7 +11,7 @@
 //! (no second-order derivatives), like the fast path's convolution and batch-norm ops. On CUDA each
 //! pass is one kernel (`nvrtc_kernels`, with the `cuda` feature).
 
-use candle_core::{Layout, Result, Shape, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 #[cfg(feature = "cuda")]
@@ -36,10 +36,6 @@ struct LeakyRelu {
 
 impl Formulas<1> for LeakyRelu {
     const NAME: &'static str = "fast-leaky-relu";
-
-    fn shape(&self, x: &Layout) -> Shape {
-        x.shape().clone()
-    }
 
     fn cpu(&self, [x]: [&[f32]; 1]) -> Result<Vec<f32>> {
         let mut y = x.to_vec();
@@ -95,10 +91,6 @@ struct LeakyReluBackward {
 
 impl Formulas<2> for LeakyReluBackward {
     const NAME: &'static str = "fast-leaky-relu-backward";
-
-    fn shape(&self, x: &Layout) -> Shape {
-        x.shape().clone()
-    }
 
     fn cpu(&self, [x, dy]: [&[f32]; 2]) -> Result<Vec<f32>> {
         if x.len() != dy.len() {

@@ -126,6 +126,21 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| "empty stack".to_string())
     }
 
+    /// The memo key of a PUT or GET opcode: a byte (`q`, `h`), 4 bytes (`r`, `j`), a decimal line
+    /// (`p`, `g`), or MEMOIZE's next free key (0x94).
+    fn memo_key(&mut self, op: u8) -> Result<u64, String> {
+        match op {
+            b'q' | b'h' => Ok(self.u8()? as u64),
+            b'r' | b'j' => self.u32(),
+            0x94 => Ok(self.memo.len() as u64),
+            _ => {
+                let line = self.line()?;
+                line.parse()
+                    .map_err(|_| format!("bad memo key {line:?} (opcode {:?})", op as char))
+            }
+        }
+    }
+
     fn memo_put(&mut self, key: u64) -> Result<(), String> {
         let id = self.stack.last().ok_or("PUT on an empty stack")?.id;
         self.memo.insert(key, MemoEntry::Live(id));
@@ -463,34 +478,12 @@ impl<'a> Machine<'a> {
                 let v = self.top()?.clone();
                 self.push(v);
             }
-            b'q' => {
-                let k = self.u8()? as u64;
+            b'q' | b'r' | b'p' | 0x94 => {
+                let k = self.memo_key(op)?;
                 self.memo_put(k)?;
             }
-            b'r' => {
-                let k = self.u32()?;
-                self.memo_put(k)?;
-            }
-            b'p' => {
-                let line = self.line()?;
-                let k = line.parse().map_err(|_| format!("bad PUT key {line:?}"))?;
-                self.memo_put(k)?;
-            }
-            0x94 => {
-                let k = self.memo.len() as u64;
-                self.memo_put(k)?;
-            }
-            b'h' => {
-                let k = self.u8()? as u64;
-                self.memo_get(k)?;
-            }
-            b'j' => {
-                let k = self.u32()?;
-                self.memo_get(k)?;
-            }
-            b'g' => {
-                let line = self.line()?;
-                let k = line.parse().map_err(|_| format!("bad GET key {line:?}"))?;
+            b'h' | b'j' | b'g' => {
+                let k = self.memo_key(op)?;
                 self.memo_get(k)?;
             }
             other => return Err(format!("unknown opcode 0x{other:02x}")),

@@ -252,24 +252,22 @@ mod tests {
         // pickle.dumps({'x': np.arange(6, dtype=np.uint8).reshape(2, 3),
         //               'y': np.array([1, -2], dtype=np.int64)}, protocol=4) with numpy 1.26.
         let data = include_bytes!("../../tests/fixtures/numpy_arrays_protocol4.pkl");
-        let v = parse(data).unwrap();
-        let x = NdArray::from_value(v.get("x").unwrap()).unwrap();
-        assert_eq!(x.shape, vec![2, 3]);
-        assert_eq!(&x.as_u8().unwrap()[..], &[0, 1, 2, 3, 4, 5]);
-        let y = NdArray::from_value(v.get("y").unwrap()).unwrap();
-        assert_eq!(y.to_i64().unwrap(), vec![1, -2]);
+        check_x_and_y(data);
     }
 
     #[test]
     fn reads_protocol_5_frombuffer_arrays() {
         // The same dict as above, pickle.dumps(..., protocol=5): numpy uses _frombuffer there.
         let data = include_bytes!("../../tests/fixtures/numpy_arrays_protocol5.pkl");
+        check_x_and_y(data);
+    }
+
+    /// The dict `{'x': uint8 [[0, 1, 2], [3, 4, 5]], 'y': int [1, -2]}` the fixtures pickle.
+    fn check_x_and_y(data: &[u8]) {
         let v = parse(data).unwrap();
         let x = NdArray::from_value(v.get("x").unwrap()).unwrap();
-        assert_eq!(
-            (x.shape.clone(), &x.as_u8().unwrap()[..]),
-            (vec![2, 3], &[0u8, 1, 2, 3, 4, 5][..])
-        );
+        assert_eq!(x.shape, vec![2, 3]);
+        assert_eq!(&x.as_u8().unwrap()[..], &[0, 1, 2, 3, 4, 5]);
         let y = NdArray::from_value(v.get("y").unwrap()).unwrap();
         assert_eq!(y.to_i64().unwrap(), vec![1, -2]);
     }
