@@ -87,15 +87,11 @@ fn a_killed_run_resumes_bit_identically() {
     }
 }
 
-/// A pre-training node whose classifier reads the flattened map (SimpleShot's Conv-4): at 32×32 the
-/// last block is 2×2, so `fc` reads 4 × 64 inputs; its checkpoint scores with a cell's head; a pool
-/// larger than the map is refused with the fix.
-#[test]
-fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
-    let mut c = cell("mini-imagenet-conv4-protonet-5w5s.toml");
+/// A CI cell with a short pre-training node (one epoch of two batches of 8) and no episodic epoch.
+fn pretraining_only(name: &str, classifier_pool: usize) -> CellConfig {
+    let mut c = cell(name);
     c.train.epochs = 0;
     c.train.val_episodes = 0;
-    c.eval.test_episodes = 5;
     c.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
         epochs: 1,
         batches_per_epoch: 2,
@@ -103,16 +99,28 @@ fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
         lr: 0.05,
         milestones: vec![],
         gamma: 0.1,
-        classifier_pool: 2,
+        classifier_pool,
     });
-    let node = c.pretrain_node().unwrap();
+    c
+}
+
+/// The last checkpoint of `c`'s pre-training node in the run folders under `runs`.
+fn node_checkpoint(runs: &std::path::Path, c: &CellConfig) -> PathBuf {
+    let node = c.pretrain_node().unwrap().hash();
+    runs.join(node).join("checkpoint-last.safetensors")
+}
+
+/// A pre-training node whose classifier reads the flattened map (SimpleShot's Conv-4): at 32×32 the
+/// last block is 2×2, so `fc` reads 4 × 64 inputs; its checkpoint scores with a cell's head; a pool
+/// larger than the map is refused with the fix.
+#[test]
+fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
+    let mut c = pretraining_only("mini-imagenet-conv4-protonet-5w5s.toml", 2);
+    c.eval.test_episodes = 5;
     let runs = tempfile::tempdir().unwrap();
     let paths = paths(runs.path());
     train_cell(&c, &paths, &Device::Cpu, None).unwrap();
-    let checkpoint = runs
-        .path()
-        .join(node.hash())
-        .join("checkpoint-last.safetensors");
+    let checkpoint = node_checkpoint(runs.path(), &c);
     let tensors = candle_core::safetensors::load(&checkpoint, &Device::Cpu).unwrap();
     assert_eq!(tensors["fc.weight"].dims(), &[64, 4 * 64]);
     let scored = eval_cell(&c, &paths, &Device::Cpu, &Weights::File(checkpoint)).unwrap();
@@ -132,18 +140,7 @@ fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
 /// node, run once: the second cell finds it done and takes its backbone as it is.
 #[test]
 fn cells_share_their_pretraining_node() {
-    let mut a = cell("omniglot-conv4-protonet-5w1s.toml");
-    a.train.epochs = 0;
-    a.train.val_episodes = 0;
-    a.train.pretrain = Some(fewshot::manifest::cell::PretrainConfig {
-        epochs: 1,
-        batches_per_epoch: 2,
-        batch: 8,
-        lr: 0.05,
-        milestones: vec![],
-        gamma: 0.1,
-        classifier_pool: 1,
-    });
+    let a = pretraining_only("omniglot-conv4-protonet-5w1s.toml", 1);
     let mut b = a.clone();
     b.head = fewshot::manifest::model::HeadConfig::Cosine {
         temperature: 0.2,
@@ -158,10 +155,7 @@ fn cells_share_their_pretraining_node() {
     let runs = tempfile::tempdir().unwrap();
     let paths = paths(runs.path());
     train_cell(&a, &paths, &Device::Cpu, None).unwrap();
-    let node_checkpoint = runs
-        .path()
-        .join(node.hash())
-        .join("checkpoint-last.safetensors");
+    let node_checkpoint = node_checkpoint(runs.path(), &a);
     let written = std::fs::metadata(&node_checkpoint)
         .unwrap()
         .modified()
