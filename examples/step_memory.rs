@@ -13,14 +13,7 @@ use protonet_step::{parse_backbone, parse_ops, ProtonetStep};
 static ALLOCATOR: fewshot::allocator::MiMalloc = fewshot::allocator::MiMalloc;
 
 fn peak_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        / 1024
+    fewshot::run_folders::peak_rss_bytes().expect("the system reports VmHWM") >> 20
 }
 
 fn main() {
