@@ -18,6 +18,8 @@ pub struct FewShotModel {
     backbone: Backbone,
     head: Box<dyn Head>,
     fc: Linear,
+    /// Positions per channel `fc` reads ([`CellConfig::classifier_positions`], fixed at build).
+    fc_positions: usize,
 }
 
 impl FewShotModel {
@@ -48,7 +50,8 @@ impl FewShotModel {
         let channels = config.backbone.tap_channels();
         let uniform_lwe = config.sabotage == Some(crate::sabotage::Sabotage::NoLwe);
         let head = build_head(&config.head, &channels, vb.pp("head"), uniform_lwe)?;
-        let fc_inputs = channels.iter().sum::<usize>() * config.classifier_positions();
+        let fc_positions = config.classifier_positions();
+        let fc_inputs = channels.iter().sum::<usize>() * fc_positions;
         let fc = candle_nn::linear(fc_inputs, n_train_classes, vb.pp("fc"))?;
         super::init::seeded_init(&varmap, config.seed)?;
         Ok(Self {
@@ -58,6 +61,7 @@ impl FewShotModel {
             backbone,
             head,
             fc,
+            fc_positions,
         })
     }
 
@@ -100,6 +104,11 @@ impl FewShotModel {
     }
 
     /// Base-class logits of pooled features: x (batch, C) → (batch, n_train_classes).
+    /// How many positions of each channel the classifier reads (1: the global average).
+    pub fn classifier_positions(&self) -> usize {
+        self.fc_positions
+    }
+
     pub fn classify(&self, pooled: &Tensor) -> Result<Tensor> {
         self.fc.forward(pooled)
     }

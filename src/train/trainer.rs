@@ -473,7 +473,7 @@ fn base_class_loss(
     )
     .map_err(c)?;
     let maps = model.features(&images, true).map_err(c)?.maps;
-    let positions = model.config.classifier_positions();
+    let positions = model.classifier_positions();
     let pooled = if positions == 1 {
         maps.flatten_from(2)
             .map_err(c)?
