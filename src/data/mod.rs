@@ -7,7 +7,8 @@ pub mod episodes;
 pub mod frozen_episodes;
 pub mod jpeg_pillow;
 pub mod philox;
-pub mod pillow_resize;
+/// Pillow's resampling, from the workspace crate built optimised in every profile (`cpu-loops/`).
+pub use fewshot_cpu_loops::pillow_resize;
 pub mod prepare;
 pub mod raw_image;
 pub mod store;

@@ -144,10 +144,7 @@ impl StoreWriter {
         let c = self.sum.len();
         let mut sums = vec![0u64; c];
         let mut squares = vec![0u64; c];
-        for (i, &v) in pixels.iter().enumerate() {
-            sums[i % c] += v as u64;
-            squares[i % c] += (v as u64) * (v as u64);
-        }
+        fewshot_cpu_loops::pixel_sums::add_channel_sums(pixels, &mut sums, &mut squares);
         for k in 0..c {
             self.sum[k] += sums[k] as f64;
             self.sum_sq[k] += squares[k] as f64;

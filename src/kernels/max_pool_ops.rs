@@ -55,13 +55,7 @@ impl Formulas<1> for MaxPool {
         let mut y = vec![0f32; g.batch * g.channels * oh * ow];
         y.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(g.h * g.w))
-            .for_each(|(y, plane)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        y[oy * ow + ox] = g.first_max(plane, oy, ox).1;
-                    }
-                }
-            });
+            .for_each(|(y, plane)| g.forward_plane(plane, y));
         Ok(y)
     }
 
@@ -98,14 +92,7 @@ impl Formulas<3> for MaxPoolBackward {
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(g.h * g.w)
             .zip(x.par_chunks(g.h * g.w).zip(dy.par_chunks(oh * ow)))
-            .for_each(|(dx, (plane, dy))| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let (at, _) = g.first_max(plane, oy, ox);
-                        dx[at] += dy[oy * ow + ox];
-                    }
-                }
-            });
+            .for_each(|(dx, (plane, dy))| g.backward_plane(plane, dy, dx));
         Ok(dx)
     }
 

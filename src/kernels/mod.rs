@@ -4,7 +4,8 @@
 //! (im2col + gemm convolution, TF32 rounding), `cuda/` the cuDNN and NVRTC calls the same ops make
 //! on a GPU (compiled with the `cuda` feature) and the CUDA decisions the CPU tests can check
 //! (`cuda_rules`). The geometry types and the convolutions' settings have files of their own, read
-//! by both sides.
+//! by both sides; the innermost CPU loops (max pooling's window scan) live in the workspace crate
+//! `fewshot-cpu-loops` (`cpu-loops/`), which is built at opt-level 3 even in dev and test builds.
 
 pub mod batch_norm_eval_ops;
 pub mod batch_norm_ops;
@@ -16,6 +17,8 @@ pub(crate) mod custom_op;
 pub mod leaky_relu_ops;
 pub mod max_pool_ops;
 pub(crate) mod op_operands;
-pub mod pool_geometry;
+/// Max pooling's geometry and window scan, from the workspace crate built optimised in every
+/// profile (`cpu-loops/`).
+pub use fewshot_cpu_loops::pool_geometry;
 
 pub use conv_settings::ConvSettings;

@@ -22,7 +22,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut files = vec![repo().join("build.rs")];
-    for dir in ["src", "tests", "benches", "examples", "xtask/src"] {
+    for dir in [
+        "src",
+        "tests",
+        "benches",
+        "examples",
+        "xtask/src",
+        "cpu-loops/src",
+    ] {
         rust_files(&repo().join(dir), &mut files);
     }
     files.sort();
