@@ -38,13 +38,18 @@ pub fn print(plan: &Plan) {
     }
     println!("\n| # | group | method | dataset | shot | seed | cell | state | estimate |\n|---|---|---|---|---|---|---|---|---|");
     for (k, c) in plan.cells.iter().enumerate() {
-        let state = match cache_state(runs, &plan.data_dir, &plan.manifests, c) {
-            CacheState::Done => "cached".to_string(),
-            CacheState::Resumable => "resumes".to_string(),
-            CacheState::New => "new".to_string(),
-            CacheState::Stale(why) => format!("stale ({why})"),
+        let shared = plan.same_run_as(k);
+        let state = match (
+            shared,
+            cache_state(runs, &plan.data_dir, &plan.manifests, c),
+        ) {
+            (Some(j), _) => format!("the run of #{}", j + 1),
+            (None, CacheState::Done) => "cached".to_string(),
+            (None, CacheState::Resumable) => "resumes".to_string(),
+            (None, CacheState::New) => "new".to_string(),
+            (None, CacheState::Stale(why)) => format!("stale ({why})"),
         };
-        let estimate = if state == "cached" {
+        let estimate = if state == "cached" || shared.is_some() {
             Some(0.0)
         } else {
             estimate_seconds(&history, &c.cell, device)

@@ -217,8 +217,7 @@ pub fn run_cells(
         }
     });
     failed.extend(outcomes.into_iter().flatten());
-    failed.sort_by_key(|(k, _)| *k);
-    Ok(failed)
+    Ok(plan.with_shared_failures(failed))
 }
 
 #[cfg(test)]

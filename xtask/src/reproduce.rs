@@ -123,6 +123,33 @@ pub struct Plan {
     pub nodes: Vec<(CellConfig, Vec<usize>)>,
 }
 
+impl Plan {
+    /// The earlier cell of the plan with the same configuration, so the same run folder (the smoke
+    /// profile's LWFM-SPM is one run in the paper's group and in the controlled one): that run is
+    /// executed once, never by two processes at once, and both rows read it.
+    pub fn same_run_as(&self, k: usize) -> Option<usize> {
+        let hash = self.cells[k].cell.hash();
+        (0..k).find(|&j| self.cells[j].cell.hash() == hash)
+    }
+
+    /// `failed` with every cell that shares a failed cell's run, sorted by plan index.
+    pub fn with_shared_failures(&self, mut failed: Vec<(usize, PathBuf)>) -> Vec<(usize, PathBuf)> {
+        for k in 0..self.cells.len() {
+            let shared = self.same_run_as(k).and_then(|j| {
+                let log = failed.iter().find(|(i, _)| *i == j)?;
+                Some(log.1.clone())
+            });
+            if let Some(log) = shared {
+                if !failed.iter().any(|(i, _)| *i == k) {
+                    failed.push((k, log));
+                }
+            }
+        }
+        failed.sort_by_key(|(k, _)| *k);
+        failed
+    }
+}
+
 /// A cell (or node) ready to run: its run folder with `cell.toml` written.
 pub struct Staged {
     pub index: usize,
@@ -282,7 +309,7 @@ pub fn stage_nodes(plan: &Plan, unavailable: &[(String, String)]) -> Result<Vec<
     Ok(staged)
 }
 
-/// Stages cell `k`: `None` when it is cached; an error line in its log when its dataset is
+/// Stages cell `k`: `None` when it is cached or an earlier cell runs it ([`Plan::same_run_as`]); an error line in its log when its dataset is
 /// unavailable (`Err` holds the log); a stale result is moved aside first.
 pub fn stage_cell(
     plan: &Plan,
@@ -302,6 +329,14 @@ pub fn stage_cell(
         c.shot,
         c.seed
     );
+    if let Some(j) = plan.same_run_as(k) {
+        println!(
+            "{label}: the same run as [{}/{}] (an identical configuration)",
+            j + 1,
+            plan.cells.len()
+        );
+        return Ok(None);
+    }
     let log = dir.join(fewshot::run_files::REPRODUCE_LOG);
     if let Some((_, why)) = unavailable.iter().find(|(d, _)| d == &c.dataset) {
         std::fs::create_dir_all(&dir)?;
@@ -436,4 +471,37 @@ fn toml_text(cell: &CellConfig) -> Result<String> {
         cell.hash(),
         toml::to_string_pretty(cell)?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smoke profile's LWFM-SPM cells are one configuration in the paper's group and the
+    /// controlled one: each runs once, and a failure of that run fails both rows.
+    #[test]
+    fn a_cell_in_two_groups_is_one_run_and_fails_in_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = plan(&ReproduceArgs::smoke(tmp.path().join("runs"))).unwrap();
+        let shared: Vec<(usize, usize)> = (0..plan.cells.len())
+            .filter_map(|k| plan.same_run_as(k).map(|j| (j, k)))
+            .collect();
+        assert!(!shared.is_empty(), "the smoke profile shares a run");
+        for &(j, k) in &shared {
+            assert!(j < k);
+            assert_eq!(plan.cells[j].cell.hash(), plan.cells[k].cell.hash());
+            assert_ne!(plan.cells[j].group, plan.cells[k].group);
+        }
+        let distinct: std::collections::BTreeSet<String> =
+            plan.cells.iter().map(|c| c.cell.hash()).collect();
+        assert_eq!(distinct.len() + shared.len(), plan.cells.len());
+        let (j, k) = shared[0];
+        let log = PathBuf::from("log");
+        let failed = plan.with_shared_failures(vec![(j, log.clone())]);
+        assert_eq!(failed, vec![(j, log.clone()), (k, log.clone())]);
+        assert_eq!(
+            plan.with_shared_failures(vec![(k, log.clone())]),
+            vec![(k, log)]
+        );
+    }
 }

@@ -114,7 +114,7 @@ pub fn submit_and_follow(
     )?;
     failed.sort_by_key(|(k, _)| *k);
     failed.dedup_by_key(|(k, _)| *k);
-    Ok(Some(failed))
+    Ok(Some(plan.with_shared_failures(failed)))
 }
 
 /// Staged cells grouped by the node job they wait for (none: their node is done, or they have
