@@ -147,18 +147,22 @@ fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
         println!("== ci: slurm: NOT RUN: slurm-wlm and munge are not installed here (apt-get install slurm-wlm munge)");
     }
     for filter in filters {
-        println!("== ci: executors: cargo test -p xtask {filter} -- --ignored");
+        println!("== ci: executors: cargo test --workspace {filter} -- --ignored");
         clock.step(filter, || {
+            // `--workspace` as in the test step: with `-p xtask` alone cargo resolves the shared
+            // dependencies' features differently and rebuilds the library and xtask (a minute here)
             let status = crate::repo::cargo()
                 .args([
                     "test",
-                    "-p",
-                    "xtask",
+                    "--workspace",
                     filter,
                     "--",
                     "--ignored",
                     "--nocapture",
                 ])
+                // the smoke step's reference run, and the thread count it ran with
+                .env(SLURM_TEST_LOCAL_RUNS, root.join(SMOKE_JOBS1_RUNS))
+                .env("RAYON_NUM_THREADS", "1")
                 .current_dir(root)
                 .status()
                 .with_context(|| format!("running {filter}"))?;
@@ -170,6 +174,13 @@ fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
     }
     Ok(())
 }
+
+/// Names, for `slurm_tests`, a folder holding the local executor's finished run of its two cells
+/// (`<hash>/` each, and `report/`): the smoke step's `--jobs 1` run, so they are not trained again.
+pub const SLURM_TEST_LOCAL_RUNS: &str = "FEWSHOT_SLURM_TEST_LOCAL_RUNS";
+
+/// Where the smoke step's `--jobs 1` run of the ProtoNet cells goes (relative to the clone).
+const SMOKE_JOBS1_RUNS: &str = "reports/smoke/ci-runs-jobs1";
 
 /// The smoke report's files besides its figures.
 const SMOKE_REPORT_FILES: [&str; 5] = [
@@ -201,7 +212,7 @@ fn smoke_reproduction(root: &Path) -> Result<()> {
 /// [`smoke_reproduction`]'s two runs and checks.
 fn smoke_runs(root: &Path) -> Result<()> {
     let runs = root.join("reports/smoke/ci-runs");
-    let runs_one = root.join("reports/smoke/ci-runs-jobs1");
+    let runs_one = root.join(SMOKE_JOBS1_RUNS);
     for dir in [&runs, &runs_one] {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;

@@ -2,12 +2,14 @@
 //! profile's two ProtoNet cells give the local executor's per-episode files; a task cancelled with
 //! `scancel` during training resumes on the next run and ends identical; a cell made to fail is reported
 //! while the other finishes; `--no-wait` returns job ids `squeue` knows. Ignored by `cargo test`
-//! (it needs the daemons); `cargo xtask ci` runs it after the smoke reproduce step.
+//! (it needs the daemons); `cargo xtask ci` runs it after the smoke reproduce step, whose `--jobs 1`
+//! run it names as the local reference ([`LOCAL_REFERENCE`]) instead of training those cells again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::ci::SLURM_TEST_LOCAL_RUNS as LOCAL_REFERENCE;
 use crate::reproduce::{self, Executor, ReproduceArgs};
 use crate::slurm_cluster::Cluster;
 use crate::slurm_script::{read_status, STATUS_FILE};
@@ -50,10 +52,22 @@ fn the_smoke_plan_on_a_real_one_node_slurm_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
 
-    // the reference: the local executor
-    let local = args(root, "local", Executor::Local);
-    let local_dirs = cell_dirs(&local);
-    reproduce::run(local).unwrap();
+    // the reference: the local executor's run of the same cells (`cargo xtask ci` names its smoke
+    // step's `--jobs 1` run, with the same thread count, instead of training them once more)
+    let (local_dirs, local_table) = match std::env::var_os(LOCAL_REFERENCE) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let mut local = args(root, "local", Executor::Local);
+            local.runs = Some(dir.clone());
+            (cell_dirs(&local), dir.join("report/table1.csv"))
+        }
+        None => {
+            let local = args(root, "local", Executor::Local);
+            let dirs = cell_dirs(&local);
+            reproduce::run(local).unwrap();
+            (dirs, root.join("local/report/table1.csv"))
+        }
+    };
 
     // the same plan on Slurm: same per-episode files, a report with the same table
     let slurm = args(root, "slurm", Executor::Slurm);
@@ -69,9 +83,13 @@ fn the_smoke_plan_on_a_real_one_node_slurm_cluster() {
         );
         assert_eq!(read_status(s).as_deref(), Some("done"));
     }
-    let table =
-        |name: &str| std::fs::read_to_string(root.join(name).join("report/table1.csv")).unwrap();
-    assert_eq!(table("local"), table("slurm"));
+    let table = |path: &Path| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    assert_eq!(
+        table(&local_table),
+        table(&root.join("slurm/report/table1.csv"))
+    );
 
     // --no-wait returns ids squeue knows; scancel during training; re-running resumes and ends identical
     let mut killed = args(root, "killed", Executor::Slurm);
