@@ -6,7 +6,8 @@
 //! the test step, as `the_committed_checkpoints_pass_the_evaluation_gates`), table 1's `smoke` profile end to end into fresh run folders
 //! with `--jobs 2` (every cell trained and evaluated, the report's tables, provenance and figures
 //! checked to exist, and its ProtoNet cells' per-episode files checked against a `--jobs 1` run: the
-//! check of `local_jobs_tests`, which CI no longer runs apart), the Slurm executor on a real one-node cluster (`slurm_tests`; 4.1 minutes here at 49c841d), and
+//! check of `local_jobs_tests`, which CI no longer runs apart), the Slurm executor on a real one-node cluster
+//! (`slurm_tests`, which takes that `--jobs 1` run as its local reference), and
 //! the CUDA code compiled and linted with `--features cuda` in the environment `cargo xtask cuda-env`
 //! sets up (no GPU is needed to compile; none runs in CI). The CUDA step
 //! took 13 minutes on the 2-core build machine with a cold cache (candle's kernels are compiled with
@@ -160,9 +161,8 @@ fn executor_tests(root: &Path, clock: &mut StepClock) -> Result<()> {
                     "--ignored",
                     "--nocapture",
                 ])
-                // the smoke step's reference run, and the thread count it ran with
+                // the smoke step's reference run (one thread a cell, as the test runs its own)
                 .env(SLURM_TEST_LOCAL_RUNS, root.join(SMOKE_JOBS1_RUNS))
-                .env("RAYON_NUM_THREADS", "1")
                 .current_dir(root)
                 .status()
                 .with_context(|| format!("running {filter}"))?;

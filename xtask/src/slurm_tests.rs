@@ -21,6 +21,8 @@ fn args(root: &Path, name: &str, executor: Executor) -> ReproduceArgs {
     a.executor = executor;
     a.slurm.poll_seconds = Some(1);
     a.slurm.mem = Some("2G".into());
+    // one thread a cell, as the reference ran: the one-node cluster runs two cells at once
+    a.slurm.cpus_per_task = Some(1);
     a
 }
 
@@ -49,6 +51,10 @@ fn squeue_ids() -> String {
 fn the_smoke_plan_on_a_real_one_node_slurm_cluster() {
     let cluster = Cluster::start().unwrap();
     std::env::set_var("SLURM_CONF", cluster.conf());
+    // every cell on one thread, here and in the Slurm tasks (sbatch passes the environment on):
+    // the thread count decides the order of floating-point reductions, so the per-episode files
+    // compared below must come from runs with the same count (the smoke step's reference ran so)
+    std::env::set_var("RAYON_NUM_THREADS", "1");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
 
