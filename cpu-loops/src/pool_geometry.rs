@@ -107,3 +107,41 @@ fn take_if_wins(best: &mut (usize, f32), at: usize, v: f32) {
     best.0 = if wins { at } else { best.0 };
     best.1 = if wins { v } else { best.1 };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unrolled scan of unpadded 2×2 windows gives what the general scan gives, ties and NaNs
+    /// included (values from a few levels, so most windows hold a tie; some NaNs), on both strides.
+    #[test]
+    fn the_unrolled_two_by_two_scan_is_the_general_scan() {
+        let (h, w) = (9, 11);
+        let plane: Vec<f32> = (0..h * w)
+            .map(|i| match (i * 7919) % 13 {
+                0 => f32::NAN,
+                r => (r % 4) as f32,
+            })
+            .collect();
+        for stride in [1, 2] {
+            let g = PoolGeometry {
+                batch: 1,
+                channels: 1,
+                h,
+                w,
+                k: 2,
+                stride,
+                padding: 0,
+            };
+            let mut seen = 0;
+            g.each_first_max(&plane, |o, at, v| {
+                let (oy, ox) = (o / g.out_w(), o % g.out_w());
+                let (at_general, v_general) = g.first_max(&plane, oy, ox);
+                assert_eq!(at, at_general, "stride {stride}, output ({oy}, {ox})");
+                assert_eq!(v.to_bits(), v_general.to_bits());
+                seen += 1;
+            });
+            assert_eq!(seen, g.out_h() * g.out_w());
+        }
+    }
+}
