@@ -103,12 +103,12 @@ impl FewShotModel {
         )
     }
 
-    /// Base-class logits of pooled features: x (batch, C) → (batch, n_train_classes).
     /// How many positions of each channel the classifier reads (1: the global average).
     pub fn classifier_positions(&self) -> usize {
         self.fc_positions
     }
 
+    /// Base-class logits of pooled features: x (batch, C) → (batch, n_train_classes).
     pub fn classify(&self, pooled: &Tensor) -> Result<Tensor> {
         self.fc.forward(pooled)
     }

@@ -78,7 +78,7 @@ fn a_killed_run_resumes_bit_identically() {
     assert_eq!(second.epochs_done, 2);
     for hash in [node.hash(), small.hash()] {
         let read = |dir: &std::path::Path| {
-            std::fs::read(dir.join(&hash).join("checkpoint-last.safetensors")).unwrap()
+            std::fs::read(dir.join(&hash).join(fewshot::run_files::CHECKPOINT_LAST)).unwrap()
         };
         assert!(
             read(straight.path()) == read(resumed.path()),
@@ -107,7 +107,7 @@ fn pretraining_only(name: &str, classifier_pool: usize) -> CellConfig {
 /// The last checkpoint of `c`'s pre-training node in the run folders under `runs`.
 fn node_checkpoint(runs: &std::path::Path, c: &CellConfig) -> PathBuf {
     let node = c.pretrain_node().unwrap().hash();
-    runs.join(node).join("checkpoint-last.safetensors")
+    runs.join(node).join(fewshot::run_files::CHECKPOINT_LAST)
 }
 
 /// A pre-training node whose classifier reads the flattened map (SimpleShot's Conv-4): at 32×32 the
@@ -177,7 +177,7 @@ fn cells_share_their_pretraining_node() {
             &runs
                 .path()
                 .join(b.hash())
-                .join("checkpoint-last.safetensors"),
+                .join(fewshot::run_files::CHECKPOINT_LAST),
         ),
     );
     let backbone: Vec<&String> = pre.keys().filter(|k| k.starts_with("backbone.")).collect();
