@@ -38,5 +38,6 @@ pub mod threads;
 pub mod torch_checkpoint;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod train_log;
 
 pub use error::{Error, Result};

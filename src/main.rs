@@ -227,6 +227,8 @@ fn run(command: Command) -> fewshot::Result<()> {
         #[cfg(feature = "train")]
         Command::Train(args) => {
             let (cell, paths, device) = args.open()?;
+            // as `fewshot cell` does: one process at a time trains a run folder
+            let (_held, _) = fewshot::run_folders::lock(&paths.run_dir(&cell))?;
             let outcome = fewshot::train::trainer::train_cell(&cell, &paths, &device, None)?;
             println!(
                 "{}",

@@ -11,7 +11,24 @@ pub const STATE: &str = "state.json";
 pub const CHECKPOINT_LAST: &str = "checkpoint-last.safetensors";
 /// The weights of the best validation accuracy.
 pub const CHECKPOINT_BEST: &str = "checkpoint-best.safetensors";
-/// One JSON line per epoch.
+/// The weights of an epoch that beat the best, from before that epoch's commit until the rename to
+/// [`CHECKPOINT_BEST`] right after it; `epochs_done` counts that epoch.
+pub fn pending_best(epochs_done: usize) -> String {
+    format!("{PENDING_BEST}{epochs_done}.safetensors")
+}
+
+/// The `epochs_done` of a [`pending_best`] file name (None for any other name).
+pub fn pending_best_epochs(name: &str) -> Option<usize> {
+    let n = name
+        .strip_prefix(PENDING_BEST)?
+        .strip_suffix(".safetensors")?;
+    n.parse().ok()
+}
+
+const PENDING_BEST: &str = "checkpoint-best-pending-after-";
+
+/// One JSON line per epoch, written before the epoch's commit (so a kill between them repeats an
+/// epoch's line: readers keep its last).
 pub const TRAIN_LOG: &str = "train-log.jsonl";
 /// The test evaluation's per-episode accuracies.
 pub const EPISODES: &str = "episodes.jsonl";

@@ -66,7 +66,13 @@ pub fn save(
     }
     let tmp = temporary_path(path);
     candle_core::safetensors::save(&tensors, &tmp).map_err(candle_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // on disk before the rename publishes it, and the rename on disk before the caller goes on: a
+    // machine crash leaves the previous checkpoint or this one, never a zero-filled one
+    let file = std::fs::File::open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    crate::atomic_write::sync_folder(folder.unwrap_or(Path::new(".")))
 }
 
 /// Loads a checkpoint into `model` (and the optimizer's buffers, if given); returns the training

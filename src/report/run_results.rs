@@ -78,14 +78,9 @@ pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
 
 pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
     let path = run_dir.join(crate::run_files::TRAIN_LOG);
-    if !path.is_file() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let bad = |e: serde_json::Error| Error::invalid(format!("{}: {e}", path.display()));
     let mut epochs = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let value: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+    for value in crate::train_log::lines(&path)? {
         if value.get("stage").is_none() {
             epochs.push(serde_json::from_value(value).map_err(bad)?);
         }
@@ -95,14 +90,8 @@ pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
 
 /// The distinct `commit`s of a `train-log.jsonl`, in order of first appearance (every stage).
 pub fn read_train_commits(run_dir: &Path) -> Result<Vec<String>> {
-    let path = run_dir.join(crate::run_files::TRAIN_LOG);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(Vec::new());
-    };
     let mut commits: Vec<String> = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+    for value in crate::train_log::lines(&run_dir.join(crate::run_files::TRAIN_LOG))? {
         if let Some(c) = value.get("commit").and_then(|c| c.as_str()) {
             if !commits.iter().any(|k| k == c) {
                 commits.push(c.to_string());

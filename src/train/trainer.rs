@@ -86,7 +86,11 @@ pub fn train_cell(
     let node = cell.pretrain_node().filter(|n| n != cell);
     let mut epochs_before = 0;
     if let Some(node) = &node {
+        // under the node's lock: cells that share a node and start at once (by hand, or a Slurm
+        // job resubmitted without its dependency) train it once, one after the other finds it done
+        let (held, _) = crate::run_folders::lock(&paths.run_dir(node))?;
         let pre = train_cell(node, paths, device, stop_after_epochs)?;
+        drop(held);
         if pre.pretrain_epochs_done < pre.pretrain_epochs {
             return Ok(pre);
         }
@@ -229,6 +233,7 @@ impl<'a> Run<'a> {
             Some(state) => state,
             None => read_state(&self.dir.join(files::STATE))?,
         };
+        self.settle_pending_best()?;
         tracing::info!(
             "resuming {} after epoch {}",
             self.cell.hash(),
@@ -261,10 +266,37 @@ impl<'a> Run<'a> {
                 "seconds": started.elapsed().as_secs_f64(),
                 "commit": crate::git_state::BUILD_COMMIT,
             });
-            append_line(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
+            crate::train_log::append(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
         }
         let last = self.dir.join(files::CHECKPOINT_LAST);
         checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))
+    }
+
+    /// A best checkpoint written for an epoch whose commit a kill may have cut off: published when
+    /// the committed state names that epoch the best, removed when that epoch was not committed
+    /// (it is trained again).
+    fn settle_pending_best(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let Some(n) = files::pending_best_epochs(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let path = entry.path();
+            let s = &self.state;
+            if n >= 1 && s.epochs_done == n && s.best_epoch == Some(n - 1) {
+                self.publish_best(&path)?;
+            } else {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames a pending best checkpoint to `checkpoint-best`, once its epoch is committed.
+    fn publish_best(&self, pending: &Path) -> Result<()> {
+        let best = self.dir.join(files::CHECKPOINT_BEST);
+        std::fs::rename(pending, &best).map_err(|e| Error::io(&best, e))?;
+        crate::atomic_write::sync_folder(&self.dir)
     }
 
     /// Weights, momentum and state as one rename, then the state's copy.
@@ -312,14 +344,16 @@ impl<'a> Run<'a> {
             // the episodic stage starts with fresh momentum, as a new optimiser would
             self.sgd.buffers.clear();
         }
-        self.commit()?;
+        // the log line before the commit: a kill between them repeats the line with the epoch,
+        // and readers keep an epoch's last line
         let log = serde_json::json!({
             "stage": "pretrain", "epoch": epoch, "lr": lr,
             "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
             "seconds": started.elapsed().as_secs_f64(),
             "commit": crate::git_state::BUILD_COMMIT,
         });
-        append_line(&self.dir.join(files::TRAIN_LOG), &log.to_string())
+        crate::train_log::append(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
+        self.commit()
     }
 
     /// The loss of training step `step`: λ·CE of its episode, plus the auxiliary base-class batch's
@@ -404,13 +438,17 @@ impl<'a> Run<'a> {
             (Some(_), None) => true,
             (None, _) => true,
         };
-        if improved {
+        // a better epoch's weights go to a pending file, published right after the commit that
+        // names them the best (`settle_pending_best` finishes a publication a kill cut off)
+        let pending = if improved {
             self.state.best_val = val_accuracy;
             self.state.best_epoch = Some(epoch);
-            let best = self.dir.join(files::CHECKPOINT_BEST);
-            checkpoint::save(&best, &self.model, None, None)?;
-        }
-        self.commit()?;
+            let path = (self.dir).join(files::pending_best(self.state.epochs_done));
+            checkpoint::save(&path, &self.model, None, None)?;
+            Some(path)
+        } else {
+            None
+        };
         let log = EpochLog {
             epoch,
             lr,
@@ -419,10 +457,14 @@ impl<'a> Run<'a> {
             seconds: started.elapsed().as_secs_f64(),
             commit: crate::git_state::BUILD_COMMIT,
         };
-        append_line(
+        crate::train_log::append(
             &self.dir.join(files::TRAIN_LOG),
             &serde_json::to_string(&log).expect("plain struct"),
         )?;
+        self.commit()?;
+        if let Some(pending) = pending {
+            self.publish_best(&pending)?;
+        }
         tracing::info!(
             "epoch {epoch}: loss {:.4}, val {:?}",
             log.mean_loss,
@@ -525,19 +567,17 @@ fn finite_loss(loss: &Tensor, step: u64) -> Result<f64> {
     Ok(value)
 }
 
-fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::multistep_lr;
+    use crate::run_files as files;
+
+    #[test]
+    fn a_pending_best_checkpoint_names_its_epoch_count() {
+        assert_eq!(files::pending_best_epochs(&files::pending_best(7)), Some(7));
+        assert_eq!(files::pending_best_epochs(files::CHECKPOINT_BEST), None);
+        assert_eq!(files::pending_best_epochs(files::CHECKPOINT_LAST), None);
+    }
 
     #[test]
     fn multistep_matches_the_authors_schedule() {
