@@ -40,6 +40,9 @@ pub const PHASES: &str = "phases.json";
 pub const LOCK: &str = ".lock";
 /// The output of the process `reproduce` ran for the cell.
 pub const REPRODUCE_LOG: &str = "reproduce.log";
+/// What a Slurm task writes into its run folder (and the report job into the submission folder):
+/// `running`, `done` or `failed <code>`, then its job id and host (`cargo xtask reproduce --executor slurm`).
+pub const SLURM_STATUS: &str = "slurm-status";
 
 /// The per-episode file of an evaluation with `suffix` ("" for the test evaluation).
 pub fn episodes(suffix: &str) -> String {

@@ -225,6 +225,18 @@ pub fn lock(dir: &Path) -> Result<(std::fs::File, bool)> {
     }
 }
 
+/// Whether another process holds the folder's lock now (training or evaluating in it): `runs gc` and
+/// `reproduce`'s move of a stale result leave such a folder alone.
+pub fn in_use(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(files::LOCK))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Hashes of every cell some plan produces: each profile of each experiment, and each CI gate.
 pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {
     let mut keep = BTreeSet::new();
@@ -265,8 +277,8 @@ pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {
     Ok(keep)
 }
 
-/// Removes the folders under `runs` whose name is not in `keep` (all of them with `dry_run` false);
-/// returns them with their sizes.
+/// Removes the folders under `runs` whose name is not in `keep` (all of them with `dry_run` false),
+/// except one a process is working in ([`in_use`]); returns them with their sizes.
 pub fn gc(runs: &Path, keep: &BTreeSet<String>, dry_run: bool) -> Result<Vec<(PathBuf, u64)>> {
     let mut removed = Vec::new();
     for run in list(runs)? {
@@ -274,6 +286,13 @@ pub fn gc(runs: &Path, keep: &BTreeSet<String>, dry_run: bool) -> Result<Vec<(Pa
             continue;
         }
         let path = runs.join(&run.folder);
+        if in_use(&path) {
+            tracing::warn!(
+                "{} is in use by another process; left in place",
+                path.display()
+            );
+            continue;
+        }
         if !dry_run {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
@@ -301,22 +320,31 @@ mod tests {
         std::fs::create_dir_all(runs.path().join("0123456789abcdef")).unwrap();
         std::fs::write(runs.path().join("0123456789abcdef/eval.json"), b"{}").unwrap();
         std::fs::create_dir_all(runs.path().join(format!("{kept}.stale-1"))).unwrap();
+        // an unplanned folder a process works in (its lock held) is left alone until it is released
+        let busy = runs.path().join("fedcba9876543210");
+        let (held, _) = lock(&busy).unwrap();
+        assert!(in_use(&busy) && !in_use(&runs.path().join(&kept)));
         let listed = list(runs.path()).unwrap();
-        assert_eq!(listed.len(), 3);
+        assert_eq!(listed.len(), 4);
         let dry = gc(runs.path(), &keep, true).unwrap();
         assert_eq!(dry.len(), 2);
         assert_eq!(
             list(runs.path()).unwrap().len(),
-            3,
+            4,
             "a dry run removes nothing"
         );
         gc(runs.path(), &keep, false).unwrap();
-        let left: Vec<String> = list(runs.path())
-            .unwrap()
-            .into_iter()
-            .map(|r| r.folder)
-            .collect();
-        assert_eq!(left, vec![kept]);
+        let left = |runs: &Path| -> Vec<String> {
+            list(runs).unwrap().into_iter().map(|r| r.folder).collect()
+        };
+        assert_eq!(
+            left(runs.path()),
+            vec![kept.clone(), "fedcba9876543210".into()]
+        );
+        drop(held);
+        assert!(!in_use(&busy));
+        gc(runs.path(), &keep, false).unwrap();
+        assert_eq!(left(runs.path()), vec![kept]);
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn eval_cell_on(
         } else {
             "cpu".into()
         },
-        threads: crate::threads::pin_thread_count(),
+        threads: Some(crate::threads::pin_thread_count()),
         git_commit: crate::git_state::git_commit(&paths.manifests),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

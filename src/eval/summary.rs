@@ -19,7 +19,31 @@ pub struct EvalSummary {
     /// `checkpoint-best.safetensors`, `untrained`, or the checkpoint file evaluated.
     pub checkpoint: String,
     pub device: String,
-    /// Worker threads (the order of floating-point reductions on CPU depends on it).
-    pub threads: usize,
+    /// Worker threads (the order of floating-point reductions on CPU depends on it); `None` in the
+    /// summaries of early runs, which did not record it (they still read).
+    #[serde(default)]
+    pub threads: Option<usize>,
     pub git_commit: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_summary_without_its_thread_count_still_reads() {
+        let early = r#"{"cell_hash":"h","dataset":"mini-imagenet","method":"protonet","shot":1,
+            "mean":0.5,"ci95":0.01,"n":2000,"ci_formula":"1.96*std/sqrt(n)","store_fingerprint":"f",
+            "episodes_sha256":"e","seed":1,"checkpoint":"checkpoint-best.safetensors","device":"cpu",
+            "git_commit":null}"#;
+        let read: EvalSummary = serde_json::from_str(early).unwrap();
+        assert_eq!(read.threads, None);
+        let now = EvalSummary {
+            threads: Some(2),
+            ..read
+        };
+        let text = serde_json::to_string(&now).unwrap();
+        assert!(text.contains(r#""threads":2"#));
+        assert_eq!(serde_json::from_str::<EvalSummary>(&text).unwrap(), now);
+    }
 }

@@ -114,7 +114,7 @@ pub fn cell_provenance(r: &CellResult) -> CellProvenance {
         store_fingerprint: e.map(|e| e.store_fingerprint.clone()),
         episodes_sha256: e.map(|e| e.episodes_sha256.clone()),
         checkpoint: e.map(|e| e.checkpoint.clone()),
-        threads: e.map(|e| e.threads),
+        threads: e.and_then(|e| e.threads),
         trained_at_commits: r.train_commits.clone(),
         evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
         phases: r.phases.clone(),

@@ -163,7 +163,7 @@ mod tests {
                         seed: 1,
                         checkpoint: "checkpoint-best.safetensors".into(),
                         device: "cpu".into(),
-                        threads: 2,
+                        threads: Some(2),
                         git_commit: None,
                     }),
                     episodes: done.then_some(episodes),

@@ -91,7 +91,7 @@ pub fn probe_cuda() -> CudaProbe {
 pub fn cuda_ready(probe: &CudaProbe, prebuilt: bool, what: &str) -> Result<()> {
     if probe.gpus == 0 {
         bail!(
-            "{what} runs on CUDA, but this machine has no NVIDIA GPU (`nvidia-smi -L` lists none); on the CPU run `cargo xtask reproduce --table 1 --profile cpu-conv4` (Conv-4, about 10 hours on 2 cores) or `--profile smoke` (minutes), or pass --device cpu"
+            "{what} runs on CUDA, but this machine has no NVIDIA GPU (`nvidia-smi -L` lists none); on the CPU run `cargo xtask reproduce --table 1 --profile cpu-conv4` (Conv-4 on miniImageNet, 8 hours or more on 2 cores) or `--profile smoke` (minutes), or pass --device cpu"
         );
     }
     if !probe.nvcc && !prebuilt {

@@ -54,6 +54,14 @@ impl FetchDataArgs {
             split: None,
         }
     }
+
+    /// What `reproduce` passes to fetch the pretrained weights its cells name (no dataset).
+    pub fn weights(names: Vec<String>, data_dir: Option<PathBuf>) -> Self {
+        Self {
+            weights: names,
+            ..Self::datasets(vec!["all".into()], data_dir)
+        }
+    }
 }
 
 pub fn run(args: FetchDataArgs) -> Result<()> {
@@ -263,4 +271,22 @@ fn print_table(outcomes: &[ArchiveOutcome]) {
         );
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reproduce_asks_for_weights_alone_or_for_its_datasets_alone() {
+        let (names, _) = plan(&FetchDataArgs::weights(
+            vec!["resnet18-imagenet".into()],
+            None,
+        ))
+        .unwrap();
+        assert!(names.is_empty(), "weights only: no dataset, not `all`");
+        let (names, _) =
+            plan(&FetchDataArgs::datasets(vec!["mini-imagenet".into()], None)).unwrap();
+        assert_eq!(names, ["mini-imagenet"]);
+    }
 }

@@ -19,7 +19,7 @@ fn args(root: &Path, name: &str, jobs: usize) -> ReproduceArgs {
 }
 
 #[test]
-#[ignore = "builds and runs the fewshot binary; `cargo xtask ci` runs it"]
+#[ignore = "builds and runs the fewshot binary; `cargo xtask ci` checks the same with its smoke step"]
 fn two_jobs_give_the_per_episode_files_of_one() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let tmp = tempfile::tempdir().unwrap();

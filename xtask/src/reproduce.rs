@@ -1,9 +1,9 @@
-//! `cargo xtask reproduce --table 1 [--profile full|quick|smoke] [--dataset ..] [--method ..] [--shot ..]
+//! `cargo xtask reproduce --table 1 [--profile full|quick|cpu-conv4|smoke] [--dataset ..] [--method ..] [--shot ..]
 //! [--device cpu|cuda[:N]] [--dry-run]`: plans the table's cells from `manifests/experiments/table1.toml`,
 //! fetches and prepares the datasets they need (the same verified path as `fetch-data`), trains and
 //! evaluates every cell that has no result yet with the `fewshot` binary (an interrupted cell resumes
 //! from its checkpoint; a finished one is reused unless its store fingerprint changed), and writes the
-//! report into the profile's folder (`reports/` for `full`, `reports/smoke/` for `smoke`). A failing cell
+//! report into the profile's folder (`reports/` for `full`, `reports/<profile>/` for the others). A failing cell
 //! is reported with its log and the others go on; the exit code says whether any failed.
 //! `--executor slurm` hands the same cells to Slurm as a job array instead (see `slurm`). Steps: plan
 //! (the cells and their cache state), prepare (datasets, the binary), execute (here or on Slurm),
@@ -29,7 +29,8 @@ pub struct ReproduceArgs {
     /// The table to reproduce (`manifests/experiments/table<N>.toml`).
     #[arg(long)]
     pub(crate) table: u32,
-    /// full (the paper's protocol, GPU), quick (shortened training) or smoke (CPU, minutes).
+    /// full (the paper's protocol, GPU), quick (shortened training, GPU), cpu-conv4 (Conv-4 on real
+    /// miniImageNet at 84×84 on the CPU, hours) or smoke (CPU, minutes).
     #[arg(long, default_value = "full")]
     pub(crate) profile: String,
     /// Only these datasets (repeatable).
@@ -271,6 +272,25 @@ fn prepare(plan: &Plan, args: &ReproduceArgs) -> Result<(PathBuf, Vec<(String, S
             unavailable.push((d.clone(), format!("{e:#}")));
         }
     }
+    // the paper rows' ImageNet-pretrained backbone: a cell without its file fails with how to fetch it
+    let mut weights: Vec<String> = plan
+        .cells
+        .iter()
+        .filter_map(|c| c.cell.backbone_weights.clone())
+        .collect();
+    weights.sort();
+    weights.dedup();
+    if !weights.is_empty() {
+        if let Err(e) = fetch_data::run(fetch_data::FetchDataArgs::weights(
+            weights.clone(),
+            args.data_dir.clone(),
+        )) {
+            println!(
+                "pretrained weights {} are not available: {e:#}",
+                weights.join(", ")
+            );
+        }
+    }
     let binary = match &args.binary {
         Some(b) => b.clone(),
         None => cell_launcher::build_fewshot(!args.dev_build, plan.device.starts_with("cuda"))?,
@@ -356,6 +376,12 @@ pub fn stage_cell(
             return Ok(None);
         }
         CacheState::Stale(why) => {
+            if fewshot::run_folders::in_use(&dir) {
+                bail!(
+                    "{label}: its stale result in {} is in use by another process; run again when that process has finished",
+                    dir.display()
+                );
+            }
             let aside = plan
                 .runs
                 .join(format!("{hash}.stale-{}", std::process::id()));

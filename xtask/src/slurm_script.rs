@@ -14,7 +14,7 @@ use crate::reproduce::Plan;
 use crate::slurm::SlurmArgs;
 
 /// The status file a task writes into its run folder (and the report job into the submission folder).
-pub const STATUS_FILE: &str = "slurm-status";
+pub use fewshot::run_files::SLURM_STATUS as STATUS_FILE;
 
 /// The first word of `dir/slurm-status` and what follows it (`done`, `running …`, `failed 2 …`).
 pub fn read_status(dir: &Path) -> Option<String> {
