@@ -31,12 +31,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Flushes a folder's entries (a rename into it) to disk. Where a folder cannot be opened for that
-/// (not Unix), the rename stands as the kernel left it.
+/// (not Unix), or its file system does not flush folders (some FUSE and network file systems answer
+/// `EINVAL`), the rename stands as the kernel left it.
 pub fn sync_folder(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let folder = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-        folder.sync_all().map_err(|e| Error::io(dir, e))?;
+        match folder.sync_all() {
+            Err(e)
+                if e.kind() != std::io::ErrorKind::InvalidInput
+                    && e.kind() != std::io::ErrorKind::Unsupported =>
+            {
+                return Err(Error::io(dir, e))
+            }
+            _ => {}
+        }
     }
     #[cfg(not(unix))]
     let _ = dir;

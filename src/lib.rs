@@ -31,6 +31,7 @@ pub mod progress;
 pub mod report;
 pub mod run_files;
 pub mod run_folders;
+pub mod run_lock;
 pub mod sabotage;
 #[cfg(all(test, feature = "train"))]
 mod test_support;

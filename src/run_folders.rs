@@ -16,6 +16,8 @@ use crate::report::run_results::PhaseTimes;
 
 /// The names of a run folder's files (their own module, below everything that reads or writes them).
 pub use crate::run_files as files;
+/// The folder's lock, where it always lived for its callers.
+pub use crate::run_lock::{lock, try_lock};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -203,40 +205,6 @@ pub fn phases(dir: &Path) -> Option<PhaseTimes> {
         .and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Takes the run folder's lock (`flock` on `dir/.lock`), waiting while another process holds it, so
-/// that two submissions of one plan never train the same cell at once; the kernel releases it when the
-/// holder exits or is killed. Returns the held lock and whether it had to wait.
-pub fn lock(dir: &Path) -> Result<(std::fs::File, bool)> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(files::LOCK);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok((file, false)),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            file.lock().map_err(|e| Error::io(&path, e))?;
-            Ok((file, true))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Whether another process holds the folder's lock now (training or evaluating in it): `runs gc` and
-/// `reproduce`'s move of a stale result leave such a folder alone.
-pub fn in_use(dir: &Path) -> bool {
-    let Ok(file) = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join(files::LOCK))
-    else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
-}
-
 /// Hashes of every cell some plan produces: each profile of each experiment, and each CI gate.
 pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {
     let mut keep = BTreeSet::new();
@@ -278,7 +246,7 @@ pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {
 }
 
 /// Removes the folders under `runs` whose name is not in `keep` (all of them with `dry_run` false),
-/// except one a process is working in ([`in_use`]); returns them with their sizes.
+/// except one a process is working in (its lock held, [`try_lock`]); returns them with their sizes.
 pub fn gc(runs: &Path, keep: &BTreeSet<String>, dry_run: bool) -> Result<Vec<(PathBuf, u64)>> {
     let mut removed = Vec::new();
     for run in list(runs)? {
@@ -286,13 +254,14 @@ pub fn gc(runs: &Path, keep: &BTreeSet<String>, dry_run: bool) -> Result<Vec<(Pa
             continue;
         }
         let path = runs.join(&run.folder);
-        if in_use(&path) {
+        // held while the folder goes, so that no process starts work in it meanwhile
+        let Some(_held) = try_lock(&path)? else {
             tracing::warn!(
                 "{} is in use by another process; left in place",
                 path.display()
             );
             continue;
-        }
+        };
         if !dry_run {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
@@ -323,7 +292,8 @@ mod tests {
         // an unplanned folder a process works in (its lock held) is left alone until it is released
         let busy = runs.path().join("fedcba9876543210");
         let (held, _) = lock(&busy).unwrap();
-        assert!(in_use(&busy) && !in_use(&runs.path().join(&kept)));
+        assert!(try_lock(&busy).unwrap().is_none());
+        assert!(try_lock(&runs.path().join(&kept)).unwrap().is_some());
         let listed = list(runs.path()).unwrap();
         assert_eq!(listed.len(), 4);
         let dry = gc(runs.path(), &keep, true).unwrap();
@@ -342,7 +312,6 @@ mod tests {
             vec![kept.clone(), "fedcba9876543210".into()]
         );
         drop(held);
-        assert!(!in_use(&busy));
         gc(runs.path(), &keep, false).unwrap();
         assert_eq!(left(runs.path()), vec![kept]);
     }

@@ -24,7 +24,10 @@ pub fn append(path: &Path, line: &str) -> Result<()> {
         f.set_len(whole as u64).map_err(|e| Error::io(path, e))?;
     }
     f.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::io(path, e))?;
+    // on disk before the commit that follows it: a committed epoch is never trained again, so a
+    // line lost in a machine crash would be lost for good
+    f.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// The lines of a `train-log.jsonl` (none when there is no log), one per stage and epoch: a line is

@@ -58,12 +58,32 @@ pub fn eval_cell(
     eval_cell_on(cell, paths, device, weights, Episodes::Test)
 }
 
+/// A best checkpoint a kill left pending (its run's last epoch committed, the rename to
+/// `checkpoint-best` not yet done) is published first, or removed if its epoch was not committed, so
+/// that an evaluation never reads an older best; refused while a training process works in the folder.
+fn settle_before_eval(dir: &Path) -> Result<()> {
+    if !checkpoint::has_pending_best(dir) {
+        return Ok(());
+    }
+    let Some(_held) = crate::run_lock::try_lock(dir)? else {
+        return Err(Error::invalid(format!(
+            "{}: a training process is working in this run folder; evaluate it when that has finished",
+            dir.display()
+        )));
+    };
+    match checkpoint::committed_state(dir)? {
+        Some(state) => checkpoint::settle_interrupted(dir, &state),
+        None => Ok(()),
+    }
+}
+
 /// Loads `weights` into `model` (the run folder `dir` holds the best checkpoint); returns the name the
 /// summary records and the suffix of the output files.
 fn load_weights(model: &FewShotModel, dir: &Path, weights: &Weights) -> Result<(String, String)> {
     Ok(match weights {
         Weights::Untrained => ("untrained".to_string(), "-untrained".to_string()),
         Weights::BestOfRun => {
+            settle_before_eval(dir)?;
             let path: PathBuf = dir.join(crate::run_files::CHECKPOINT_BEST);
             if !path.is_file() {
                 return Err(Error::invalid(format!(

@@ -157,3 +157,68 @@ fn set_variables(
     }
     Ok(())
 }
+
+/// The training state of a run folder's last commit, read without a model: the one `checkpoint-last`
+/// holds, or `state.json` beside a checkpoint written before the state moved into it; `None` before
+/// the first commit.
+pub fn committed_state(dir: &Path) -> Result<Option<TrainState>> {
+    let last = dir.join(crate::run_files::CHECKPOINT_LAST);
+    if !last.is_file() {
+        return Ok(None);
+    }
+    let mut tensors = candle_core::safetensors::load(&last, &candle_core::Device::Cpu)
+        .map_err(candle_err(&last))?;
+    let bytes = match tensors.remove(STATE_TENSOR) {
+        Some(t) => t.to_vec1::<u8>().map_err(candle_err(&last))?,
+        None => {
+            let path = dir.join(crate::run_files::STATE);
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))?
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Invalid {
+            message: format!("{}: unreadable training state: {e}", last.display()),
+        })
+}
+
+/// Finishes what a kill left in a run folder, given its committed `state`: a best checkpoint
+/// pending publication ([`crate::run_files::pending_best`]) is renamed to `checkpoint-best` when
+/// the state names its epoch the best, and removed when its epoch was not committed (it is trained
+/// again); a checkpoint's or the state's temporary file is removed. Only by the process that holds
+/// the folder's lock: a live trainer publishes its own pending file right after its commit.
+pub fn settle_interrupted(dir: &Path, state: &TrainState) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(n) = crate::run_files::pending_best_epochs(&name) {
+            if n >= 1 && state.epochs_done == n && state.best_epoch == Some(n - 1) {
+                publish_best(dir, &path)?;
+                continue;
+            }
+        } else if !(name.ends_with(".tmp")
+            && (name.starts_with(".checkpoint-") || name.starts_with(".state.json")))
+        {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Whether a best checkpoint waits for publication in `dir` (a kill cut its run off).
+pub fn has_pending_best(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            crate::run_files::pending_best_epochs(&e.file_name().to_string_lossy()).is_some()
+        })
+    })
+}
+
+/// Renames a pending best checkpoint to `checkpoint-best`, once its epoch is committed.
+pub fn publish_best(dir: &Path, pending: &Path) -> Result<()> {
+    let best = dir.join(crate::run_files::CHECKPOINT_BEST);
+    std::fs::rename(pending, &best).map_err(|e| Error::io(&best, e))?;
+    crate::atomic_write::sync_folder(dir)
+}

@@ -88,7 +88,7 @@ pub fn train_cell(
     if let Some(node) = &node {
         // under the node's lock: cells that share a node and start at once (by hand, or a Slurm
         // job resubmitted without its dependency) train it once, one after the other finds it done
-        let (held, _) = crate::run_folders::lock(&paths.run_dir(node))?;
+        let (held, _) = crate::run_lock::lock(&paths.run_dir(node))?;
         let pre = train_cell(node, paths, device, stop_after_epochs)?;
         drop(held);
         if pre.pretrain_epochs_done < pre.pretrain_epochs {
@@ -233,7 +233,7 @@ impl<'a> Run<'a> {
             Some(state) => state,
             None => read_state(&self.dir.join(files::STATE))?,
         };
-        self.settle_pending_best()?;
+        checkpoint::settle_interrupted(&self.dir, &self.state)?;
         tracing::info!(
             "resuming {} after epoch {}",
             self.cell.hash(),
@@ -270,33 +270,6 @@ impl<'a> Run<'a> {
         }
         let last = self.dir.join(files::CHECKPOINT_LAST);
         checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))
-    }
-
-    /// A best checkpoint written for an epoch whose commit a kill may have cut off: published when
-    /// the committed state names that epoch the best, removed when that epoch was not committed
-    /// (it is trained again).
-    fn settle_pending_best(&self) -> Result<()> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        for entry in entries.flatten() {
-            let Some(n) = files::pending_best_epochs(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let path = entry.path();
-            let s = &self.state;
-            if n >= 1 && s.epochs_done == n && s.best_epoch == Some(n - 1) {
-                self.publish_best(&path)?;
-            } else {
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Renames a pending best checkpoint to `checkpoint-best`, once its epoch is committed.
-    fn publish_best(&self, pending: &Path) -> Result<()> {
-        let best = self.dir.join(files::CHECKPOINT_BEST);
-        std::fs::rename(pending, &best).map_err(|e| Error::io(&best, e))?;
-        crate::atomic_write::sync_folder(&self.dir)
     }
 
     /// Weights, momentum and state as one rename, then the state's copy.
@@ -439,7 +412,7 @@ impl<'a> Run<'a> {
             (None, _) => true,
         };
         // a better epoch's weights go to a pending file, published right after the commit that
-        // names them the best (`settle_pending_best` finishes a publication a kill cut off)
+        // names them the best (`checkpoint::settle_interrupted` finishes a publication a kill cut off)
         let pending = if improved {
             self.state.best_val = val_accuracy;
             self.state.best_epoch = Some(epoch);
@@ -463,7 +436,7 @@ impl<'a> Run<'a> {
         )?;
         self.commit()?;
         if let Some(pending) = pending {
-            self.publish_best(&pending)?;
+            checkpoint::publish_best(&self.dir, &pending)?;
         }
         tracing::info!(
             "epoch {epoch}: loss {:.4}, val {:?}",

@@ -86,6 +86,14 @@ fn a_killed_run_resumes_bit_identically() {
     let dir = resumed.path().join(small.hash());
     let never_committed = b"weights of an epoch never committed";
     std::fs::write(dir.join(pending_best(2)), never_committed).unwrap();
+    let temporary = dir.join(".state.json.999-0.tmp");
+    std::fs::write(&temporary, b"a state write a kill cut off").unwrap();
+    let best_before = std::fs::read(dir.join(CHECKPOINT_BEST)).unwrap();
+    // a resume that trains nothing settles them: the pending file and the temporary one go, the
+    // published best stays
+    train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(0)).unwrap();
+    assert!(!dir.join(pending_best(2)).exists() && !temporary.exists());
+    assert!(std::fs::read(dir.join(CHECKPOINT_BEST)).unwrap() == best_before);
     let second = train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
     assert_eq!(second.epochs_done, 2);
     assert!(!dir.join(pending_best(2)).exists());
@@ -110,15 +118,31 @@ fn a_best_checkpoint_cut_off_by_a_kill_is_published_on_resume() {
     use fewshot::run_files::{pending_best, CHECKPOINT_BEST, CHECKPOINT_LAST};
     let mut small = small_cell(2);
     small.train.pretrain = None;
+    small.eval.test_episodes = 5;
     let straight = tempfile::tempdir().unwrap();
     let resumed = tempfile::tempdir().unwrap();
     train_cell(&small, &paths(straight.path()), &Device::Cpu, None).unwrap();
     let first = train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(1)).unwrap();
     assert_eq!((first.epochs_done, first.best_epoch), (1, Some(0)));
     let dir = resumed.path().join(small.hash());
+    let cut_off = std::fs::read(dir.join(CHECKPOINT_BEST)).unwrap();
     std::fs::rename(dir.join(CHECKPOINT_BEST), dir.join(pending_best(1))).unwrap();
-    train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
+    // an evaluation of the folder publishes it first (it never reads an older best)
+    let evaluated = fewshot::eval::cell_eval::eval_cell(
+        &small,
+        &paths(resumed.path()),
+        &Device::Cpu,
+        &fewshot::eval::cell_eval::Weights::BestOfRun,
+    );
+    assert!(evaluated.is_ok(), "{:?}", evaluated.err());
     assert!(!dir.join(pending_best(1)).exists());
+    assert!(std::fs::read(dir.join(CHECKPOINT_BEST)).unwrap() == cut_off);
+    // and so does a resume that trains nothing
+    std::fs::rename(dir.join(CHECKPOINT_BEST), dir.join(pending_best(1))).unwrap();
+    train_cell(&small, &paths(resumed.path()), &Device::Cpu, Some(0)).unwrap();
+    assert!(!dir.join(pending_best(1)).exists());
+    assert!(std::fs::read(dir.join(CHECKPOINT_BEST)).unwrap() == cut_off);
+    train_cell(&small, &paths(resumed.path()), &Device::Cpu, None).unwrap();
     for file in [CHECKPOINT_LAST, CHECKPOINT_BEST] {
         let read =
             |runs: &std::path::Path| std::fs::read(runs.join(small.hash()).join(file)).unwrap();
@@ -192,8 +216,8 @@ fn end_state(dir: &std::path::Path) -> (Vec<u8>, Option<Vec<u8>>, Vec<serde_json
     )
 }
 
-/// A real `fewshot train` process killed at instants spread over its run (each restart killed
-/// after 30 to 90 % of an uninterrupted run's time, until one ends by itself) ends where a run never
+/// A real `fewshot train` process killed at instants spread over its run (each restart killed 25 %
+/// later than the one before, from 0.05 s on, until one ends by itself) ends where a run never
 /// killed ends: the node's and the cell's last checkpoints (weights, statistics, momentum, state),
 /// the best checkpoint and the log's epochs, byte for byte; no pending best checkpoint is left.
 /// Kills land in steps, in validation, between a log line and its commit, between a commit and the
@@ -207,15 +231,6 @@ fn a_real_process_killed_at_many_instants_resumes_bit_identically() {
     std::fs::write(&config, toml::to_string(&small).unwrap()).unwrap();
     let straight = tempfile::tempdir().unwrap();
     assert!(train_process(&config, straight.path(), None));
-    eprintln!(
-        "STATE {}",
-        std::fs::read_to_string(straight.path().join(small.hash()).join("state.json")).unwrap()
-    );
-    eprintln!(
-        "LOG {}",
-        std::fs::read_to_string(straight.path().join(small.hash()).join("train-log.jsonl"))
-            .unwrap()
-    );
     let killed = tempfile::tempdir().unwrap();
     // each restart killed a little later than the one before, so that the kills land at new
     // points of the run (in start-up, in every epoch, around commits) until one run ends

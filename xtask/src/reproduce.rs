@@ -376,12 +376,14 @@ pub fn stage_cell(
             return Ok(None);
         }
         CacheState::Stale(why) => {
-            if fewshot::run_folders::in_use(&dir) {
-                bail!(
-                    "{label}: its stale result in {} is in use by another process; run again when that process has finished",
-                    dir.display()
+            // held while the folder is moved, so that no process starts work in it meanwhile
+            let Some(_held) = fewshot::run_folders::try_lock(&dir)? else {
+                println!(
+                    "{label}: FAILED (stale, and another process works in its folder; its log {}): run again when it has finished",
+                    log.display()
                 );
-            }
+                return Ok(Some(Err(log)));
+            };
             let aside = plan
                 .runs
                 .join(format!("{hash}.stale-{}", std::process::id()));
