@@ -27,6 +27,16 @@ pub fn pending_best_epochs(name: &str) -> Option<usize> {
 
 const PENDING_BEST: &str = "checkpoint-best-pending-after-";
 
+/// Whether a [`pending_best`] file waits in the run folder `dir` (a kill cut its run off between the
+/// commit and the publication; the resume or an evaluation publishes it).
+pub fn has_pending_best(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| pending_best_epochs(&e.file_name().to_string_lossy()).is_some())
+    })
+}
+
 /// One JSON line per epoch, written before the epoch's commit (so a kill between them repeats an
 /// epoch's line: readers keep its last).
 pub const TRAIN_LOG: &str = "train-log.jsonl";

@@ -62,7 +62,7 @@ pub fn eval_cell(
 /// `checkpoint-best` not yet done) is published first, or removed if its epoch was not committed, so
 /// that an evaluation never reads an older best; refused while a training process works in the folder.
 fn settle_before_eval(dir: &Path) -> Result<()> {
-    if !checkpoint::has_pending_best(dir) {
+    if !crate::run_files::has_pending_best(dir) {
         return Ok(());
     }
     let Some(_held) = crate::run_lock::try_lock(dir)? else {

@@ -207,15 +207,6 @@ pub fn settle_interrupted(dir: &Path, state: &TrainState) -> Result<()> {
     Ok(())
 }
 
-/// Whether a best checkpoint waits for publication in `dir` (a kill cut its run off).
-pub fn has_pending_best(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            crate::run_files::pending_best_epochs(&e.file_name().to_string_lossy()).is_some()
-        })
-    })
-}
-
 /// Renames a pending best checkpoint to `checkpoint-best`, once its epoch is committed.
 pub fn publish_best(dir: &Path, pending: &Path) -> Result<()> {
     let best = dir.join(crate::run_files::CHECKPOINT_BEST);
