@@ -228,7 +228,7 @@ fn run(command: Command) -> fewshot::Result<()> {
         Command::Train(args) => {
             let (cell, paths, device) = args.open()?;
             // as `fewshot cell` does: one process at a time trains a run folder
-            let (_held, _) = fewshot::run_folders::lock(&paths.run_dir(&cell))?;
+            let (_held, _) = fewshot::run_lock::lock(&paths.run_dir(&cell))?;
             let outcome = fewshot::train::trainer::train_cell(&cell, &paths, &device, None)?;
             println!(
                 "{}",
@@ -410,7 +410,8 @@ fn runs_gc(runs: &Path, manifests: &Path, dry_run: bool) -> fewshot::Result<()> 
 /// `fewshot cell`: train, then evaluate on the test episodes, under the run folder's lock.
 #[cfg(feature = "train")]
 fn run_cell(args: &RunArgs, train_only: bool) -> fewshot::Result<()> {
-    use fewshot::run_folders::{lock, record_phase, Phase};
+    use fewshot::run_folders::{record_phase, Phase};
+    use fewshot::run_lock::lock;
     let (cell, paths, device) = args.open()?;
     let dir = paths.runs.join(cell.hash());
     let (_held, waited) = lock(&dir)?;

@@ -63,3 +63,15 @@ pub fn episodes(suffix: &str) -> String {
 pub fn eval(suffix: &str) -> String {
     format!("eval{suffix}.json")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_best_checkpoint_names_its_epoch_count() {
+        assert_eq!(pending_best_epochs(&pending_best(7)), Some(7));
+        assert_eq!(pending_best_epochs(CHECKPOINT_BEST), None);
+        assert_eq!(pending_best_epochs(CHECKPOINT_LAST), None);
+    }
+}

@@ -16,8 +16,7 @@ use crate::report::run_results::PhaseTimes;
 
 /// The names of a run folder's files (their own module, below everything that reads or writes them).
 pub use crate::run_files as files;
-/// The folder's lock, where it always lived for its callers.
-pub use crate::run_lock::{lock, try_lock};
+use crate::run_lock::try_lock;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -285,6 +284,7 @@ pub fn gc(runs: &Path, keep: &BTreeSet<String>, dry_run: bool) -> Result<Vec<(Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run_lock::lock;
 
     #[test]
     fn gc_keeps_planned_cells_and_removes_the_rest() {

@@ -543,14 +543,6 @@ fn finite_loss(loss: &Tensor, step: u64) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::multistep_lr;
-    use crate::run_files as files;
-
-    #[test]
-    fn a_pending_best_checkpoint_names_its_epoch_count() {
-        assert_eq!(files::pending_best_epochs(&files::pending_best(7)), Some(7));
-        assert_eq!(files::pending_best_epochs(files::CHECKPOINT_BEST), None);
-        assert_eq!(files::pending_best_epochs(files::CHECKPOINT_LAST), None);
-    }
 
     #[test]
     fn multistep_matches_the_authors_schedule() {

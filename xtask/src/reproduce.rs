@@ -377,7 +377,7 @@ pub fn stage_cell(
         }
         CacheState::Stale(why) => {
             // held while the folder is moved, so that no process starts work in it meanwhile
-            let Some(_held) = fewshot::run_folders::try_lock(&dir)? else {
+            let Some(_held) = fewshot::run_lock::try_lock(&dir)? else {
                 println!(
                     "{label}: FAILED (stale, and another process works in its folder; its log {}): run again when it has finished",
                     log.display()
