@@ -125,15 +125,8 @@ fn rebuild(
         .get(&format!("{prefix}data/{key}"))
         .ok_or_else(|| format!("storage {key} is missing from the archive"))?;
     let ints = |v: &Value| -> std::result::Result<Vec<usize>, String> {
-        v.as_seq()
-            .ok_or("expected a tuple")?
-            .iter()
-            .map(|x| {
-                x.as_int()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(|| "bad size or stride".to_string())
-            })
-            .collect()
+        v.as_usize_seq()
+            .ok_or_else(|| "bad size or stride: not a tuple of non-negative ints".to_string())
     };
     let shape = ints(size)?;
     let strides = ints(stride)?;

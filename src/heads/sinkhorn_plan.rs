@@ -113,18 +113,14 @@ mod tests {
             let mut last_gap = f64::INFINITY;
             for epsilon in [0.5, 0.2, 0.1, 0.05] {
                 let plan = plan_of(&p, epsilon, 3000);
-                for i in 0..n {
-                    let row: f64 = plan[i * m..(i + 1) * m].iter().sum();
-                    assert!(
-                        (row - p.supply[i]).abs() < 1e-6,
-                        "ε = {epsilon}, row {i}: {row} vs {}",
-                        p.supply[i]
-                    );
-                }
-                for j in 0..m {
-                    let col: f64 = (0..n).map(|i| plan[i * m + j]).sum();
-                    assert!((col - p.demand[j]).abs() < 1e-9, "column {j}: {col}");
-                }
+                let what = format!("ε = {epsilon}");
+                crate::test_support::assert_marginals(
+                    &plan,
+                    &p.supply,
+                    &p.demand,
+                    (1e-6, 1e-9),
+                    &what,
+                );
                 let cost: f64 = plan.iter().zip(&p.cost).map(|(f, c)| f * c).sum();
                 let gap = cost - exact;
                 // a feasible plan costs at least the LP optimum; the entropic one at most

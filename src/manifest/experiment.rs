@@ -122,11 +122,7 @@ impl Experiment {
 
     pub fn read(manifests: &Path, name: &str) -> Result<Self> {
         let path = Self::path(manifests, name);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Manifest {
-            path,
-            message: e.to_string(),
-        })
+        super::read_toml(&path)
     }
 
     pub fn profile(&self, name: &str) -> Result<&Profile> {
@@ -166,11 +162,7 @@ impl Experiment {
                 continue;
             }
             let base_path = manifests.join(&group.base);
-            let text = std::fs::read_to_string(&base_path).map_err(|e| Error::io(&base_path, e))?;
-            let base: toml::Table = toml::from_str(&text).map_err(|e| Error::Manifest {
-                path: base_path.clone(),
-                message: e.to_string(),
-            })?;
+            let base: toml::Table = super::read_toml(&base_path)?;
             for method in &group.methods {
                 let method_patch = self.methods.get(method).ok_or_else(|| {
                     manifest_err(format!(

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,11 +33,7 @@ pub struct PrefixRename {
 impl KeyMap {
     pub fn read(manifests: &Path, name: &str) -> Result<Self> {
         let path = manifests.join("key-maps").join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Manifest {
-            path,
-            message: e.to_string(),
-        })
+        super::read_toml(&path)
     }
 
     /// This suite's name for a checkpoint key, or None when the key is ignored.

@@ -37,10 +37,7 @@ impl LockFile {
     /// Reads the lock file; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| Error::Manifest {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
+            Ok(text) => super::parse_toml(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::io(path, e)),
         }

@@ -18,6 +18,20 @@ pub use lock::{LockFile, LockedArchive};
 
 use crate::error::{Error, Result};
 
+/// Reads and parses one TOML manifest; a read error or a parse error names the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_toml(&text, path)
+}
+
+/// Parses TOML text read from `path` (named in the error).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// The datasets the suite knows, in the order `--dataset all` fetches them.
 pub const DATASETS: [&str; 5] = [
     "mini-imagenet",
@@ -53,10 +67,7 @@ pub fn load_dataset(manifests: &Path, name: &str) -> Result<DatasetManifest> {
 
 /// Parses and validates a dataset manifest's text; `path` is only used in error messages.
 pub fn parse_dataset(text: &str, path: &Path) -> Result<DatasetManifest> {
-    let manifest: DatasetManifest = toml::from_str(text).map_err(|e| Error::Manifest {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let manifest: DatasetManifest = parse_toml(text, path)?;
     manifest.validate().map_err(|message| Error::Manifest {
         path: path.to_path_buf(),
         message,

@@ -77,11 +77,7 @@ pub struct PublishedValue {
 impl References {
     pub fn read(manifests: &Path, table: &str) -> Result<Self> {
         let path = manifests.join("references").join(format!("{table}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let refs: References = toml::from_str(&text).map_err(|e| Error::Manifest {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let refs: References = super::read_toml(&path)?;
         for r in &refs.reference {
             let problem = if r.values.is_empty() != r.missing.is_some() {
                 Some("a source has values or says why it is missing, not both or neither".into())

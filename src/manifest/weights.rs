@@ -28,11 +28,7 @@ impl WeightsManifest {
 /// Reads `manifests/weights/<name>.toml`.
 pub fn load_weights(manifests: &Path, name: &str) -> Result<WeightsManifest> {
     let path = manifests.join("weights").join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let m: WeightsManifest = toml::from_str(&text).map_err(|e| Error::Manifest {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let m: WeightsManifest = super::read_toml(&path)?;
     let ok = m.name == name
         && !m.sources.is_empty()
         && m.sources

@@ -78,20 +78,9 @@ mod tests {
     }
 
     fn check_feasible(p: &EmdProblem, flow: &[f64]) {
-        let (n, m) = (p.supply.len(), p.demand.len());
         let scale = p.supply.iter().sum::<f64>() / p.demand.iter().sum::<f64>();
-        for i in 0..n {
-            let row: f64 = (0..m).map(|j| flow[i * m + j]).sum();
-            assert!(
-                (row - p.supply[i]).abs() < 1e-9,
-                "row {i}: {row} vs {}",
-                p.supply[i]
-            );
-        }
-        for j in 0..m {
-            let col: f64 = (0..n).map(|i| flow[i * m + j]).sum();
-            assert!((col - p.demand[j] * scale).abs() < 1e-9, "column {j}");
-        }
+        let demand: Vec<f64> = p.demand.iter().map(|d| d * scale).collect();
+        crate::test_support::assert_marginals(flow, &p.supply, &demand, (1e-9, 1e-9), "flow");
         assert!(flow.iter().all(|&f| f >= -1e-12));
     }
 

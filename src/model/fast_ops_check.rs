@@ -245,14 +245,26 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     // On the CPU this compares the op with itself and cannot fail; it means something on a device
     let op = "max pool 3x3 s2 p1 negative (4,8,20,20) vs cpu".to_string();
     let x = seeded(&[4, 8, 20, 20], "check-pool-negative", -2.0, device)?;
-    let on_device = Var::from_tensor(&x)?;
-    let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = crate::kernels::max_pool_ops::max_pool2d(&on_device, 3, 2, 1)?;
-    let cpu = crate::kernels::max_pool_ops::max_pool2d(&on_cpu, 3, 2, 1)?;
-    let df = gradients(&fast, "check-pool-negative-r", &[&on_device])?;
-    let dc = gradients(&cpu, "check-pool-negative-r", &[&on_cpu])?;
-    output_and_dx(out, op, (&fast, &cpu), (&df[0], &dc[0]))?;
+    let ((fast, cpu), (df, dc)) = pool_here_and_on_cpu(&x, (3, 2, 1), "check-pool-negative-r")?;
+    output_and_dx(out, op, (&fast, &cpu), (&df, &dc))?;
     max_pool_ties(device, out)
+}
+
+/// The fast max pool (kernel, stride, padding) of `x` on its device and of a copy on the CPU, and
+/// the input gradients of both for the seeded upstream gradient `key`: ((outputs), (gradients)).
+type Pair = (Tensor, Tensor);
+fn pool_here_and_on_cpu(
+    x: &Tensor,
+    (k, s, p): (usize, usize, usize),
+    key: &str,
+) -> Result<(Pair, Pair)> {
+    let on_device = Var::from_tensor(x)?;
+    let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
+    let fast = crate::kernels::max_pool_ops::max_pool2d(&on_device, k, s, p)?;
+    let cpu = crate::kernels::max_pool_ops::max_pool2d(&on_cpu, k, s, p)?;
+    let df = gradients(&fast, key, &[&on_device])?.remove(0);
+    let dc = gradients(&cpu, key, &[&on_cpu])?.remove(0);
+    Ok(((fast, cpu), (df, dc)))
 }
 
 /// Max pooling where most windows hold a tied maximum (whole numbers in −3…3), against the fast op's
@@ -264,12 +276,7 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
 fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     let op = "max pool 2x2 s2 ties (4,8,20,20) vs cpu".to_string();
     let x = (seeded(&[4, 8, 20, 20], "check-pool-ties", 0.0, device)? * 3.0)?.round()?;
-    let on_device = Var::from_tensor(&x)?;
-    let on_cpu = Var::from_tensor(&x.to_device(&Device::Cpu)?)?;
-    let fast = crate::kernels::max_pool_ops::max_pool2d(&on_device, 2, 2, 0)?;
-    let cpu = crate::kernels::max_pool_ops::max_pool2d(&on_cpu, 2, 2, 0)?;
-    let df = gradients(&fast, "check-pool-ties-r", &[&on_device])?;
-    let dc = gradients(&cpu, "check-pool-ties-r", &[&on_cpu])?;
+    let ((fast, cpu), (df, dc)) = pool_here_and_on_cpu(&x, (2, 2, 0), "check-pool-ties-r")?;
     let host = |t: &Tensor| t.to_device(&Device::Cpu);
     let plane_totals = |t: &Tensor| host(t)?.sum((2, 3));
     out.push(Comparison {
@@ -281,13 +288,13 @@ fn max_pool_ties(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     out.push(Comparison {
         op: op.clone(),
         quantity: "dx per plane",
-        max_relative: max_relative(&plane_totals(&df[0])?, &plane_totals(&dc[0])?)?,
+        max_relative: max_relative(&plane_totals(&df)?, &plane_totals(&dc)?)?,
         bound: TOLERANCE,
     });
     out.push(Comparison {
         op,
         quantity: "dx tie rule",
-        max_relative: max_relative(&host(&df[0])?, &host(&dc[0])?)?,
+        max_relative: max_relative(&host(&df)?, &host(&dc)?)?,
         bound: f32::INFINITY,
     });
     Ok(())

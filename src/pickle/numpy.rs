@@ -186,15 +186,8 @@ impl NdArray {
 }
 
 fn shape_of(v: &Value) -> Result<Vec<usize>, String> {
-    v.as_seq()
-        .ok_or("shape is not a tuple")?
-        .iter()
-        .map(|d| {
-            d.as_int()
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| "shape entry is not a non-negative int".to_string())
-        })
-        .collect()
+    v.as_usize_seq()
+        .ok_or_else(|| "shape is not a tuple of non-negative ints".to_string())
 }
 
 /// `dtype('u1', False, True)` with its BUILD state → ("u1", byte order).

@@ -91,6 +91,14 @@ impl Value {
         }
     }
 
+    /// A list or tuple of non-negative ints (a shape or strides), as `usize`s; `None` if it is not one.
+    pub fn as_usize_seq(&self) -> Option<Vec<usize>> {
+        self.as_seq()?
+            .iter()
+            .map(|d| d.as_int().and_then(|i| usize::try_from(i).ok()))
+            .collect()
+    }
+
     /// The entries of a dict, also when it is an `OrderedDict` built by REDUCE + SETITEMS.
     pub fn as_dict(&self) -> Option<&[(Value, Value)]> {
         match self {
