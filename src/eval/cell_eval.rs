@@ -190,6 +190,7 @@ pub fn eval_cell_on(
             "cpu".into()
         },
         threads: Some(crate::threads::pin_thread_count()),
+        cpu: crate::threads::cpu_of(device).map(str::to_string),
         git_commit: crate::git_state::git_commit(&paths.manifests),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -23,6 +23,10 @@ pub struct EvalSummary {
     /// summaries of early runs, which did not record it (they still read).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// The processor that ran it (`threads::cpu_description`); absent in summaries written before
+    /// 2026-12-07.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     pub git_commit: Option<String>,
 }
 
@@ -31,19 +35,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_early_summary_without_its_thread_count_still_reads() {
+    fn an_early_summary_without_its_thread_count_or_cpu_still_reads() {
         let early = r#"{"cell_hash":"h","dataset":"mini-imagenet","method":"protonet","shot":1,
             "mean":0.5,"ci95":0.01,"n":2000,"ci_formula":"1.96*std/sqrt(n)","store_fingerprint":"f",
             "episodes_sha256":"e","seed":1,"checkpoint":"checkpoint-best.safetensors","device":"cpu",
             "git_commit":null}"#;
         let read: EvalSummary = serde_json::from_str(early).unwrap();
         assert_eq!(read.threads, None);
+        assert_eq!(read.cpu, None);
+        assert!(!serde_json::to_string(&read).unwrap().contains(r#""cpu":"#));
         let now = EvalSummary {
             threads: Some(2),
+            cpu: Some("AMD EPYC (avx2 fma)".into()),
             ..read
         };
         let text = serde_json::to_string(&now).unwrap();
         assert!(text.contains(r#""threads":2"#));
+        assert!(text.contains(r#""cpu":"AMD EPYC (avx2 fma)""#));
         assert_eq!(serde_json::from_str::<EvalSummary>(&text).unwrap(), now);
     }
 }

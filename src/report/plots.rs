@@ -501,6 +501,7 @@ mod tests {
                 .collect(),
             phases: None,
             train_commits: vec![],
+            train_cpus: vec![],
         }
     }
 

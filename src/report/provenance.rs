@@ -73,7 +73,13 @@ pub struct CellProvenance {
     pub threads: Option<usize>,
     /// The builds that trained it, in order (pre-training node first).
     pub trained_at_commits: Vec<String>,
+    /// The processors that trained it on the CPU, in order (not recorded before 2026-12-07): the
+    /// rounding of CPU training depends on the processor's vector extensions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trained_on_cpus: Vec<String>,
     pub evaluated_at_commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluated_on_cpu: Option<String>,
     pub phases: Option<PhaseTimes>,
 }
 
@@ -116,7 +122,9 @@ pub fn cell_provenance(r: &CellResult) -> CellProvenance {
         checkpoint: e.map(|e| e.checkpoint.clone()),
         threads: e.and_then(|e| e.threads),
         trained_at_commits: r.train_commits.clone(),
+        trained_on_cpus: r.train_cpus.clone(),
         evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
+        evaluated_on_cpu: e.and_then(|e| e.cpu.clone()),
         phases: r.phases.clone(),
     }
 }

@@ -164,6 +164,7 @@ mod tests {
                         checkpoint: "checkpoint-best.safetensors".into(),
                         device: "cpu".into(),
                         threads: Some(2),
+                        cpu: None,
                         git_commit: None,
                     }),
                     episodes: done.then_some(episodes),
@@ -181,6 +182,7 @@ mod tests {
                     },
                     phases: None,
                     train_commits: vec![],
+                    train_cpus: vec![],
                 }
             })
             .collect();

@@ -63,6 +63,9 @@ pub struct CellResult {
     /// Every commit a binary that trained this cell was built from, in order: its pre-training
     /// node's epochs first, then its own (a run resumed under another build lists both).
     pub train_commits: Vec<String>,
+    /// Every processor that trained it on the CPU, in the same order (absent from logs written
+    /// before 2026-12-07).
+    pub train_cpus: Vec<String>,
 }
 
 pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
@@ -88,17 +91,20 @@ pub fn read_train_log(run_dir: &Path) -> Result<Vec<EpochRecord>> {
     Ok(epochs)
 }
 
-/// The distinct `commit`s of a `train-log.jsonl`, in order of first appearance (every stage).
-pub fn read_train_commits(run_dir: &Path) -> Result<Vec<String>> {
-    let mut commits: Vec<String> = Vec::new();
-    for value in crate::train_log::lines(&run_dir.join(crate::run_files::TRAIN_LOG))? {
-        if let Some(c) = value.get("commit").and_then(|c| c.as_str()) {
-            if !commits.iter().any(|k| k == c) {
-                commits.push(c.to_string());
+/// The distinct string values of `key` in the `train-log.jsonl` of each folder (a cell's pre-training
+/// node first, then the cell), in order of first appearance.
+fn read_train_values(run_dirs: &[&Path], key: &str) -> Result<Vec<String>> {
+    let mut found: Vec<String> = Vec::new();
+    for dir in run_dirs {
+        for value in crate::train_log::lines(&dir.join(crate::run_files::TRAIN_LOG))? {
+            if let Some(v) = value.get(key).and_then(|v| v.as_str()) {
+                if !found.iter().any(|k| k == v) {
+                    found.push(v.to_string());
+                }
             }
         }
     }
-    Ok(commits)
+    Ok(found)
 }
 
 impl CellResult {
@@ -124,24 +130,62 @@ impl CellResult {
             (None, Some(_)) => CellStatus::Done,
             (None, None) => CellStatus::NotRun,
         };
-        let mut train_commits = match planned.cell.pretrain_node() {
-            Some(node) => read_train_commits(&runs.join(node.hash()))?,
-            None => Vec::new(),
-        };
-        for c in read_train_commits(&dir)? {
-            if !train_commits.contains(&c) {
-                train_commits.push(c);
-            }
-        }
+        let node = planned.cell.pretrain_node().map(|n| runs.join(n.hash()));
+        let trained_in: Vec<&Path> = node
+            .iter()
+            .map(|n| n.as_path())
+            .chain([dir.as_path()])
+            .collect();
         Ok(Self {
             planned: planned.clone(),
             epochs: read_train_log(&dir)?,
-            train_commits,
+            train_commits: read_train_values(&trained_in, "commit")?,
+            train_cpus: read_train_values(&trained_in, "cpu")?,
             hash,
             status,
             eval,
             episodes,
             phases,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_values_list_the_node_then_the_cell_once_each_and_skip_old_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (node, cell) = (tmp.path().join("node"), tmp.path().join("cell"));
+        for (dir, lines) in [
+            (
+                &node,
+                vec![
+                    r#"{"stage":"pretrain","epoch":0,"commit":"a"}"#,
+                    r#"{"stage":"pretrain","epoch":1,"commit":"b","cpu":"Xeon (avx512f avx2 fma)"}"#,
+                ],
+            ),
+            (
+                &cell,
+                vec![
+                    r#"{"epoch":0,"commit":"b","cpu":"EPYC (avx2 fma)"}"#,
+                    r#"{"epoch":1,"commit":"b","cpu":"Xeon (avx512f avx2 fma)"}"#,
+                ],
+            ),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(dir.join(crate::run_files::TRAIN_LOG), text).unwrap();
+        }
+        let both = [node.as_path(), cell.as_path()];
+        assert_eq!(read_train_values(&both, "commit").unwrap(), ["a", "b"]);
+        assert_eq!(
+            read_train_values(&both, "cpu").unwrap(),
+            ["Xeon (avx512f avx2 fma)", "EPYC (avx2 fma)"]
+        );
+        assert!(read_train_values(&[node.as_path()], "gpu")
+            .unwrap()
+            .is_empty());
     }
 }

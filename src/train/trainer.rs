@@ -51,6 +51,9 @@ struct EpochLog {
     seconds: f64,
     /// The commit the binary that ran this epoch was built from.
     commit: &'static str,
+    /// The processor that ran it on the CPU (`threads::cpu_description`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<&'static str>,
 }
 
 fn c(e: candle_core::Error) -> Error {
@@ -324,6 +327,7 @@ impl<'a> Run<'a> {
             "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
             "seconds": started.elapsed().as_secs_f64(),
             "commit": crate::git_state::BUILD_COMMIT,
+            "cpu": crate::threads::cpu_of(self.device),
         });
         crate::train_log::append(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
         self.commit()
@@ -429,6 +433,7 @@ impl<'a> Run<'a> {
             val_accuracy,
             seconds: started.elapsed().as_secs_f64(),
             commit: crate::git_state::BUILD_COMMIT,
+            cpu: crate::threads::cpu_of(self.device),
         };
         crate::train_log::append(
             &self.dir.join(files::TRAIN_LOG),
