@@ -2,7 +2,8 @@
 //! `RAYON_NUM_THREADS` is set, re-reads /proc/cpuinfo to answer (measured: thousands of file opens a
 //! second, most of a small model's run time spent in the kernel). Setting the variable once, before
 //! any worker thread starts, answers it from the environment instead. The count also decides the
-//! order of floating-point reductions, so runs record it.
+//! order of floating-point reductions, as do the processor's vector extensions, so runs record both
+//! (the count, and [`cpu_description`]).
 
 use std::sync::OnceLock;
 
@@ -42,6 +43,7 @@ pub fn cpu_description() -> &'static str {
                     .and_then(|l| l.split_once(':'))
                     .map(|(_, name)| name.trim().to_string())
             })
+            .filter(|name| !name.is_empty())
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
         format!("{model} ({})", vector_extensions().join(" "))
     })
