@@ -32,26 +32,3 @@ pub fn bits(t: &Tensor) -> Vec<u32> {
         .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
         .collect()
 }
-
-/// Asserts that a row-major `supply.len() × demand.len()` transport plan sends each source its
-/// supply (within `row_tol`) and each sink its demand (within `col_tol`); `what` leads the message.
-pub fn assert_marginals(
-    plan: &[f64],
-    supply: &[f64],
-    demand: &[f64],
-    (row_tol, col_tol): (f64, f64),
-    what: &str,
-) {
-    let m = demand.len();
-    for (i, s) in supply.iter().enumerate() {
-        let row: f64 = plan[i * m..(i + 1) * m].iter().sum();
-        assert!((row - s).abs() < row_tol, "{what}, row {i}: {row} vs {s}");
-    }
-    for (j, d) in demand.iter().enumerate() {
-        let col: f64 = (0..supply.len()).map(|i| plan[i * m + j]).sum();
-        assert!(
-            (col - d).abs() < col_tol,
-            "{what}, column {j}: {col} vs {d}"
-        );
-    }
-}

@@ -114,13 +114,7 @@ mod tests {
             for epsilon in [0.5, 0.2, 0.1, 0.05] {
                 let plan = plan_of(&p, epsilon, 3000);
                 let what = format!("ε = {epsilon}");
-                crate::test_support::assert_marginals(
-                    &plan,
-                    &p.supply,
-                    &p.demand,
-                    (1e-6, 1e-9),
-                    &what,
-                );
+                crate::matching::assert_marginals(&plan, &p.supply, &p.demand, (1e-6, 1e-9), &what);
                 let cost: f64 = plan.iter().zip(&p.cost).map(|(f, c)| f * c).sum();
                 let gap = cost - exact;
                 // a feasible plan costs at least the LP optimum; the entropic one at most

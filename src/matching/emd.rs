@@ -80,7 +80,7 @@ mod tests {
     fn check_feasible(p: &EmdProblem, flow: &[f64]) {
         let scale = p.supply.iter().sum::<f64>() / p.demand.iter().sum::<f64>();
         let demand: Vec<f64> = p.demand.iter().map(|d| d * scale).collect();
-        crate::test_support::assert_marginals(flow, &p.supply, &demand, (1e-9, 1e-9), "flow");
+        crate::matching::assert_marginals(flow, &p.supply, &demand, (1e-9, 1e-9), "flow");
         assert!(flow.iter().all(|&f| f >= -1e-12));
     }
 

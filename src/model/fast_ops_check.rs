@@ -250,9 +250,10 @@ fn max_pooling(device: &Device, out: &mut Vec<Comparison>) -> Result<()> {
     max_pool_ties(device, out)
 }
 
+type Pair = (Tensor, Tensor);
+
 /// The fast max pool (kernel, stride, padding) of `x` on its device and of a copy on the CPU, and
 /// the input gradients of both for the seeded upstream gradient `key`: ((outputs), (gradients)).
-type Pair = (Tensor, Tensor);
 fn pool_here_and_on_cpu(
     x: &Tensor,
     (k, s, p): (usize, usize, usize),

@@ -63,8 +63,8 @@ pub struct CellResult {
     /// Every commit a binary that trained this cell was built from, in order: its pre-training
     /// node's epochs first, then its own (a run resumed under another build lists both).
     pub train_commits: Vec<String>,
-    /// Every processor that trained it on the CPU, in the same order (absent from logs written
-    /// before 2026-12-07).
+    /// Every processor that trained it on the CPU, node first, in order of first appearance (absent
+    /// from logs written before 2026-12-07).
     pub train_cpus: Vec<String>,
 }
 

@@ -322,13 +322,15 @@ impl<'a> Run<'a> {
         }
         // the log line before the commit: a kill between them repeats the line with the epoch,
         // and readers keep an epoch's last line
-        let log = serde_json::json!({
+        let mut log = serde_json::json!({
             "stage": "pretrain", "epoch": epoch, "lr": lr,
             "mean_loss": loss_sum / pre.batches_per_epoch.max(1) as f64,
             "seconds": started.elapsed().as_secs_f64(),
             "commit": crate::git_state::BUILD_COMMIT,
-            "cpu": crate::threads::cpu_of(self.device),
         });
+        if let Some(cpu) = crate::threads::cpu_of(self.device) {
+            log["cpu"] = cpu.into();
+        }
         crate::train_log::append(&self.dir.join(files::TRAIN_LOG), &log.to_string())?;
         self.commit()
     }
