@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-use super::runner::{evaluate, summarise, write_records};
+use super::episode_file::write_episode_accuracies;
+use super::runner::{evaluate, summarise};
 use super::stats::CI_FORMULA;
 use crate::atomic_write::write_json;
 use crate::error::{Error, Result};
@@ -194,7 +195,7 @@ pub fn eval_cell_on(
         git_commit: crate::git_state::git_commit(&paths.manifests),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_records(&dir.join(crate::run_files::episodes(&suffix)), &records)?;
+    write_episode_accuracies(&dir.join(crate::run_files::episodes(&suffix)), &records)?;
     write_json(&dir.join(crate::run_files::eval(&suffix)), &summary)?;
     Ok(summary)
 }

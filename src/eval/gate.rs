@@ -5,39 +5,21 @@
 //! - Evaluation gate (a committed checkpoint on frozen episodes): the computation is deterministic on
 //!   one machine, so the episodes are compared one by one; it fails when more than
 //!   `max_differing_episodes` differ (room for a borderline query flipping under another CPU's
-//!   floating-point kernels) or the mean moves by more than `tolerance_pp`.
+//!   floating-point kernels) or the mean moves by more than `tolerance_pp`. An episode differs when
+//!   its accuracy does, or, where the gate sets `loss_tolerance` and the blessed file records each
+//!   episode's loss, when its mean query cross-entropy moves by more than that: another CPU's
+//!   kernels move it by rounding only (about 1e-6), a fault in the pixels or the model by far more,
+//!   even where no query's prediction flips.
 //! - Training gate (a cell trained from scratch): it fails when the mean moves by more than
 //!   `tolerance_pp` in either direction (a silent jump is as suspicious as a drop), and whenever the
 //!   lower end of the CI is less than 10 points above chance (nothing can bless a model that learned
 //!   nothing).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
+use super::episode_file::EpisodeAccuracy;
 use super::stats::mean_ci95;
-use crate::error::{Error, Result};
 use crate::manifest::baseline::{GateBaseline, GateKind};
-
-/// One line of `episodes.jsonl`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpisodeAccuracy {
-    pub episode: u64,
-    pub accuracy: f64,
-}
-
-/// Reads `episodes.jsonl` (one `{"episode", "accuracy"}` record per line).
-pub fn read_episode_accuracies(path: &Path) -> Result<Vec<EpisodeAccuracy>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| Error::invalid(format!("{} line {}: {e}", path.display(), i + 1)))
-        })
-        .collect()
-}
 
 /// The decision on one gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +37,21 @@ pub struct GateVerdict {
     pub pass: bool,
     /// Why it failed (empty when it passed).
     pub reasons: Vec<String>,
+}
+
+/// Whether an episode measured now matches its blessed record (see the module's rule).
+fn same_episode(
+    blessed: &EpisodeAccuracy,
+    now: &EpisodeAccuracy,
+    loss_tolerance: Option<f64>,
+) -> bool {
+    let loss_same = match (loss_tolerance, blessed.loss, now.loss) {
+        (Some(tol), Some(b), Some(n)) => (b - n).abs() <= tol,
+        // a blessed loss the evaluation did not report cannot be matched
+        (Some(_), Some(_), None) => false,
+        _ => true,
+    };
+    blessed.episode == now.episode && (blessed.accuracy - now.accuracy).abs() <= 1e-9 && loss_same
 }
 
 /// Applies the rule. `blessed` holds the blessed per-episode accuracies of an evaluation gate
@@ -97,9 +94,7 @@ pub fn judge(
                     + blessed
                         .iter()
                         .zip(now)
-                        .filter(|(b, n)| {
-                            b.episode != n.episode || (b.accuracy - n.accuracy).abs() > 1e-9
-                        })
+                        .filter(|(b, n)| !same_episode(b, n, baseline.loss_tolerance))
                         .count();
                 let allowed = baseline.max_differing_episodes.unwrap_or(0);
                 if mismatched > allowed {
@@ -151,6 +146,7 @@ mod tests {
             n,
             tolerance_pp: 1.0,
             max_differing_episodes: Some(1),
+            loss_tolerance: None,
             blessed_commit: "c".into(),
             blessed_machine: "m".into(),
             blessed_at: "t".into(),
@@ -164,6 +160,7 @@ mod tests {
             .map(|(i, &a)| EpisodeAccuracy {
                 episode: i as u64,
                 accuracy: a,
+                loss: None,
             })
             .collect()
     }
@@ -220,19 +217,30 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_runner_s_jsonl() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("episodes.jsonl");
-        std::fs::write(
-            &path,
-            "{\"episode\":0,\"accuracy\":0.5}\n{\"episode\":1,\"accuracy\":1.0}\n",
-        )
-        .unwrap();
-        let r = read_episode_accuracies(&path).unwrap();
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[1].accuracy, 1.0);
-        std::fs::write(&path, "not json\n").unwrap();
-        let err = read_episode_accuracies(&path).unwrap_err().to_string();
-        assert!(err.contains("episodes.jsonl line 1"), "{err}");
+    fn with_a_loss_tolerance_a_moved_loss_makes_an_episode_differ() {
+        let with_loss = |losses: &[f64]| -> Vec<EpisodeAccuracy> {
+            let mut r = records(&[0.6, 0.8, 0.4, 1.0]);
+            for (r, &l) in r.iter_mut().zip(losses) {
+                r.loss = Some(l);
+            }
+            r
+        };
+        let blessed = with_loss(&[1.0, 0.5, 1.5, 0.1]);
+        let mut b = baseline(GateKind::Evaluation, 0.7, 4);
+        // rounding-sized moves pass; a moved loss with the same accuracies counts once allowed
+        let rounding = with_loss(&[1.0 + 1e-7, 0.5, 1.5 - 1e-7, 0.1]);
+        let moved = with_loss(&[1.001, 0.5, 1.5, 0.1 + 2e-3]);
+        assert_eq!(
+            judge(&b, Some(&blessed), &moved, 5).differing_episodes,
+            Some(0)
+        );
+        b.loss_tolerance = Some(1e-4);
+        assert!(judge(&b, Some(&blessed), &rounding, 5).pass);
+        let v = judge(&b, Some(&blessed), &moved, 5);
+        assert_eq!((v.differing_episodes, v.pass), (Some(2), false), "{v:?}");
+        // an old file without losses is judged on accuracy alone; a missing loss now differs
+        assert!(judge(&b, Some(&records(&[0.6, 0.8, 0.4, 1.0])), &moved, 5).pass);
+        let v = judge(&b, Some(&blessed), &records(&[0.6, 0.8, 0.4, 1.0]), 5);
+        assert_eq!(v.differing_episodes, Some(4));
     }
 }

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "train")]
 pub mod cell_eval;
+pub mod episode_file;
 #[cfg(feature = "train")]
 pub mod episode_logits;
 pub mod gate;

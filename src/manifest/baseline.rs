@@ -49,6 +49,10 @@ pub struct GateBaseline {
     /// Evaluation gates: fail when more episodes than this differ from the blessed ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_differing_episodes: Option<usize>,
+    /// Evaluation gates: an episode also differs when its mean query cross-entropy moves by more
+    /// than this from the blessed file's (where that file records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_tolerance: Option<f64>,
     pub blessed_commit: String,
     pub blessed_machine: String,
     pub blessed_at: String,

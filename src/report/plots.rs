@@ -483,10 +483,13 @@ mod tests {
                 accuracies
                     .iter()
                     .enumerate()
-                    .map(|(i, &accuracy)| crate::eval::gate::EpisodeAccuracy {
-                        episode: i as u64,
-                        accuracy,
-                    })
+                    .map(
+                        |(i, &accuracy)| crate::eval::episode_file::EpisodeAccuracy {
+                            episode: i as u64,
+                            accuracy,
+                            loss: None,
+                        },
+                    )
                     .collect(),
             ),
             epochs: (0..epochs)

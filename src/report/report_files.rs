@@ -116,7 +116,7 @@ pub fn episodes_csv(results: &[CellResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::gate::EpisodeAccuracy;
+    use crate::eval::episode_file::EpisodeAccuracy;
     use crate::report::run_results::{CellStatus, EpochRecord, EvalRecord};
 
     /// A smoke plan with made-up run results (two methods done, the rest not run).
@@ -136,6 +136,7 @@ mod tests {
                     .map(|i| EpisodeAccuracy {
                         episode: i,
                         accuracy: acc + 0.01 * (i % 5) as f64,
+                        loss: None,
                     })
                     .collect();
                 let stats = crate::eval::stats::mean_ci95(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::gate::{read_episode_accuracies, EpisodeAccuracy};
+use crate::eval::episode_file::{read_episode_accuracies, EpisodeAccuracy};
 use crate::manifest::experiment::PlannedCell;
 
 /// `eval.json`, as the report reads it.

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use fewshot::eval::cell_eval::{eval_cell, Weights};
-use fewshot::eval::gate::{judge, read_episode_accuracies, GateVerdict};
+use fewshot::eval::episode_file::read_episode_accuracies;
+use fewshot::eval::gate::{judge, GateVerdict};
 use fewshot::manifest::baseline::{CiBaselines, GateKind};
 use fewshot::manifest::cell::CellConfig;
 use fewshot::model::run_context::RunPaths;
@@ -25,7 +26,7 @@ const MINI_RGB: &str = "eval/mini-imagenet-84-conv4-protonet-5w1s";
 
 /// The prefixes of a gate's episodes a sabotage is judged on, in turn, before the whole gate
 /// (`sabotaged_gates_fail`).
-const PREFIXES: [usize; 2] = [30, 150];
+const PREFIXES: [usize; 2] = [15, 30];
 
 /// Evaluates the checkpoint of the evaluation gate `name` with `sabotage` and judges it; with
 /// `first` only on that many of its episodes, against as many blessed ones (the verdict's count of
@@ -96,11 +97,13 @@ fn every_pixel_sabotage_turns_the_rgb_evaluation_gate_red() {
 }
 
 /// Each sabotage turns `gate` red. Judged on the first [`PREFIXES`] episodes first: the gate compares
-/// episode by episode, and an episode's accuracy does not depend on how many are evaluated, so when
+/// episode by episode, and an episode's record does not depend on how many are evaluated, so when
 /// more of a prefix's episodes differ than the gate allows, the whole gate is red for sure; only a
-/// sabotage no prefix decides runs the whole gate. Most sabotages change nearly every episode and are
-/// decided by the first 30; the decoder's off-by-one changes about one episode in ten (29 of the
-/// colour gate's 300), more than the 10 allowed only past the first hundred or so.
+/// sabotage no prefix decides runs the whole gate. With the gates' `loss_tolerance` every sabotage
+/// moves the loss of nearly every episode and is decided by the first 15 (measured on the first 30
+/// and 60: the decoder's off-by-one moves 29 of 30 colour episodes' loss by more than 1e-5 while it
+/// flips a prediction in 2; candle's stock ops instead of the fast ones, rounding only, move none
+/// by more than 1.5e-7).
 fn sabotaged_gates_fail(gate: &str, sabotages: impl Iterator<Item = Sabotage>) {
     let baselines = CiBaselines::read(&manifests().join("baselines/ci.toml")).unwrap();
     let allowed = (baselines.gate.iter().find(|g| g.name == gate))

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use fewshot::eval::cell_eval::{eval_cell, Weights};
-use fewshot::eval::gate::read_episode_accuracies;
+use fewshot::eval::episode_file::read_episode_accuracies;
 use fewshot::manifest::experiment::Experiment;
 use fewshot::model::run_context::RunPaths;
 

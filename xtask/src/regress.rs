@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fewshot::eval::gate::{judge, read_episode_accuracies, EpisodeAccuracy, GateVerdict};
+use fewshot::eval::episode_file::{
+    read_episode_accuracies, write_episode_accuracies, EpisodeAccuracy,
+};
+use fewshot::eval::gate::{judge, GateVerdict};
 use fewshot::manifest::baseline::{CiBaselines, GateBaseline, GateKind};
 use fewshot::manifest::cell::CellConfig;
 use sha2::{Digest, Sha256};
@@ -260,11 +263,7 @@ fn bless(
         g.blessed_at = at.clone();
         g.reason = reason.to_string();
         if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
-            let lines: String = records
-                .iter()
-                .map(|r| serde_json::to_string(r).expect("plain struct") + "\n")
-                .collect();
-            fewshot::atomic_write::write_atomically(&manifests.join(f), lines.as_bytes())?;
+            write_episode_accuracies(&manifests.join(f), records)?;
         }
     }
     let text = format!(
