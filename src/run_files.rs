@@ -40,7 +40,7 @@ pub fn has_pending_best(dir: &std::path::Path) -> bool {
 /// One JSON line per epoch, written before the epoch's commit (so a kill between them repeats an
 /// epoch's line: readers keep its last).
 pub const TRAIN_LOG: &str = "train-log.jsonl";
-/// The test evaluation's per-episode accuracies.
+/// The test evaluation's per-episode accuracies and losses (`eval::episode_file`).
 pub const EPISODES: &str = "episodes.jsonl";
 /// The test evaluation's summary and provenance.
 pub const EVAL: &str = "eval.json";

@@ -1,5 +1,5 @@
-//! Evaluating a trained cell on its frozen test episodes: `runs/<hash>/episodes.jsonl` (one accuracy
-//! per episode) and `runs/<hash>/eval.json` (mean, 95% CI and the formula, with the provenance every
+//! Evaluating a trained cell on its frozen test episodes: `runs/<hash>/episodes.jsonl` (each
+//! episode's accuracy and mean query loss) and `runs/<hash>/eval.json` (mean, 95% CI and the formula, with the provenance every
 //! reported number carries: cell hash, store fingerprint, episode-file hash, seed, git commit).
 //! [`Episodes::Val`] scores the frozen validation episodes instead (`episodes-val*.jsonl`), for
 //! choosing between recipes without looking at test episodes.

@@ -5,7 +5,9 @@
 //! `loss` is the episode's mean cross-entropy of the query logits against the query labels (natural
 //! log, computed in f64 from the f32 logits). Accuracy moves only when a query's largest logit
 //! changes; the loss moves with every logit, so the CI gate can tell a changed computation on a
-//! handful of episodes. Files written before 2026-12-07 have no `loss`; they still read.
+//! handful of episodes. Files written before 2026-12-07 have no `loss`; they still read. A
+//! non-finite loss would be written as `null` (JSON has no NaN) and read back as absent, so
+//! `cargo xtask regress --bless` refuses to bless an evaluation without a finite loss per episode.
 
 use std::io::Write;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! What a report reads back from a cell's run folder `runs/<cell-hash>/`: the evaluation summary
-//! (`eval.json`), the per-episode accuracies (`episodes.jsonl`), the training log (`train-log.jsonl`)
+//! (`eval.json`), the per-episode accuracies and losses (`episodes.jsonl`), the training log (`train-log.jsonl`)
 //! and the phase times `reproduce` records (`phases.json`). Plain serde mirrors of what the `fewshot`
 //! binary writes, so reports need no deep-learning code.
 

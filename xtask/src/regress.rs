@@ -263,6 +263,15 @@ fn bless(
         g.blessed_at = at.clone();
         g.reason = reason.to_string();
         if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
+            // an absent loss (a NaN or infinity reads back as `null`) would switch its check off
+            if let Some(r) = records.iter().find(|r| !r.loss.is_some_and(f64::is_finite)) {
+                bail!(
+                    "not blessing {}: episode {} has no finite loss ({:?})",
+                    g.name,
+                    r.episode,
+                    r.loss
+                );
+            }
             write_episode_accuracies(&manifests.join(f), records)?;
         }
     }
