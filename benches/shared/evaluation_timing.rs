@@ -11,12 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use fewshot::data::episodes::EpisodeSpec;
 use fewshot::data::frozen_episodes::FrozenEpisodes;
 use fewshot::data::philox::CounterRng;
 use fewshot::data::store::{Store, StoreMeta, StoreWriter};
 use fewshot::data::transforms::Transform;
+use fewshot::eval::episode_file::score_episode;
 use fewshot::eval::episode_logits::{distinct_slots, logits_episode_by_episode};
 use fewshot::eval::runner::evaluate;
 use fewshot::layers::LayerOps;
@@ -113,7 +114,11 @@ pub fn time_evaluation(
         &store,
         few,
         transform,
-        &mut |_, logits: Tensor, _| logits.argmax(1)?.to_vec1::<u32>().map(|_| ()),
+        // the logits to the host and scored there, as `evaluate` does
+        &mut |_, logits: Tensor, labels| {
+            score_episode(&logits.to_dtype(DType::F32)?.to_vec2()?, labels);
+            Ok(())
+        },
     )
     .map_err(|x| e(&x))?;
     let episode_by_episode_ms = start.elapsed().as_secs_f64() * 1e3 / few.len() as f64;
