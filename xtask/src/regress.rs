@@ -250,6 +250,22 @@ fn bless(
     let commit = fewshot::git_state::git_description(root);
     let machine = machine_description();
     let at = fewshot::clock::utc_now();
+    // checked before anything is written: an absent loss (a NaN or infinity reads back as `null`)
+    // would switch that episode's check off
+    for (i, records) in measured {
+        let g = &baselines.gate[*i];
+        if g.kind != GateKind::Evaluation {
+            continue;
+        }
+        if let Some(r) = records.iter().find(|r| !r.loss.is_some_and(f64::is_finite)) {
+            bail!(
+                "not blessing {}: episode {} has no finite loss ({:?})",
+                g.name,
+                r.episode,
+                r.loss
+            );
+        }
+    }
     for (i, records) in measured {
         let g = &mut baselines.gate[*i];
         let stats = fewshot::eval::stats::mean_ci95(
@@ -263,15 +279,6 @@ fn bless(
         g.blessed_at = at.clone();
         g.reason = reason.to_string();
         if let (GateKind::Evaluation, Some(f)) = (g.kind, &g.episodes) {
-            // an absent loss (a NaN or infinity reads back as `null`) would switch its check off
-            if let Some(r) = records.iter().find(|r| !r.loss.is_some_and(f64::is_finite)) {
-                bail!(
-                    "not blessing {}: episode {} has no finite loss ({:?})",
-                    g.name,
-                    r.episode,
-                    r.loss
-                );
-            }
             write_episode_accuracies(&manifests.join(f), records)?;
         }
     }
