@@ -145,7 +145,11 @@ pub fn markdown(
         (_, Some(note)) => out += &format!("**Not the paper's protocol**: {note}\n\n"),
         (_, None) => out += &format!("**Not the paper's protocol**: the `{profile}` profile shortens or shrinks the runs (see `manifests/experiments/`), so Δ against published numbers says nothing about the methods.\n\n"),
     }
-    for (group, title) in group_titles {
+    // a group this report has no row of (a profile that runs only some groups) gets no empty section
+    for (group, title) in group_titles
+        .iter()
+        .filter(|(group, _)| rows.iter().any(|r| &r.group == group))
+    {
         out += &format!("### {title}\n\n| method | backbone | dataset | shot | ours | n | seeds | authors | Δ | reproductions | related methods | status |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in rows.iter().filter(|r| &r.group == group) {
             let ours = match (r.accuracy, r.ci95) {
@@ -275,4 +279,48 @@ pub fn csv(rows: &[TableRow], profile: &str) -> String {
         out += "\n";
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile that runs one row group (cpu-conv4: only `controlled`) gets no empty section for
+    /// the other.
+    #[test]
+    fn a_group_without_rows_gets_no_section() {
+        let row = TableRow {
+            group: "controlled".into(),
+            method: "protonet".into(),
+            dataset: "mini-imagenet".into(),
+            shot: 1,
+            accuracy: Some(43.76),
+            ci95: Some(0.43),
+            n_episodes: Some(2000),
+            seeds_done: 1,
+            seeds_planned: 1,
+            seed_spread: None,
+            published: None,
+            published_source: None,
+            delta: None,
+            reproductions: None,
+            related: vec![],
+            backbone: "Conv-4".into(),
+            imagenet_overlap: false,
+            status: "done".into(),
+            cell_hashes: vec!["21b7ed86".into()],
+            ci_formula: "1.96 * std(ddof=1) / sqrt(n)".into(),
+        };
+        let titles = [
+            ("paper".to_string(), "Paper protocol".to_string()),
+            ("controlled".to_string(), "Controlled protocol".to_string()),
+        ];
+        let md = markdown(&[row], &titles, "cpu-conv4", None);
+        assert!(!md.contains("### Paper protocol"), "{md}");
+        assert!(md.contains("### Controlled protocol"), "{md}");
+        assert!(
+            md.contains("| protonet | Conv-4 | mini-imagenet | 1 | 43.76 ± 0.43 |"),
+            "{md}"
+        );
+    }
 }
