@@ -196,7 +196,8 @@ impl CellConfig {
     /// The shared base-class pre-training this cell starts from, as a cell of its own (a plan node
     /// cached by its hash): everything that shapes the pre-trained backbone — data, seed, backbone
     /// kind and ops, weights, the `train.pretrain` recipe, the optimiser's settings and the
-    /// augmentation — and nothing that does not (head, shot, taps, the episodic schedule), so the
+    /// augmentation — and nothing that does not (head, shot, taps, the episodic schedule, the test
+    /// transform), so the
     /// heads and shots of one backbone share one pre-training. Its classifier `fc` reads the
     /// backbone's last block pooled to `classifier_pool` (1: the global average, as the published
     /// ResNet recipes; Conv-4's flatten the 5×5 map); the episodic cell takes `backbone.*` from it and starts its own `fc` from the seed. The node
@@ -209,7 +210,10 @@ impl CellConfig {
             split_variant: self.split_variant.clone(),
             store_size: self.store_size,
             image_size: self.image_size,
-            test_resize: self.test_resize,
+            // the node never evaluates, so the test transform is not part of it (checked: two
+            // nodes that differ only in it train byte-identical weights and momentum): the
+            // identity, so that a profile's test transform can change without pre-training again
+            test_resize: self.image_size,
             seed: self.seed,
             // unused by the pre-training; fixed so that every shot names the same node
             episode: EpisodeConfig {
@@ -270,7 +274,8 @@ mod tests {
 
     /// The classifier of a pre-training node reads its map pooled to `classifier_pool`: left out of
     /// the serialised config at 1 (the hashes of nodes and cells written before it stand), the
-    /// node's backbone pooled to it, `fc` reading pool² positions in the node and 1 in its cells.
+    /// node's backbone pooled to it, `fc` reading pool² positions in the node and 1 in its cells;
+    /// the node's test transform the identity whatever its cells'.
     #[test]
     fn a_flattened_pretraining_classifier_is_its_own_node_and_leaves_older_hashes_alone() {
         let text = std::fs::read_to_string(concat!(
@@ -291,6 +296,13 @@ mod tests {
             .contains("classifier_pool"));
         let node = pooled.pretrain_node().unwrap();
         assert_eq!((node.backbone.pool, node.classifier_positions()), (1, 1));
+        // the test transform is not the node's: cells that differ in it share one pre-training
+        let mut zoomed = pooled.clone();
+        zoomed.test_resize = pooled.image_size + 4;
+        assert_ne!(zoomed.hash(), pooled.hash());
+        assert_eq!(zoomed.pretrain_node().unwrap().hash(), node.hash());
+        assert_eq!(node.test_resize, node.image_size);
+        assert!(node.is_pretrain_node());
         let flat = with("classifier_pool = 5\n").unwrap();
         let flat_node = flat.pretrain_node().unwrap();
         assert_ne!(flat_node.hash(), node.hash());
