@@ -1,7 +1,7 @@
 //! The committed `cpu-conv4` results (issue #28): the table's numbers are the mean and 95% CI of the
 //! committed per-episode file, cell by cell; and each committed checkpoint, re-scored by the suite on
-//! the real miniImageNet test store, gives the committed per-episode accuracies of its first test
-//! episodes (5 per cell, to keep CI short — every cell's checkpoint, head and shot, each episode exact; on the same kind of machine and store: a store prepared from
+//! the real miniImageNet test store with the cell config committed beside it (`<hash>.toml`), gives
+//! the committed per-episode accuracies of its first test episodes (5 per cell, to keep CI short — every cell's checkpoint, head and shot, each episode exact; on the same kind of machine and store: a store prepared from
 //! another distribution has another fingerprint and may differ by a few queries).
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 use fewshot::eval::cell_eval::{eval_cell, Weights};
 use fewshot::eval::episode_file::read_episode_accuracies;
-use fewshot::manifest::experiment::Experiment;
+use fewshot::manifest::cell::CellConfig;
 use fewshot::model::run_context::RunPaths;
 
 use crate::real_data::prepared_data_dir;
@@ -69,10 +69,6 @@ fn the_committed_table_is_the_mean_and_ci_of_the_committed_episodes() {
 fn the_committed_checkpoints_rescore_to_the_committed_episodes() {
     fewshot::threads::pin_thread_count();
     let manifests = repo().join("manifests");
-    let plan = Experiment::read(&manifests, "table1")
-        .unwrap()
-        .plan(&manifests, "cpu-conv4")
-        .unwrap();
     let episodes = committed_episodes();
     let runs = tempfile::tempdir().unwrap();
     let paths = RunPaths {
@@ -80,11 +76,15 @@ fn the_committed_checkpoints_rescore_to_the_committed_episodes() {
         manifests: manifests.clone(),
         runs: runs.path().to_path_buf(),
     };
-    for planned in &plan {
-        let hash = planned.cell.hash();
-        let mut cell = planned.cell.clone();
+    for hash in episodes.keys() {
+        // each checkpoint's cell config beside it: the committed table's recipe, whatever the
+        // profile says now (a profile change re-runs the table, and only then replaces these)
+        let checkpoints = repo().join("reports/cpu-conv4/checkpoints");
+        let text = std::fs::read_to_string(checkpoints.join(format!("{hash}.toml"))).unwrap();
+        let mut cell = CellConfig::from_toml(&text).unwrap();
+        assert_eq!(&cell.hash(), hash, "the config beside checkpoint {hash}");
         cell.eval.test_episodes = RESCORED;
-        let checkpoint = repo().join(format!("reports/cpu-conv4/checkpoints/{hash}.safetensors"));
+        let checkpoint = checkpoints.join(format!("{hash}.safetensors"));
         eval_cell(&cell, &paths, &Device::Cpu, &Weights::File(checkpoint)).unwrap();
         let now = read_episode_accuracies(
             &runs
@@ -96,10 +96,10 @@ fn the_committed_checkpoints_rescore_to_the_committed_episodes() {
         let now: Vec<f64> = now.iter().map(|e| e.accuracy).collect();
         assert_eq!(
             now,
-            episodes[&hash][..RESCORED],
-            "{} {}-shot ({hash})",
-            planned.method,
-            planned.shot
+            episodes[hash][..RESCORED],
+            "{:?} {}-shot ({hash})",
+            cell.head,
+            cell.episode.n_shot
         );
     }
 }
