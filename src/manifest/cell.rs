@@ -209,10 +209,15 @@ impl CellConfig {
             split_variant: self.split_variant.clone(),
             store_size: self.store_size,
             image_size: self.image_size,
-            // the node never evaluates, so the test transform is not part of it (checked: two
-            // nodes that differ only in it train byte-identical weights and momentum): the
-            // identity, so that a profile's test transform can change without pre-training again
-            test_resize: self.image_size,
+            // the node never evaluates, and trains on the test transform only with `augment =
+            // "test"`: otherwise the test transform is not part of it (checked: two pad-crop nodes
+            // that differ only in it train byte-identical weights and momentum) and is the identity,
+            // so that a profile's test transform can change without pre-training again
+            test_resize: if t.augment == "test" {
+                self.test_resize
+            } else {
+                self.image_size
+            },
             seed: self.seed,
             // unused by the pre-training; fixed so that every shot names the same node
             episode: EpisodeConfig {
@@ -254,7 +259,14 @@ impl CellConfig {
 
     /// Whether this cell is a pre-training node (see [`Self::pretrain_node`]).
     pub fn is_pretrain_node(&self) -> bool {
-        self.pretrain_node().as_ref() == Some(self)
+        // a node's folder written before its test transform became the identity (d0f3750) holds
+        // its cells' test_resize: still a node (it resumes in its own folder, under its old hash)
+        self.pretrain_node().is_some_and(|node| {
+            node == CellConfig {
+                test_resize: node.test_resize,
+                ..self.clone()
+            }
+        })
     }
 
     /// How many positions of each channel the classifier `fc` reads: a pre-training node's
@@ -274,7 +286,7 @@ mod tests {
     /// The classifier of a pre-training node reads its map pooled to `classifier_pool`: left out of
     /// the serialised config at 1 (the hashes of nodes and cells written before it stand), the
     /// node's backbone pooled to it, `fc` reading pool² positions in the node and 1 in its cells;
-    /// the node's test transform the identity whatever its cells'.
+    /// the node's test transform the identity whatever its cells' (but for `augment = "test"`).
     #[test]
     fn a_flattened_pretraining_classifier_is_its_own_node_and_leaves_older_hashes_alone() {
         let text = std::fs::read_to_string(concat!(
@@ -295,13 +307,30 @@ mod tests {
             .contains("classifier_pool"));
         let node = pooled.pretrain_node().unwrap();
         assert_eq!((node.backbone.pool, node.classifier_positions()), (1, 1));
-        // the test transform is not the node's: cells that differ in it share one pre-training
-        let mut zoomed = pooled.clone();
-        zoomed.test_resize = pooled.image_size + 4;
-        assert_ne!(zoomed.hash(), pooled.hash());
-        assert_eq!(zoomed.pretrain_node().unwrap().hash(), node.hash());
-        assert_eq!(node.test_resize, node.image_size);
-        assert!(node.is_pretrain_node());
+        // the test transform is not the node's (this CI cell trains on it, `augment = "test"`,
+        // so take pad-crop): cells that differ in it share one pre-training
+        let mut padcrop = pooled.clone();
+        padcrop.train.augment = "pad-crop".into();
+        let padcrop_node = padcrop.pretrain_node().unwrap();
+        let mut zoomed = padcrop.clone();
+        zoomed.test_resize = padcrop.image_size + 4;
+        assert_ne!(zoomed.hash(), padcrop.hash());
+        assert_eq!(zoomed.pretrain_node().unwrap().hash(), padcrop_node.hash());
+        assert_eq!(padcrop_node.test_resize, padcrop_node.image_size);
+        assert!(padcrop_node.is_pretrain_node());
+        let mut old_node = padcrop_node.clone();
+        old_node.test_resize = padcrop_node.image_size + 8;
+        assert!(old_node.is_pretrain_node(), "a node folder written before");
+        assert!(!padcrop.is_pretrain_node() && !zoomed.is_pretrain_node());
+        // … unless the node trains on the test transform
+        assert_eq!(pooled.train.augment, "test");
+        let mut plain = pooled.clone();
+        plain.test_resize = pooled.image_size + 4;
+        assert_eq!(
+            plain.pretrain_node().unwrap().test_resize,
+            plain.test_resize
+        );
+        assert_ne!(plain.pretrain_node().unwrap().hash(), node.hash());
         let flat = with("classifier_pool = 5\n").unwrap();
         let flat_node = flat.pretrain_node().unwrap();
         assert_ne!(flat_node.hash(), node.hash());
