@@ -86,7 +86,8 @@ pub fn train_cell(
         let state = read_state(&paths.run_dir(cell).join(files::STATE))?;
         return outcome(cell, &state, 0.0, 0);
     }
-    let node = cell.pretrain_node().filter(|n| n != cell);
+    // (a node written before d0f3750 differs from its own `pretrain_node()` in test_resize only)
+    let node = cell.pretrain_node().filter(|_| !cell.is_pretrain_node());
     let mut epochs_before = 0;
     if let Some(node) = &node {
         // under the node's lock: cells that share a node and start at once (by hand, or a Slurm

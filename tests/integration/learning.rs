@@ -355,6 +355,30 @@ fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
     );
 }
 
+/// A node folder written before a node's test transform became the identity (d0f3750) holds its
+/// cells' `test_resize` in its `cell.toml`: trained (or resumed) from that config, it is still a node
+/// and trains in its own folder, not a node of the new hash.
+#[test]
+fn a_node_config_written_before_the_test_transform_rule_trains_in_its_own_folder() {
+    let mut c = pretraining_only("mini-imagenet-conv4-protonet-5w5s.toml", 1);
+    c.train.augment = "pad-crop".into();
+    let mut old = c.pretrain_node().unwrap();
+    old.test_resize = old.image_size + 4;
+    assert!(old.is_pretrain_node());
+    assert_ne!(old.hash(), c.pretrain_node().unwrap().hash());
+    let runs = tempfile::tempdir().unwrap();
+    let outcome = train_cell(&old, &paths(runs.path()), &Device::Cpu, None).unwrap();
+    assert_eq!(
+        (outcome.pretrain_epochs_done, outcome.pretrain_epochs),
+        (1, 1)
+    );
+    let folders: Vec<String> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders, vec![old.hash()]);
+}
+
 /// Cells that differ only in head, shot, taps or episodic schedule start from one pre-training
 /// node, run once: the second cell finds it done and takes its backbone as it is.
 #[test]
