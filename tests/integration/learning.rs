@@ -357,7 +357,7 @@ fn a_flattened_classifier_pretrains_and_its_node_scores_with_a_cell_head() {
 
 /// A node folder written before a node's test transform became the identity (d0f3750) holds its
 /// cells' `test_resize` in its `cell.toml`: trained (or resumed) from that config, it is still a node
-/// and trains in its own folder, not a node of the new hash.
+/// and trains in its own folder, not a node of the new hash, the same bytes as that node.
 #[test]
 fn a_node_config_written_before_the_test_transform_rule_trains_in_its_own_folder() {
     let mut c = pretraining_only("mini-imagenet-conv4-protonet-5w5s.toml", 1);
@@ -377,6 +377,26 @@ fn a_node_config_written_before_the_test_transform_rule_trains_in_its_own_folder
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(folders, vec![old.hash()]);
+    // and it trains what the node of the new hash trains: a pad-crop node never reads the test
+    // transform (why it is not part of the node), so weights and momentum are byte-identical
+    let other = tempfile::tempdir().unwrap();
+    train_cell(&c, &paths(other.path()), &Device::Cpu, None).unwrap();
+    let load = |dir: &std::path::Path, hash: String| {
+        let file = dir.join(hash).join(fewshot::run_files::CHECKPOINT_LAST);
+        candle_core::safetensors::load(file, &Device::Cpu).unwrap()
+    };
+    let (a, b) = (
+        load(runs.path(), old.hash()),
+        load(other.path(), c.pretrain_node().unwrap().hash()),
+    );
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        if name == "train_state.json" {
+            continue; // it names the cell's hash
+        }
+        let bytes = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(bytes(t), bytes(&b[name]), "{name}");
+    }
 }
 
 /// Cells that differ only in head, shot, taps or episodic schedule start from one pre-training
