@@ -36,6 +36,14 @@ impl std::fmt::Display for DeviceSpec {
 
 #[cfg(feature = "train")]
 impl DeviceSpec {
+    /// The spelling of a device that `open` gave (the suite opens CPU and CUDA devices only).
+    pub fn of(device: &candle_core::Device) -> Self {
+        match device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => DeviceSpec::Cuda(gpu_id),
+            _ => DeviceSpec::Cpu,
+        }
+    }
+
     /// The candle device; a CUDA device needs a binary built with `--features cuda`.
     pub fn open(&self) -> Result<candle_core::Device> {
         match *self {

@@ -422,17 +422,20 @@ fn run_cell(args: &RunArgs, train_only: bool) -> fewshot::Result<()> {
         );
         return Ok(());
     }
-    let name = args.device.to_string();
-    let t = std::time::Instant::now();
+    // the trainer adds the train phase's time at each commit (a killed process keeps what it did)
     fewshot::train::trainer::train_cell(&cell, &paths, &device, None)?;
-    record_phase(&dir, Phase::Train, &name, t.elapsed().as_secs_f64())?;
     if train_only {
         return Ok(());
     }
     use fewshot::eval::cell_eval::{eval_cell_on, Episodes, Weights};
     let t = std::time::Instant::now();
     let s = eval_cell_on(&cell, &paths, &device, &Weights::BestOfRun, Episodes::Test)?;
-    record_phase(&dir, Phase::Eval, &name, t.elapsed().as_secs_f64())?;
+    record_phase(
+        &dir,
+        Phase::Eval,
+        &args.device.to_string(),
+        t.elapsed().as_secs_f64(),
+    )?;
     println!(
         "{} {} {}-shot: {:.2} ± {:.2} % over {} episodes",
         s.dataset,

@@ -124,6 +124,7 @@ pub fn train_cell(
     }
     // a kill between the checkpoint's rename and the copy's leaves state.json an epoch behind
     write_json(&run.dir.join(files::STATE), &run.state)?;
+    run.record_time()?;
     let steps = run.state.global_step - first_step;
     let per_step = if steps > 0 {
         started.elapsed().as_secs_f64() / steps as f64
@@ -155,6 +156,9 @@ struct Run<'a> {
     /// Global class index of each training class (the absolute loss's labels).
     class_of: HashMap<String, u32>,
     train_transform: Transform,
+    /// Since when the wall time not yet added to `phases.json` runs (each commit adds it, so a
+    /// killed process loses at most the time since its last commit).
+    unrecorded_since: std::cell::Cell<Instant>,
 }
 
 impl<'a> Run<'a> {
@@ -166,6 +170,7 @@ impl<'a> Run<'a> {
         device: &'a Device,
         epochs_before: usize,
     ) -> Result<Self> {
+        let opened = Instant::now();
         let data = CellData::open(cell, paths)?;
         let dir = paths.run_dir(cell);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -211,6 +216,7 @@ impl<'a> Run<'a> {
             epochs_this_run: epochs_before,
             class_of,
             train_transform: transforms(cell).1,
+            unrecorded_since: std::cell::Cell::new(opened),
         })
     }
 
@@ -276,11 +282,27 @@ impl<'a> Run<'a> {
         checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))
     }
 
-    /// Weights, momentum and state as one rename, then the state's copy.
+    /// Weights, momentum and state as one rename, then the state's copy and the training time
+    /// since the last commit (`phases.json`).
     fn commit(&self) -> Result<()> {
         let last = self.dir.join(files::CHECKPOINT_LAST);
         checkpoint::save(&last, &self.model, Some(&self.sgd), Some(&self.state))?;
-        write_json(&self.dir.join(files::STATE), &self.state)
+        write_json(&self.dir.join(files::STATE), &self.state)?;
+        self.record_time()
+    }
+
+    /// Adds the wall time since the last record to this folder's train phase: the time of a node's
+    /// epochs goes to the node's folder, whichever process trained them.
+    fn record_time(&self) -> Result<()> {
+        let now = Instant::now();
+        let seconds = (now - self.unrecorded_since.replace(now)).as_secs_f64();
+        let device = crate::device::DeviceSpec::of(self.device).to_string();
+        crate::run_folders::record_phase(
+            &self.dir,
+            crate::run_folders::Phase::Train,
+            &device,
+            seconds,
+        )
     }
 
     /// Backward through `loss`, clipping, one SGD step at `lr`.

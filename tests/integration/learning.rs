@@ -219,7 +219,8 @@ fn end_state(dir: &std::path::Path) -> (Vec<u8>, Option<Vec<u8>>, Vec<serde_json
 /// A real `fewshot train` process killed at instants spread over its run (each restart killed 25 %
 /// later than the one before, from 0.05 s on, until one ends by itself) ends where a run never
 /// killed ends: the node's and the cell's last checkpoints (weights, statistics, momentum, state),
-/// the best checkpoint and the log's epochs, byte for byte; no pending best checkpoint is left.
+/// the best checkpoint and the log's epochs, byte for byte; no pending best checkpoint is left, and
+/// `phases.json` holds the killed processes' training time.
 /// Kills land in steps, in validation, between a log line and its commit, between a commit and the
 /// best checkpoint's publication.
 #[test]
@@ -270,6 +271,28 @@ fn a_real_process_killed_at_many_instants_resumes_bit_identically() {
             })
             .count();
         assert_eq!(pending, 0, "{hash}: a pending best checkpoint is left");
+        // each commit adds its time to phases.json, so killed processes keep what they trained
+        let logged = |dir: &std::path::Path| -> f64 {
+            let log = fewshot::train_log::lines(&dir.join(fewshot::run_files::TRAIN_LOG));
+            log.unwrap()
+                .iter()
+                .map(|l| l["seconds"].as_f64().unwrap())
+                .sum()
+        };
+        let recorded = |dir: &std::path::Path| {
+            let p = fewshot::run_folders::phases(dir).expect("phases.json");
+            assert_eq!(p.device, "cpu");
+            p.train_seconds.unwrap()
+        };
+        assert!(
+            recorded(&a) >= logged(&a),
+            "{hash}: phases.json misses logged time"
+        );
+        // (a kill between a commit and its record loses that epoch's time: at most a few epochs)
+        assert!(
+            recorded(&b) >= 0.5 * logged(&b),
+            "{hash}: killed runs' time not recorded"
+        );
     }
     println!("kills with (node, cell) log lines at {killed_at:?}");
 }
