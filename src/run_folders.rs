@@ -186,18 +186,16 @@ pub enum Phase {
 
 /// Records `seconds` of `phase` on `device` in the run folder's `phases.json` (written atomically).
 pub fn record_phase(dir: &Path, phase: Phase, device: &str, seconds: f64) -> Result<()> {
-    let path = dir.join(files::PHASES);
-    let mut phases: PhaseTimes = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    phases.device = device.to_string();
+    let mut recorded: PhaseTimes = phases(dir).unwrap_or_default();
+    recorded.device = device.to_string();
     match phase {
-        Phase::Train => phases.train_seconds = Some(phases.train_seconds.unwrap_or(0.0) + seconds),
-        Phase::Eval => phases.eval_seconds = Some(seconds),
+        Phase::Train => {
+            recorded.train_seconds = Some(recorded.train_seconds.unwrap_or(0.0) + seconds)
+        }
+        Phase::Eval => recorded.eval_seconds = Some(seconds),
     }
-    phases.peak_rss_bytes = phases.peak_rss_bytes.max(peak_rss_bytes());
-    crate::atomic_write::write_json(&path, &phases)
+    recorded.peak_rss_bytes = recorded.peak_rss_bytes.max(peak_rss_bytes());
+    crate::atomic_write::write_json(&dir.join(files::PHASES), &recorded)
 }
 
 /// This process's peak resident memory so far (`VmHWM` in `/proc/self/status`), or `None` where
@@ -209,12 +207,8 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The phase times recorded in `dir`, if any.
-pub fn phases(dir: &Path) -> Option<PhaseTimes> {
-    std::fs::read_to_string(dir.join(files::PHASES))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-}
+/// The phase times recorded in a run folder, if any.
+pub use crate::report::run_results::read_phases as phases;
 
 /// Hashes of every cell some plan produces: each profile of each experiment, and each CI gate.
 pub fn planned_hashes(manifests: &Path) -> Result<BTreeSet<String>> {

@@ -503,6 +503,7 @@ mod tests {
                 })
                 .collect(),
             phases: None,
+            node: None,
             train_commits: vec![],
             train_cpus: vec![],
         }

@@ -2,7 +2,7 @@
 //! flag, the `fewshot` binary's version and features, device and driver, profile, the experiment and
 //! reference files' hashes; per cell: config hash, dataset fingerprint, episode-file hash, seed,
 //! checkpoint, thread count, every commit it was trained under (its pre-training node's included),
-//! the commit that evaluated it, and wall time per phase.
+//! the commit that evaluated it, and wall time per phase (its shared pre-training node's apart).
 
 use std::path::Path;
 
@@ -80,6 +80,18 @@ pub struct CellProvenance {
     pub evaluated_at_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluated_on_cpu: Option<String>,
+    /// Its own phases' wall time: its episodic stage and its test evaluation.
+    pub phases: Option<PhaseTimes>,
+    /// The shared pre-training node it started from, with the node's wall time (spent once for all
+    /// the cells that name it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrain_node: Option<NodeProvenance>,
+}
+
+/// A cell's shared pre-training node: its config hash and phase times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeProvenance {
+    pub config_hash: String,
     pub phases: Option<PhaseTimes>,
 }
 
@@ -126,5 +138,9 @@ pub fn cell_provenance(r: &CellResult) -> CellProvenance {
         evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
         evaluated_on_cpu: e.and_then(|e| e.cpu.clone()),
         phases: r.phases.clone(),
+        pretrain_node: r.node.as_ref().map(|(hash, phases)| NodeProvenance {
+            config_hash: hash.clone(),
+            phases: phases.clone(),
+        }),
     }
 }

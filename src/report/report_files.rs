@@ -182,6 +182,7 @@ mod tests {
                         Vec::new()
                     },
                     phases: None,
+                    node: None,
                     train_commits: vec![],
                     train_cpus: vec![],
                 }

@@ -60,12 +60,21 @@ pub struct CellResult {
     pub episodes: Option<Vec<EpisodeAccuracy>>,
     pub epochs: Vec<EpochRecord>,
     pub phases: Option<PhaseTimes>,
+    /// Its shared pre-training node's hash and phase times, where it names one.
+    pub node: Option<(String, Option<PhaseTimes>)>,
     /// Every commit a binary that trained this cell was built from, in order: its pre-training
     /// node's epochs first, then its own (a run resumed under another build lists both).
     pub train_commits: Vec<String>,
     /// Every processor that trained it on the CPU, node first, in order of first appearance (absent
     /// from logs written before 2026-12-07).
     pub train_cpus: Vec<String>,
+}
+
+/// The phase times a run folder's `phases.json` records, if any.
+pub fn read_phases(run_dir: &Path) -> Option<PhaseTimes> {
+    std::fs::read_to_string(run_dir.join(crate::run_files::PHASES))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
 }
 
 pub fn read_eval(run_dir: &Path) -> Result<Option<EvalRecord>> {
@@ -120,9 +129,7 @@ impl CellResult {
         } else {
             None
         };
-        let phases = std::fs::read_to_string(dir.join(crate::run_files::PHASES))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let phases = read_phases(&dir);
         let status = match (failed_log, &eval) {
             (Some(log), _) => CellStatus::Failed {
                 log: log.to_path_buf(),
@@ -130,13 +137,17 @@ impl CellResult {
             (None, Some(_)) => CellStatus::Done,
             (None, None) => CellStatus::NotRun,
         };
-        let node = planned.cell.pretrain_node().map(|n| runs.join(n.hash()));
+        let node_hash = planned.cell.pretrain_node().map(|n| n.hash());
+        let node = node_hash.as_ref().map(|h| runs.join(h));
         let trained_in: Vec<&Path> = node
             .iter()
             .map(|n| n.as_path())
             .chain([dir.as_path()])
             .collect();
         Ok(Self {
+            node: node_hash
+                .zip(node.as_ref())
+                .map(|(h, d)| (h, read_phases(d))),
             planned: planned.clone(),
             epochs: read_train_log(&dir)?,
             train_commits: read_train_values(&trained_in, "commit")?,

@@ -10,6 +10,7 @@ mod evaluation_routes;
 mod fetch;
 mod fixture_archives;
 mod heads;
+mod killed_processes;
 mod learning;
 mod loopback_server;
 mod pixels;

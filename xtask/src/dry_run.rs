@@ -1,14 +1,26 @@
 //! `reproduce --dry-run`: the plan as a table — each pre-training node and cell, whether it is cached,
-//! resumes, is new or stale, and its estimated cost from recorded step times (`step_costs`).
+//! resumes, is new or stale, and its estimated cost from recorded step times (`step_costs`), else from
+//! what the profile's committed report recorded for that very cell (marked `*`).
 
 use fewshot::run_folders::{cache_state, CacheState};
 
 use crate::reproduce::Plan;
-use crate::step_costs::{estimate_seconds, human, step_history};
+use crate::step_costs::{estimate_seconds, human, step_history, ReportTimes};
 
 pub fn print(plan: &Plan) {
     let (runs, device) = (&plan.runs, &plan.device);
     let history = step_history(runs);
+    let report = ReportTimes::read(&plan.reports);
+    let mut from_report = false;
+    // this machine's step times first, else the committed report's time for the same config
+    let mut estimate_of = |cell: &fewshot::manifest::cell::CellConfig| -> Option<(f64, &str)> {
+        if let Some(s) = estimate_seconds(&history, cell, device) {
+            return Some((s, ""));
+        }
+        let s = report.get(&cell.hash())?;
+        from_report = true;
+        Some((s, " *"))
+    };
     if !plan.nodes.is_empty() {
         println!(
             "\n| pre-training node | cell | shared by | state | estimate |\n|---|---|---|---|---|"
@@ -18,13 +30,13 @@ pub fn print(plan: &Plan) {
     for (node, users) in &plan.nodes {
         let dir = runs.join(node.hash());
         let (state, estimate) = if fewshot::run_folders::pretrain_done(&dir) {
-            ("cached", Some(0.0))
+            ("cached", Some((0.0, "")))
         } else if dir.join(fewshot::run_files::CHECKPOINT_LAST).is_file() {
-            ("resumes", estimate_seconds(&history, node, device))
+            ("resumes", estimate_of(node))
         } else {
-            ("new", estimate_seconds(&history, node, device))
+            ("new", estimate_of(node))
         };
-        total = total.zip(estimate).map(|(t, e)| t + e);
+        total = total.zip(estimate).map(|(t, (e, _))| t + e);
         let users: Vec<String> = users.iter().map(|k| format!("#{}", k + 1)).collect();
         println!(
             "| {}/{} {} epochs | {} | {} | {state} | {} |",
@@ -33,7 +45,7 @@ pub fn print(plan: &Plan) {
             node.train.pretrain.as_ref().map_or(0, |p| p.epochs),
             node.hash(),
             users.join(" "),
-            estimate.map(human).unwrap_or_else(|| "unknown".into())
+            shown(estimate)
         );
     }
     println!("\n| # | group | method | dataset | shot | seed | cell | state | estimate |\n|---|---|---|---|---|---|---|---|---|");
@@ -50,11 +62,11 @@ pub fn print(plan: &Plan) {
             (None, CacheState::Stale(why)) => format!("stale ({why})"),
         };
         let estimate = if state == "cached" || shared.is_some() {
-            Some(0.0)
+            Some((0.0, ""))
         } else {
-            estimate_seconds(&history, &c.cell, device)
+            estimate_of(&c.cell)
         };
-        total = total.zip(estimate).map(|(t, e)| t + e);
+        total = total.zip(estimate).map(|(t, (e, _))| t + e);
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {state} | {} |",
             k + 1,
@@ -64,11 +76,25 @@ pub fn print(plan: &Plan) {
             c.shot,
             c.seed,
             c.cell.hash(),
-            estimate.map(human).unwrap_or_else(|| "unknown".into())
+            shown(estimate)
+        );
+    }
+    if from_report {
+        println!(
+            "\n* no finished run of its kind here: the time the committed report recorded for this very config, {}",
+            report.source
         );
     }
     match total {
-        Some(t) => println!("\nestimated total: {} (from recorded step times of finished cells with the same backbone, head, image size, shot and device)", human(t)),
+        Some(t) => println!("\nestimated total: {} (from recorded step times of finished cells with the same backbone, head, image size, shot and device, else the report's)", human(t)),
         None => println!("\nestimated total: unknown (some cells have no finished run with the same backbone, head, image size, shot and device to time them by)"),
     }
+}
+
+/// An estimate as the table shows it.
+fn shown(estimate: Option<(f64, &str)>) -> String {
+    estimate.map_or_else(
+        || "unknown".into(),
+        |(s, mark)| format!("{}{mark}", human(s)),
+    )
 }

@@ -1,6 +1,8 @@
 //! Cost estimates for `reproduce --dry-run`: seconds per training step and per test episode, read
 //! from the `phases.json` of finished run folders and keyed by (backbone, head, image size, shot,
-//! device); a pre-training node is timed by its batches, a cell by its own episodes.
+//! device); a pre-training node is timed by its batches, a cell by its own episodes. Where this
+//! clone has no such run, the committed report of the profile (`provenance.json`) says what exactly
+//! that cell or node took where the report was made ([`ReportTimes`]).
 
 use std::path::Path;
 
@@ -50,10 +52,7 @@ pub fn step_history(runs: &Path) -> Vec<StepRecord> {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        let phases: Option<PhaseTimes> =
-            std::fs::read_to_string(dir.join(fewshot::run_files::PHASES))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
+        let phases: Option<PhaseTimes> = fewshot::run_folders::phases(&dir);
         let cell = std::fs::read_to_string(dir.join(fewshot::run_files::CELL))
             .ok()
             .and_then(|t| CellConfig::from_toml(&t).ok());
@@ -74,6 +73,60 @@ pub fn step_history(runs: &Path) -> Vec<StepRecord> {
         }
     }
     out
+}
+
+/// The wall time a committed report recorded for each cell and pre-training node it ran, by config
+/// hash (a cell: its episodic training and test evaluation; a node: its pre-training), and where
+/// that was measured.
+#[derive(Debug, Default)]
+pub struct ReportTimes {
+    seconds: std::collections::BTreeMap<String, f64>,
+    /// The report's file and the processor (or device) its cells ran on.
+    pub source: String,
+}
+
+impl ReportTimes {
+    /// Reads `provenance.json` in the report folder `reports` (empty when there is none).
+    pub fn read(reports: &Path) -> Self {
+        let path = reports.join("provenance.json");
+        let Some(p) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        else {
+            return Self::default();
+        };
+        let mut seconds = std::collections::BTreeMap::new();
+        let cells = p["cells"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for c in cells {
+            let (train, eval) = (&c["phases"]["train_seconds"], &c["phases"]["eval_seconds"]);
+            if let (Some(h), Some(t), Some(e)) =
+                (c["config_hash"].as_str(), train.as_f64(), eval.as_f64())
+            {
+                seconds.insert(h.to_string(), t + e);
+            }
+            let node = &c["pretrain_node"];
+            if let (Some(h), Some(t)) = (
+                node["config_hash"].as_str(),
+                node["phases"]["train_seconds"].as_f64(),
+            ) {
+                seconds.insert(h.to_string(), t);
+            }
+        }
+        let machine = cells
+            .iter()
+            .find_map(|c| c["trained_on_cpus"][0].as_str())
+            .or(p["build"]["device"].as_str())
+            .unwrap_or("an unrecorded machine");
+        Self {
+            seconds,
+            source: format!("{} (measured on {machine})", path.display()),
+        }
+    }
+
+    /// What the report recorded for the cell or node with this config hash.
+    pub fn get(&self, hash: &str) -> Option<f64> {
+        self.seconds.get(hash).copied()
+    }
 }
 
 pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
@@ -135,5 +188,36 @@ mod tests {
         assert_eq!(human(90.0), "90 s");
         assert_eq!(human(5400.0), "90.0 min");
         assert_eq!(human(36000.0), "10.0 h");
+    }
+
+    #[test]
+    fn a_committed_report_times_its_own_cells_and_their_node_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ReportTimes::read(dir.path()).get("any").is_none(),
+            "no report, no times"
+        );
+        let provenance = serde_json::json!({
+            "build": {"device": "cpu"},
+            "cells": [
+                {"config_hash": "c1", "trained_on_cpus": ["AMD EPYC (avx2 fma)"],
+                 "phases": {"train_seconds": 100.0, "eval_seconds": 20.0, "device": "cpu"},
+                 "pretrain_node": {"config_hash": "n1",
+                                   "phases": {"train_seconds": 900.0, "eval_seconds": null, "device": "cpu"}}},
+                {"config_hash": "c2", "phases": {"train_seconds": 50.0, "eval_seconds": null, "device": "cpu"}},
+                {"config_hash": "c3", "phases": null}
+            ]
+        });
+        std::fs::write(dir.path().join("provenance.json"), provenance.to_string()).unwrap();
+        let times = ReportTimes::read(dir.path());
+        assert_eq!(times.get("c1"), Some(120.0), "training and evaluation");
+        assert_eq!(times.get("n1"), Some(900.0), "the node's pre-training");
+        assert_eq!(times.get("c2"), None, "not evaluated: no whole time");
+        assert_eq!(times.get("c3"), None);
+        assert!(
+            times.source.ends_with("(measured on AMD EPYC (avx2 fma))"),
+            "{}",
+            times.source
+        );
     }
 }
