@@ -1,6 +1,7 @@
 //! The files of a run folder (`runs/<cell hash>/`): the one place their names are spelled. Training
 //! writes the first five, evaluation the episodes and summary (with a suffix for the other
-//! evaluations: [`episodes`], [`eval`]), `fewshot cell` the phases and the lock, `reproduce` the log.
+//! evaluations: [`episodes`], [`eval`]), the trainer and `fewshot cell` the phases (training time at
+//! each commit, evaluation time after it), `fewshot cell` the lock, `reproduce` the log.
 //! A leaf module: training, evaluation, reports, `run_folders` and xtask all name these files.
 
 /// The cell's config as it ran.

@@ -80,7 +80,8 @@ pub struct CellProvenance {
     pub evaluated_at_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluated_on_cpu: Option<String>,
-    /// Its own phases' wall time: its episodic stage and its test evaluation.
+    /// Its phases' wall time: its episodic stage and its test evaluation (`PhaseTimes` says what
+    /// older folders counted).
     pub phases: Option<PhaseTimes>,
     /// The shared pre-training node it started from, with the node's wall time (spent once for all
     /// the cells that name it).

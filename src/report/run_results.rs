@@ -1,6 +1,7 @@
 //! What a report reads back from a cell's run folder `runs/<cell-hash>/`: the evaluation summary
 //! (`eval.json`), the per-episode accuracies and losses (`episodes.jsonl`), the training log (`train-log.jsonl`)
-//! and the phase times `reproduce` records (`phases.json`). Plain serde mirrors of what the `fewshot`
+//! and the phase times (`phases.json`: the trainer adds each commit's training time, `fewshot cell` the
+//! test evaluation's). Plain serde mirrors of what the `fewshot`
 //! binary writes, so reports need no deep-learning code.
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,9 @@ pub struct EpochRecord {
     pub commit: Option<String>,
 }
 
-/// Wall time of each phase of a cell, in seconds, as `reproduce` measured it.
+/// Wall time of each phase of a run folder, in seconds: its own training (from 134ae47 added at each
+/// commit; before, one `fewshot cell` process's whole training call, a node it trained inline included)
+/// and its last test evaluation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseTimes {
     pub train_seconds: Option<f64>,

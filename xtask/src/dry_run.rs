@@ -5,21 +5,20 @@
 use fewshot::run_folders::{cache_state, CacheState};
 
 use crate::reproduce::Plan;
-use crate::step_costs::{estimate_seconds, human, step_history, ReportTimes};
+use crate::step_costs::{estimate_remaining, human, step_history, steps_done, ReportTimes};
 
 pub fn print(plan: &Plan) {
     let (runs, device) = (&plan.runs, &plan.device);
     let history = step_history(runs);
     let report = ReportTimes::read(&plan.reports);
     let mut from_report = false;
-    // this machine's step times first, else the committed report's time for the same config
+    // this machine's step times first, else the committed report's time for the same config; a
+    // resume needs only the steps its folder has not committed
     let mut estimate_of = |cell: &fewshot::manifest::cell::CellConfig| -> Option<(f64, &str)> {
-        if let Some(s) = estimate_seconds(&history, cell, device) {
-            return Some((s, ""));
-        }
-        let s = report.get(&cell.hash())?;
-        from_report = true;
-        Some((s, " *"))
+        let done = steps_done(cell, &runs.join(cell.hash()));
+        let (seconds, reported) = estimate_remaining(&history, &report, cell, device, done)?;
+        from_report |= reported;
+        Some((seconds, if reported { " *" } else { "" }))
     };
     if !plan.nodes.is_empty() {
         println!(
@@ -87,7 +86,7 @@ pub fn print(plan: &Plan) {
     }
     match total {
         Some(t) => println!("\nestimated total: {} (from recorded step times of finished cells with the same backbone, head, image size, shot and device, else the report's)", human(t)),
-        None => println!("\nestimated total: unknown (some cells have no finished run with the same backbone, head, image size, shot and device to time them by)"),
+        None => println!("\nestimated total: unknown (some cells have no finished run here with the same backbone, head, image size, shot and device to time them by, nor a time in the profile's committed report)"),
     }
 }
 

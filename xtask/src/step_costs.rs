@@ -45,6 +45,21 @@ pub fn steps_of(cell: &CellConfig) -> f64 {
     (t.epochs * t.episodes_per_epoch + pre) as f64
 }
 
+/// Of [`steps_of`], the steps the run folder `dir` has committed (its `state.json`; 0 without one).
+pub fn steps_done(cell: &CellConfig, dir: &Path) -> f64 {
+    let state = std::fs::read_to_string(dir.join(fewshot::run_files::STATE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(state) = state else { return 0.0 };
+    let epochs = |key: &str| state[key].as_u64().unwrap_or(0) as usize;
+    let t = &cell.train;
+    let pre = match (&t.pretrain, cell.is_pretrain_node()) {
+        (Some(p), true) => epochs("pretrain_epochs_done") * p.batches_per_epoch,
+        _ => 0,
+    };
+    (epochs("epochs_done") * t.episodes_per_epoch + pre) as f64
+}
+
 pub fn step_history(runs: &Path) -> Vec<StepRecord> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(runs) else {
@@ -80,7 +95,8 @@ pub fn step_history(runs: &Path) -> Vec<StepRecord> {
 /// that was measured.
 #[derive(Debug, Default)]
 pub struct ReportTimes {
-    seconds: std::collections::BTreeMap<String, f64>,
+    /// Training and test-evaluation seconds (a node: 0 for evaluation).
+    seconds: std::collections::BTreeMap<String, (f64, f64)>,
     /// The report's file and the processor (or device) its cells ran on.
     pub source: String,
 }
@@ -102,14 +118,14 @@ impl ReportTimes {
             if let (Some(h), Some(t), Some(e)) =
                 (c["config_hash"].as_str(), train.as_f64(), eval.as_f64())
             {
-                seconds.insert(h.to_string(), t + e);
+                seconds.insert(h.to_string(), (t, e));
             }
             let node = &c["pretrain_node"];
             if let (Some(h), Some(t)) = (
                 node["config_hash"].as_str(),
                 node["phases"]["train_seconds"].as_f64(),
             ) {
-                seconds.insert(h.to_string(), t);
+                seconds.insert(h.to_string(), (t, 0.0));
             }
         }
         let machine = cells
@@ -123,16 +139,41 @@ impl ReportTimes {
         }
     }
 
-    /// What the report recorded for the cell or node with this config hash.
-    pub fn get(&self, hash: &str) -> Option<f64> {
+    /// What the report recorded for the cell or node with this config hash: (training, evaluation).
+    pub fn get(&self, hash: &str) -> Option<(f64, f64)> {
         self.seconds.get(hash).copied()
     }
 }
 
-pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
+/// The time `cell` still needs with `done` of its training steps committed: from this machine's step
+/// times, else from what `report` recorded for the same config (then `true`).
+pub fn estimate_remaining(
+    history: &[StepRecord],
+    report: &ReportTimes,
+    cell: &CellConfig,
+    device: &str,
+    done: f64,
+) -> Option<(f64, bool)> {
+    let (steps, episodes) = (steps_of(cell), cell.eval.test_episodes as f64);
     let key = cost_key(cell, device);
-    let r = history.iter().find(|r| r.key == key)?;
-    Some(r.per_step * steps_of(cell) + r.per_episode * cell.eval.test_episodes as f64)
+    if let Some(r) = history.iter().find(|r| r.key == key) {
+        return Some((
+            r.per_step * (steps - done).max(0.0) + r.per_episode * episodes,
+            false,
+        ));
+    }
+    let (train, eval) = report.get(&cell.hash())?;
+    let left = if steps > 0.0 {
+        (1.0 - done / steps).max(0.0)
+    } else {
+        0.0
+    };
+    Some((train * left + eval, true))
+}
+
+pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
+    let none = ReportTimes::default();
+    estimate_remaining(history, &none, cell, device, 0.0).map(|(seconds, _)| seconds)
 }
 
 /// The largest peak memory a finished run of the cell's kind recorded, in bytes.
@@ -185,6 +226,26 @@ mod tests {
         );
         assert_eq!(estimate_peak_bytes(&history, cosine_1, "cpu"), None);
         assert_eq!(estimate_seconds(&history, protonet_1, "cuda:0"), None);
+        // a resume: 4 of 10 episodic epochs committed, from this machine's step times, else from
+        // the committed report's time for this very config
+        let dir = tempfile::tempdir().unwrap();
+        let state =
+            serde_json::json!({"pretrain_epochs_done": 0, "epochs_done": 4, "global_step": 800});
+        std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
+        let done = steps_done(protonet_1, dir.path());
+        assert_eq!(done, 800.0);
+        let none = ReportTimes::default();
+        assert_eq!(
+            estimate_remaining(&history, &none, protonet_1, "cpu", done),
+            Some((0.5 * 1200.0 + 0.02 * 2000.0, false))
+        );
+        let mut report = ReportTimes::default();
+        report.seconds.insert(protonet_1.hash(), (1000.0, 30.0));
+        assert_eq!(
+            estimate_remaining(&[], &report, protonet_1, "cpu", done),
+            Some((600.0 + 30.0, true))
+        );
+        assert_eq!(estimate_remaining(&[], &report, cosine_1, "cpu", 0.0), None);
         assert_eq!(human(90.0), "90 s");
         assert_eq!(human(5400.0), "90.0 min");
         assert_eq!(human(36000.0), "10.0 h");
@@ -210,8 +271,16 @@ mod tests {
         });
         std::fs::write(dir.path().join("provenance.json"), provenance.to_string()).unwrap();
         let times = ReportTimes::read(dir.path());
-        assert_eq!(times.get("c1"), Some(120.0), "training and evaluation");
-        assert_eq!(times.get("n1"), Some(900.0), "the node's pre-training");
+        assert_eq!(
+            times.get("c1"),
+            Some((100.0, 20.0)),
+            "training and evaluation"
+        );
+        assert_eq!(
+            times.get("n1"),
+            Some((900.0, 0.0)),
+            "the node's pre-training"
+        );
         assert_eq!(times.get("c2"), None, "not evaluated: no whole time");
         assert_eq!(times.get("c3"), None);
         assert!(
