@@ -193,6 +193,7 @@ pub fn eval_cell_on(
         threads: Some(crate::threads::pin_thread_count()),
         cpu: crate::threads::cpu_of(device).map(str::to_string),
         git_commit: crate::git_state::git_commit(&paths.manifests),
+        build_commit: Some(crate::git_state::BUILD_COMMIT.to_string()),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_episode_accuracies(&dir.join(crate::run_files::episodes(&suffix)), &records)?;

@@ -77,6 +77,8 @@ pub struct CellProvenance {
     /// rounding of CPU training depends on the processor's vector extensions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trained_on_cpus: Vec<String>,
+    /// The commit of the build that evaluated it (for summaries written before 2026-12-08: the
+    /// commit checked out where it was evaluated).
     pub evaluated_at_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluated_on_cpu: Option<String>,
@@ -136,7 +138,9 @@ pub fn cell_provenance(r: &CellResult) -> CellProvenance {
         threads: e.and_then(|e| e.threads),
         trained_at_commits: r.train_commits.clone(),
         trained_on_cpus: r.train_cpus.clone(),
-        evaluated_at_commit: e.and_then(|e| e.git_commit.clone()),
+        // the build that evaluated; summaries written before it was recorded name their checkout
+        evaluated_at_commit: e
+            .and_then(|e| e.build_commit.clone().or_else(|| e.git_commit.clone())),
         evaluated_on_cpu: e.and_then(|e| e.cpu.clone()),
         phases: r.phases.clone(),
         pretrain_node: r.node.as_ref().map(|(hash, phases)| NodeProvenance {

@@ -166,7 +166,8 @@ mod tests {
                         device: "cpu".into(),
                         threads: Some(2),
                         cpu: None,
-                        git_commit: None,
+                        git_commit: Some("checkout".into()),
+                        build_commit: (p.method == "lwfm-spm").then(|| "build".into()),
                     }),
                     episodes: done.then_some(episodes),
                     epochs: if done {
@@ -182,7 +183,7 @@ mod tests {
                         Vec::new()
                     },
                     phases: None,
-                    node: None,
+                    node: done.then(|| ("node".into(), None)),
                     train_commits: vec![],
                     train_cpus: vec![],
                 }
@@ -249,6 +250,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(prov["cells"].as_array().unwrap().len(), 10);
+        // the build that evaluated where its summary names one, else its checkout; the node named
+        let cell = |m: &str| {
+            let cells = prov["cells"].as_array().unwrap();
+            cells
+                .iter()
+                .find(|c| c["method"] == m && c["status"] == "done")
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(cell("lwfm-spm")["evaluated_at_commit"], "build");
+        assert_eq!(cell("protonet")["evaluated_at_commit"], "checkout");
+        assert_eq!(cell("protonet")["pretrain_node"]["config_hash"], "node");
         if out.figures_skipped.is_none() {
             assert!(dir.path().join("figures/accuracy-controlled.svg").is_file());
             assert!(dir.path().join("figures/accuracy-controlled.png").is_file());
