@@ -1,8 +1,8 @@
 //! What a report reads back from a cell's run folder `runs/<cell-hash>/`: the evaluation summary
 //! (`eval.json`), the per-episode accuracies and losses (`episodes.jsonl`), the training log (`train-log.jsonl`)
 //! and the phase times (`phases.json`: the trainer adds each commit's training time, `fewshot cell` the
-//! test evaluation's). Plain serde mirrors of what the `fewshot`
-//! binary writes, so reports need no deep-learning code.
+//! test evaluation's). Plain serde mirrors of what the `fewshot` binary writes, so reports need no
+//! deep-learning code.
 
 use std::path::{Path, PathBuf};
 
