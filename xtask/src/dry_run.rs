@@ -13,9 +13,14 @@ pub fn print(plan: &Plan) {
     let report = ReportTimes::read(&plan.reports);
     let mut from_report = false;
     // this machine's step times first, else the committed report's time for the same config; a
-    // resume needs only the steps its folder has not committed
-    let mut estimate_of = |cell: &fewshot::manifest::cell::CellConfig| -> Option<(f64, &str)> {
-        let done = steps_done(cell, &runs.join(cell.hash()));
+    // resume needs only the steps its folder has not committed (a stale folder is moved aside and
+    // its cell recomputed whole)
+    let mut estimate_of = |cell: &fewshot::manifest::cell::CellConfig, resumes: bool| {
+        let done = if resumes {
+            steps_done(cell, &runs.join(cell.hash()))
+        } else {
+            0.0
+        };
         let (seconds, reported) = estimate_remaining(&history, &report, cell, device, done)?;
         from_report |= reported;
         Some((seconds, if reported { " *" } else { "" }))
@@ -31,9 +36,9 @@ pub fn print(plan: &Plan) {
         let (state, estimate) = if fewshot::run_folders::pretrain_done(&dir) {
             ("cached", Some((0.0, "")))
         } else if dir.join(fewshot::run_files::CHECKPOINT_LAST).is_file() {
-            ("resumes", estimate_of(node))
+            ("resumes", estimate_of(node, true))
         } else {
-            ("new", estimate_of(node))
+            ("new", estimate_of(node, false))
         };
         total = total.zip(estimate).map(|(t, (e, _))| t + e);
         let users: Vec<String> = users.iter().map(|k| format!("#{}", k + 1)).collect();
@@ -63,7 +68,7 @@ pub fn print(plan: &Plan) {
         let estimate = if state == "cached" || shared.is_some() {
             Some((0.0, ""))
         } else {
-            estimate_of(&c.cell)
+            estimate_of(&c.cell, state == "resumes")
         };
         total = total.zip(estimate).map(|(t, (e, _))| t + e);
         println!(
