@@ -116,7 +116,7 @@ pub fn pretrain_done(dir: &Path) -> bool {
 }
 
 /// A run folder's `state.json` as plain JSON (readable without the learning code), if it has one.
-fn read_state(dir: &Path) -> Option<serde_json::Value> {
+pub fn read_state(dir: &Path) -> Option<serde_json::Value> {
     std::fs::read(dir.join(files::STATE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

@@ -197,9 +197,10 @@ impl CellConfig {
     /// cached by its hash): everything that shapes the pre-trained backbone — data, seed, backbone
     /// kind and ops, weights, the `train.pretrain` recipe, the optimiser's settings and the
     /// augmentation — and nothing that does not (head, shot, taps, the episodic schedule, the test
-    /// transform), so the heads and shots of one backbone share one pre-training. Its classifier `fc` reads the
-    /// backbone's last block pooled to `classifier_pool` (1: the global average, as the published
-    /// ResNet recipes; Conv-4's flatten the 5×5 map); the episodic cell takes `backbone.*` from it and starts its own `fc` from the seed. The node
+    /// transform), so the heads and shots of one backbone share one pre-training. Its classifier
+    /// `fc` reads the backbone's last block pooled to `classifier_pool` (1: the global average, as the
+    /// published ResNet recipes; Conv-4's flatten the 5×5 map); the episodic cell takes
+    /// `backbone.*` from it and starts its own `fc` from the seed. The node
     /// is its own node; None for a cell without `train.pretrain`.
     pub fn pretrain_node(&self) -> Option<CellConfig> {
         let pretrain = self.train.pretrain.clone()?;

@@ -47,10 +47,9 @@ pub fn steps_of(cell: &CellConfig) -> f64 {
 
 /// Of [`steps_of`], the steps the run folder `dir` has committed (its `state.json`; 0 without one).
 pub fn steps_done(cell: &CellConfig, dir: &Path) -> f64 {
-    let state = std::fs::read_to_string(dir.join(fewshot::run_files::STATE))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let Some(state) = state else { return 0.0 };
+    let Some(state) = fewshot::run_folders::read_state(dir) else {
+        return 0.0;
+    };
     let epochs = |key: &str| state[key].as_u64().unwrap_or(0) as usize;
     let t = &cell.train;
     let pre = match (&t.pretrain, cell.is_pretrain_node()) {
