@@ -6,13 +6,13 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::run_results::{CellResult, PhaseTimes};
 
 /// The machine and build a report was made with.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildInfo {
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
@@ -58,7 +58,7 @@ impl BuildInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellProvenance {
     pub group: String,
     pub method: String,
@@ -75,7 +75,7 @@ pub struct CellProvenance {
     pub trained_at_commits: Vec<String>,
     /// The processors that trained it on the CPU, in order (not recorded before 2026-12-07): the
     /// rounding of CPU training depends on the processor's vector extensions.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trained_on_cpus: Vec<String>,
     /// The commit of the build that evaluated it (for summaries written before 2026-12-08: the
     /// commit checked out where it was evaluated).
@@ -92,13 +92,13 @@ pub struct CellProvenance {
 }
 
 /// A cell's shared pre-training node: its config hash and phase times.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeProvenance {
     pub config_hash: String,
     pub phases: Option<PhaseTimes>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableProvenance {
     pub experiment: String,
     pub profile: String,
@@ -107,6 +107,13 @@ pub struct TableProvenance {
     pub build: BuildInfo,
     pub ci_formula: String,
     pub cells: Vec<CellProvenance>,
+}
+
+/// A report's `provenance.json` read back (None where there is none or it does not parse): what
+/// `reproduce --dry-run` takes a cell's recorded time from on a clone that has not trained it.
+pub fn read(path: &Path) -> Option<TableProvenance> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// SHA-256 of a file's bytes ("missing" when it cannot be read).

@@ -104,34 +104,28 @@ impl ReportTimes {
     /// Reads `provenance.json` in the report folder `reports` (empty when there is none).
     pub fn read(reports: &Path) -> Self {
         let path = reports.join("provenance.json");
-        let Some(p) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        else {
+        let Some(p) = fewshot::report::provenance::read(&path) else {
             return Self::default();
         };
         let mut seconds = std::collections::BTreeMap::new();
-        let cells = p["cells"].as_array().map(Vec::as_slice).unwrap_or_default();
-        for c in cells {
-            let (train, eval) = (&c["phases"]["train_seconds"], &c["phases"]["eval_seconds"]);
-            if let (Some(h), Some(t), Some(e)) =
-                (c["config_hash"].as_str(), train.as_f64(), eval.as_f64())
+        for c in &p.cells {
+            if let Some((t, e)) = c
+                .phases
+                .as_ref()
+                .and_then(|p| p.train_seconds.zip(p.eval_seconds))
             {
-                seconds.insert(h.to_string(), (t, e));
+                seconds.insert(c.config_hash.clone(), (t, e));
             }
-            let node = &c["pretrain_node"];
-            if let (Some(h), Some(t)) = (
-                node["config_hash"].as_str(),
-                node["phases"]["train_seconds"].as_f64(),
-            ) {
-                seconds.insert(h.to_string(), (t, 0.0));
+            let node = c.pretrain_node.as_ref();
+            if let Some((h, t)) =
+                node.and_then(|n| Some((&n.config_hash, n.phases.as_ref()?.train_seconds?)))
+            {
+                seconds.insert(h.clone(), (t, 0.0));
             }
         }
-        let machine = cells
-            .iter()
-            .find_map(|c| c["trained_on_cpus"][0].as_str())
-            .or(p["build"]["device"].as_str())
-            .unwrap_or("an unrecorded machine");
+        let machine = (p.cells.iter())
+            .find_map(|c| c.trained_on_cpus.first().cloned())
+            .unwrap_or(p.build.device);
         Self {
             seconds,
             source: format!("{} (measured on {machine})", path.display()),
@@ -257,17 +251,25 @@ mod tests {
             ReportTimes::read(dir.path()).get("any").is_none(),
             "no report, no times"
         );
-        let provenance = serde_json::json!({
-            "build": {"device": "cpu"},
-            "cells": [
-                {"config_hash": "c1", "trained_on_cpus": ["AMD EPYC (avx2 fma)"],
-                 "phases": {"train_seconds": 100.0, "eval_seconds": 20.0, "device": "cpu"},
-                 "pretrain_node": {"config_hash": "n1",
-                                   "phases": {"train_seconds": 900.0, "eval_seconds": null, "device": "cpu"}}},
-                {"config_hash": "c2", "phases": {"train_seconds": 50.0, "eval_seconds": null, "device": "cpu"}},
-                {"config_hash": "c3", "phases": null}
-            ]
-        });
+        // the committed cpu-conv4 report (written before nodes and build commits were recorded)
+        // reads, and with three of its cells changed: one with a node, one not evaluated, one empty
+        let committed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../reports/cpu-conv4/provenance.json");
+        assert!(fewshot::report::provenance::read(&committed).is_some());
+        let text = std::fs::read_to_string(&committed).unwrap();
+        let mut provenance: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cells = provenance["cells"].as_array_mut().unwrap();
+        cells[0]["config_hash"] = "c1".into();
+        cells[0]["trained_on_cpus"] = serde_json::json!(["AMD EPYC (avx2 fma)"]);
+        cells[0]["phases"] =
+            serde_json::json!({"train_seconds": 100.0, "eval_seconds": 20.0, "device": "cpu"});
+        cells[0]["pretrain_node"] = serde_json::json!({"config_hash": "n1",
+            "phases": {"train_seconds": 900.0, "eval_seconds": null, "device": "cpu"}});
+        cells[1]["config_hash"] = "c2".into();
+        cells[1]["phases"] =
+            serde_json::json!({"train_seconds": 50.0, "eval_seconds": null, "device": "cpu"});
+        cells[2]["config_hash"] = "c3".into();
+        cells[2]["phases"] = serde_json::Value::Null;
         std::fs::write(dir.path().join("provenance.json"), provenance.to_string()).unwrap();
         let times = ReportTimes::read(dir.path());
         assert_eq!(
