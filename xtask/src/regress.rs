@@ -4,7 +4,8 @@
 //! evaluate it — and judges the per-episode accuracies with the rule in `fewshot::eval::gate`. Runs go
 //! to a fresh `reports/smoke/regress/runs/` every time (a cached run would hide a regression); the
 //! table and `verdicts.json` to `reports/smoke/regress/`. `--bless` writes what was measured back into
-//! the baseline, with the reason, commit, machine and date, for review in the diff.
+//! the baseline, with the reason, commit, machine and date, for review in the diff. `--jobs N` runs N
+//! gates at once, each on an equal share of the cores (CI: the four training gates, two at a time).
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,12 @@ pub struct RegressArgs {
     /// fail; cannot be blessed.
     #[arg(long, conflicts_with = "bless", value_parser = fewshot::sabotage::Sabotage::parse)]
     sabotage: Option<fewshot::sabotage::Sabotage>,
+    /// Gates at once, each on an equal share of the cores (`RAYON_NUM_THREADS`, as `reproduce
+    /// --jobs`; a count you set is kept). The per-episode results do not depend on it: every gate
+    /// is its own process, and its thread count only splits the batch (measured: the training gates
+    /// give the same numbers on one thread and on two).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
 }
 
 impl RegressArgs {
@@ -49,6 +56,7 @@ impl RegressArgs {
     pub fn only(filter: &str) -> Self {
         Self {
             gate: vec![filter.into()],
+            jobs: 1,
             ..Self::default()
         }
     }
@@ -88,18 +96,35 @@ pub fn run(args: RegressArgs) -> Result<()> {
     }
     std::fs::create_dir_all(out.join("logs"))?;
 
-    let mut verdicts = Vec::new();
-    let mut measured: Vec<(usize, Vec<EpisodeAccuracy>)> = Vec::new();
-    for (i, file, cell) in &cells {
+    let slots = crate::local_executor::slots(
+        args.jobs,
+        "cpu",
+        &crate::local_executor::Machine::here("cpu"),
+    )?;
+    let outcomes = crate::local_executor::in_slots(cells.iter().collect(), &slots, |slot, c| {
+        let (i, file, cell) = c;
         let g = &baselines.gate[*i];
         let log = out
             .join("logs")
             .join(format!("{}.log", g.name.replace('/', "_")));
-        let gate = Gate { g, file, cell };
-        let (verdict, records) = gate.execute(&binary, &data_dir, &runs, &log, &manifests)?;
+        let gate = Gate {
+            g,
+            file,
+            cell,
+            env: &slot.env,
+        };
+        (
+            *i,
+            gate.execute(&binary, &data_dir, &runs, &log, &manifests),
+        )
+    });
+    let mut verdicts = Vec::new();
+    let mut measured: Vec<(usize, Vec<EpisodeAccuracy>)> = Vec::new();
+    for (i, outcome) in outcomes {
+        let (verdict, records) = outcome?;
         verdicts.push(verdict);
         if let Some(records) = records {
-            measured.push((*i, records));
+            measured.push((i, records));
         }
     }
     let report = record(&out, &baselines.rule, &verdicts)?;
@@ -163,6 +188,8 @@ struct Gate<'a> {
     g: &'a GateBaseline,
     file: &'a Path,
     cell: &'a CellConfig,
+    /// The slot's environment for the child (its thread count).
+    env: &'a [(String, String)],
 }
 
 impl Gate<'_> {
@@ -184,10 +211,10 @@ impl Gate<'_> {
             log.display()
         );
         let started = std::time::Instant::now();
-        let records = match run_gate(g, self.file, self.cell, binary, data_dir, runs, log) {
+        let records = match run_gate(self, binary, data_dir, runs, log) {
             Ok(r) => r,
             Err(e) => {
-                println!("   failed: {e:#} (log: {})", log.display());
+                println!("   {}: failed: {e:#} (log: {})", g.name, log.display());
                 let verdict = GateVerdict {
                     name: g.name.clone(),
                     baseline_mean: g.mean,
@@ -209,7 +236,8 @@ impl Gate<'_> {
         };
         let verdict = judge(g, blessed.as_deref(), &records, self.cell.episode.n_way);
         println!(
-            "   {:.2}% ± {:.2} over {} episodes in {:.0} s: {}",
+            "   {}: {:.2}% ± {:.2} over {} episodes in {:.0} s: {}",
+            g.name,
             100.0 * verdict.now_mean,
             100.0 * verdict.now_ci95,
             verdict.n,
@@ -283,7 +311,7 @@ fn bless(
         }
     }
     let text = format!(
-        "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n{}",
+        "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n# Gates run in this order (`--jobs N`: N at a time), so the slowest come first.\n{}",
         baselines.to_toml()
     );
     fewshot::atomic_write::write_atomically(path, text.as_bytes())?;
@@ -293,16 +321,16 @@ fn bless(
 
 /// Runs one gate's cell; returns its per-episode accuracies.
 fn run_gate(
-    g: &GateBaseline,
-    cell_file: &Path,
-    cell: &CellConfig,
+    gate: &Gate,
     binary: &Path,
     data_dir: &Path,
     runs: &Path,
     log: &Path,
 ) -> Result<Vec<EpisodeAccuracy>> {
+    let (g, cell) = (gate.g, gate.cell);
     let manifests = repo::manifests();
-    let mut command = CellCommand::new(binary, cell_file, "cpu", data_dir, runs);
+    let mut command = CellCommand::new(binary, gate.file, "cpu", data_dir, runs);
+    command.env = gate.env.to_vec();
     if let Some(s) = cell.sabotage {
         command.extra.extend(["--sabotage".into(), s.name().into()]);
     }

@@ -2,8 +2,9 @@
 //! profile's two ProtoNet cells give the local executor's per-episode files; a task cancelled with
 //! `scancel` during training resumes on the next run and ends identical; a cell made to fail is reported
 //! while the other finishes; `--no-wait` returns job ids `squeue` knows. Ignored by `cargo test`
-//! (it needs the daemons); `cargo xtask ci` runs it after the smoke reproduce step, whose `--jobs 1`
-//! run it names as the local reference ([`LOCAL_REFERENCE`]) instead of training those cells again.
+//! (it needs the daemons); `cargo xtask ci` runs it after the smoke reproduce step, whose `--jobs 2`
+//! run folders (with a report of their ProtoNet cells) it names as the local reference
+//! ([`LOCAL_REFERENCE`]) instead of training those cells again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,7 +60,7 @@ fn the_smoke_plan_on_a_real_one_node_slurm_cluster() {
     let root = tmp.path();
 
     // the reference: the local executor's run of the same cells (`cargo xtask ci` names its smoke
-    // step's `--jobs 1` run, with the same thread count, instead of training them once more)
+    // step's `--jobs 2` run, with the same thread count, instead of training them once more)
     let (local_dirs, local_table) = match std::env::var_os(LOCAL_REFERENCE) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
