@@ -84,8 +84,8 @@ pub fn run(args: CiArgs) -> Result<()> {
     // the gate fetches its datasets through the same mirror
     std::env::set_var("FEWSHOT_MIRROR", &mirror);
     clock.step("accuracy gate (training)", || {
-        // two gates at once on one thread each: 1.66 times the speed of one thread on this 2-core
-        // machine for two threads (benches/RESULTS.md), and the same numbers
+        // two gates at once on one thread each, the same per-episode files: 216 s against 313 s one
+        // after another on two threads, back to back on the 2-core EPYC (benches/RESULTS.md)
         let mut gates = crate::regress::RegressArgs::only("train/");
         gates.jobs = 2;
         crate::regress::run(gates)
