@@ -1,29 +1,39 @@
 //! `reproduce --dry-run`: the plan as a table — each pre-training node and cell, whether it is cached,
 //! resumes, is new or stale, and its estimated cost from recorded step times (`step_costs`), else from
-//! what the profile's committed report recorded for that very cell (marked `*`).
+//! what the profile's committed report recorded for that very cell (marked `*`), else, for a resume,
+//! its remaining training at the pace of its own committed steps (marked `†`; evaluation not included).
 
 use fewshot::run_folders::{cache_state, CacheState};
 
 use crate::reproduce::Plan;
-use crate::step_costs::{estimate_remaining, human, step_history, steps_done, ReportTimes};
+use crate::step_costs::{
+    estimate_remaining, human, own_pace, step_history, steps_done, Basis, ReportTimes,
+};
 
 pub fn print(plan: &Plan) {
     let (runs, device) = (&plan.runs, &plan.device);
     let history = step_history(runs);
     let report = ReportTimes::read(&plan.reports);
-    let mut from_report = false;
-    // this machine's step times first, else the committed report's time for the same config; a
-    // resume needs only the steps its folder has not committed (a stale folder is moved aside and
-    // its cell recomputed whole)
+    let (mut from_report, mut at_own_pace) = (false, false);
+    // this machine's step times first, else the committed report's time for the same config, else
+    // a resume's own pace; a resume needs only the steps its folder has not committed (a stale
+    // folder is moved aside and its cell recomputed whole)
     let mut estimate_of = |cell: &fewshot::manifest::cell::CellConfig, resumes: bool| {
-        let done = if resumes {
-            steps_done(cell, &runs.join(cell.hash()))
+        let dir = runs.join(cell.hash());
+        let (done, own) = if resumes {
+            (steps_done(cell, &dir), own_pace(cell, &dir))
         } else {
-            0.0
+            (0.0, None)
         };
-        let (seconds, reported) = estimate_remaining(&history, &report, cell, device, done)?;
-        from_report |= reported;
-        Some((seconds, if reported { " *" } else { "" }))
+        let (seconds, basis) = estimate_remaining(&history, &report, cell, device, done, own)?;
+        from_report |= basis == Basis::Report;
+        at_own_pace |= basis == Basis::OwnPace;
+        let mark = match basis {
+            Basis::Machine => "",
+            Basis::Report => " *",
+            Basis::OwnPace => " †",
+        };
+        Some((seconds, mark))
     };
     if !plan.nodes.is_empty() {
         println!(
@@ -89,7 +99,13 @@ pub fn print(plan: &Plan) {
             report.source
         );
     }
+    if at_own_pace {
+        println!(
+            "\n† no finished run of its kind here, nor a report time: its remaining training at the pace of its own committed epochs (their median), evaluation not included"
+        );
+    }
     match total {
+        Some(t) if at_own_pace => println!("\nestimated total: more than {} (the † cells' evaluation not included)", human(t)),
         Some(t) => println!("\nestimated total: {} (from recorded step times of finished cells with the same backbone, head, image size, shot and device, else the report's)", human(t)),
         None => println!("\nestimated total: unknown (some cells have no finished run here with the same backbone, head, image size, shot and device to time them by, nor a time in the profile's committed report)"),
     }

@@ -2,7 +2,8 @@
 //! from the `phases.json` of finished run folders and keyed by (backbone, head, image size, shot,
 //! device); a pre-training node is timed by its batches, a cell by its own episodes. Where this
 //! clone has no such run, the committed report of the profile (`provenance.json`) says what exactly
-//! that cell or node took where the report was made ([`ReportTimes`]).
+//! that cell or node took where the report was made ([`ReportTimes`]); failing both, a resume goes on
+//! at the pace of its own committed steps ([`own_pace`]), training only ([`Basis`]).
 
 use std::path::Path;
 
@@ -138,35 +139,71 @@ impl ReportTimes {
     }
 }
 
-/// The time `cell` still needs with `done` of its training steps committed: from this machine's step
-/// times, else from what `report` recorded for the same config (then `true`).
+/// What an estimate rests on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Basis {
+    /// Step times of a finished run of the same kind on this machine.
+    Machine,
+    /// The time the profile's committed report recorded for this very config.
+    Report,
+    /// The pace of the run's own committed steps; its training only (evaluation not included).
+    OwnPace,
+}
+
+/// Seconds per training step of the run folder `dir` so far: the median of its committed episodic
+/// epochs' times (`train-log.jsonl`, so that an epoch stretched by a paused or crowded machine does
+/// not set the pace), else its train phase over its committed steps (`phases.json`, a node's
+/// pre-training); `None` before anything is committed.
+pub fn own_pace(cell: &CellConfig, dir: &Path) -> Option<f64> {
+    let log = read_train_log(dir).unwrap_or_default();
+    let mut epochs: Vec<f64> = log
+        .windows(2)
+        .map(|w| w[1].seconds - w[0].seconds)
+        .collect();
+    if !epochs.is_empty() && cell.train.episodes_per_epoch > 0 {
+        epochs.sort_by(f64::total_cmp);
+        let median = (epochs[(epochs.len() - 1) / 2] + epochs[epochs.len() / 2]) / 2.0;
+        return Some(median / cell.train.episodes_per_epoch as f64);
+    }
+    let done = steps_done(cell, dir);
+    let train = fewshot::run_folders::phases(dir)?.train_seconds?;
+    (done > 0.0 && train > 0.0).then(|| train / done)
+}
+
+/// The time `cell` still needs with `done` of its training steps committed, at `own_pace` seconds a
+/// step so far ([`own_pace`]): from this machine's step times, else from what `report` recorded for
+/// the same config, else, for a resume, its remaining training at its own pace.
 pub fn estimate_remaining(
     history: &[StepRecord],
     report: &ReportTimes,
     cell: &CellConfig,
     device: &str,
     done: f64,
-) -> Option<(f64, bool)> {
+    own_pace: Option<f64>,
+) -> Option<(f64, Basis)> {
     let (steps, episodes) = (steps_of(cell), cell.eval.test_episodes as f64);
     let key = cost_key(cell, device);
     if let Some(r) = history.iter().find(|r| r.key == key) {
         return Some((
             r.per_step * (steps - done).max(0.0) + r.per_episode * episodes,
-            false,
+            Basis::Machine,
         ));
     }
-    let (train, eval) = report.get(&cell.hash())?;
-    let left = if steps > 0.0 {
-        (1.0 - done / steps).max(0.0)
-    } else {
-        0.0
-    };
-    Some((train * left + eval, true))
+    if let Some((train, eval)) = report.get(&cell.hash()) {
+        let left = if steps > 0.0 {
+            (1.0 - done / steps).max(0.0)
+        } else {
+            0.0
+        };
+        return Some((train * left + eval, Basis::Report));
+    }
+    let pace = own_pace.filter(|_| done > 0.0)?;
+    Some((pace * (steps - done).max(0.0), Basis::OwnPace))
 }
 
 pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
     let none = ReportTimes::default();
-    estimate_remaining(history, &none, cell, device, 0.0).map(|(seconds, _)| seconds)
+    estimate_remaining(history, &none, cell, device, 0.0, None).map(|(seconds, _)| seconds)
 }
 
 /// The largest peak memory a finished run of the cell's kind recorded, in bytes.
@@ -229,16 +266,55 @@ mod tests {
         assert_eq!(done, 800.0);
         let none = ReportTimes::default();
         assert_eq!(
-            estimate_remaining(&history, &none, protonet_1, "cpu", done),
-            Some((0.5 * 1200.0 + 0.02 * 2000.0, false))
+            estimate_remaining(&history, &none, protonet_1, "cpu", done, Some(5.0)),
+            Some((0.5 * 1200.0 + 0.02 * 2000.0, Basis::Machine))
         );
         let mut report = ReportTimes::default();
         report.seconds.insert(protonet_1.hash(), (1000.0, 30.0));
         assert_eq!(
-            estimate_remaining(&[], &report, protonet_1, "cpu", done),
-            Some((600.0 + 30.0, true))
+            estimate_remaining(&[], &report, protonet_1, "cpu", done, Some(5.0)),
+            Some((600.0 + 30.0, Basis::Report))
         );
-        assert_eq!(estimate_remaining(&[], &report, cosine_1, "cpu", 0.0), None);
+        assert_eq!(
+            estimate_remaining(&[], &report, cosine_1, "cpu", 0.0, None),
+            None
+        );
+        // neither: a resume goes on at its own pace (5 s a step: 1,200 more take 6,000 s),
+        // training only; a new cell, or one without a pace, stays unknown
+        assert_eq!(
+            estimate_remaining(&[], &none, cosine_1, "cpu", done, Some(5.0)),
+            Some((6000.0, Basis::OwnPace))
+        );
+        assert_eq!(
+            estimate_remaining(&[], &none, cosine_1, "cpu", 0.0, Some(5.0)),
+            None
+        );
+        assert_eq!(
+            estimate_remaining(&[], &none, cosine_1, "cpu", done, None),
+            None
+        );
+        // the pace: the phases' time over the committed steps without a log of epochs, else the
+        // median epoch of the log (one epoch stretched by a pause does not set it)
+        assert_eq!(own_pace(cosine_1, dir.path()), None, "nothing recorded");
+        fewshot::run_folders::record_phase(
+            dir.path(),
+            fewshot::run_folders::Phase::Train,
+            "cpu",
+            4000.0,
+        )
+        .unwrap();
+        assert_eq!(own_pace(cosine_1, dir.path()), Some(5.0));
+        let log: String = [30.0, 350.0, 670.0, 2400.0, 2730.0]
+            .iter()
+            .enumerate()
+            .map(|(epoch, seconds)| {
+                let line = serde_json::json!({"epoch": epoch, "lr": 0.001, "mean_loss": 1.0,
+                    "val_accuracy": 0.5, "seconds": seconds});
+                format!("{line}\n")
+            })
+            .collect();
+        std::fs::write(dir.path().join(fewshot::run_files::TRAIN_LOG), log).unwrap();
+        assert_eq!(own_pace(cosine_1, dir.path()), Some(325.0 / 200.0));
         assert_eq!(human(90.0), "90 s");
         assert_eq!(human(5400.0), "90.0 min");
         assert_eq!(human(36000.0), "10.0 h");
