@@ -1,6 +1,6 @@
 //! Cost estimates for `reproduce --dry-run`: seconds per training step and per test episode, read
 //! from the `phases.json` of finished run folders and keyed by (backbone, head, image size, shot,
-//! device); a pre-training node is timed by its batches, a cell by its own episodes. Where this
+//! device), the median where several ran; a pre-training node is timed by its batches, a cell by its own episodes. Where this
 //! clone has no such run, the committed report of the profile (`provenance.json`) says what exactly
 //! that cell or node took where the report was made ([`ReportTimes`]); failing both, a resume goes on
 //! at the pace of its own committed steps ([`own_pace`]), training only ([`Basis`]).
@@ -12,6 +12,7 @@ use fewshot::report::run_results::{read_train_log, PhaseTimes};
 
 /// (backbone, head, image size, shot, device) → seconds per training step and per test episode, from
 /// finished runs that recorded their phase times.
+#[derive(Clone)]
 pub struct StepRecord {
     key: String,
     per_step: f64,
@@ -156,14 +157,12 @@ pub enum Basis {
 /// pre-training); `None` before anything is committed.
 pub fn own_pace(cell: &CellConfig, dir: &Path) -> Option<f64> {
     let log = read_train_log(dir).unwrap_or_default();
-    let mut epochs: Vec<f64> = log
+    let epochs: Vec<f64> = log
         .windows(2)
         .map(|w| w[1].seconds - w[0].seconds)
         .collect();
     if !epochs.is_empty() && cell.train.episodes_per_epoch > 0 {
-        epochs.sort_by(f64::total_cmp);
-        let median = (epochs[(epochs.len() - 1) / 2] + epochs[epochs.len() / 2]) / 2.0;
-        return Some(median / cell.train.episodes_per_epoch as f64);
+        return Some(median(epochs) / cell.train.episodes_per_epoch as f64);
     }
     let done = steps_done(cell, dir);
     let train = fewshot::run_folders::phases(dir)?.train_seconds?;
@@ -183,9 +182,13 @@ pub fn estimate_remaining(
 ) -> Option<(f64, Basis)> {
     let (steps, episodes) = (steps_of(cell), cell.eval.test_episodes as f64);
     let key = cost_key(cell, device);
-    if let Some(r) = history.iter().find(|r| r.key == key) {
+    let runs: Vec<&StepRecord> = history.iter().filter(|r| r.key == key).collect();
+    if !runs.is_empty() {
+        // the median of the finished runs of its kind (a run beside other work is slower)
+        let per_step = median(runs.iter().map(|r| r.per_step).collect());
+        let per_episode = median(runs.iter().map(|r| r.per_episode).collect());
         return Some((
-            r.per_step * (steps - done).max(0.0) + r.per_episode * episodes,
+            per_step * (steps - done).max(0.0) + per_episode * episodes,
             Basis::Machine,
         ));
     }
@@ -199,6 +202,12 @@ pub fn estimate_remaining(
     }
     let pace = own_pace.filter(|_| done > 0.0)?;
     Some((pace * (steps - done).max(0.0), Basis::OwnPace))
+}
+
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    (values[(values.len() - 1) / 2] + values[values.len() / 2]) / 2.0
 }
 
 pub fn estimate_seconds(history: &[StepRecord], cell: &CellConfig, device: &str) -> Option<f64> {
@@ -250,6 +259,25 @@ mod tests {
             Some(0.5 * 2000.0 + 0.02 * 2000.0)
         );
         assert_eq!(estimate_seconds(&history, cosine_1, "cpu"), None);
+        // several finished runs of its kind: the median (of 0.5, 0.6 and 2.0 s a step)
+        let mut three = vec![StepRecord {
+            key: cost_key(protonet_1, "cpu"),
+            per_step: 2.0,
+            per_episode: 0.02,
+            peak_rss_bytes: None,
+        }];
+        three.push(StepRecord {
+            per_step: 0.6,
+            ..three[0].clone()
+        });
+        three.push(StepRecord {
+            per_step: 0.5,
+            ..three[0].clone()
+        });
+        assert_eq!(
+            estimate_seconds(&three, protonet_1, "cpu"),
+            Some(0.6 * 2000.0 + 0.02 * 2000.0)
+        );
         assert_eq!(
             estimate_peak_bytes(&history, protonet_1, "cpu"),
             Some(3 << 30)
