@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::cell_launcher::CellCommand;
 use crate::{fetch_data, repo};
 
-#[derive(Args, Default)]
+#[derive(Args)]
 pub struct RegressArgs {
     /// Write the measured results into manifests/baselines/ci.toml (needs --reason).
     #[arg(long, requires = "reason")]
@@ -44,11 +44,26 @@ pub struct RegressArgs {
     #[arg(long, conflicts_with = "bless", value_parser = fewshot::sabotage::Sabotage::parse)]
     sabotage: Option<fewshot::sabotage::Sabotage>,
     /// Gates at once, each on an equal share of the cores (`RAYON_NUM_THREADS`, as `reproduce
-    /// --jobs`; a count you set is kept). The per-episode results do not depend on it: every gate
-    /// is its own process, and its thread count only splits the batch (measured: the training gates
-    /// give the same numbers on one thread and on two).
+    /// --jobs`; a count you set is kept). Every gate is its own process; a thread count can reorder
+    /// floating-point sums, but the four training gates gave byte-identical per-episode files on one
+    /// thread and on two (the 2-core EPYC, 2026-12-08).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+}
+
+impl Default for RegressArgs {
+    /// Every gate, one at a time, nothing blessed (what `cargo xtask regress` does).
+    fn default() -> Self {
+        Self {
+            bless: false,
+            reason: None,
+            gate: Vec::new(),
+            release: false,
+            data_dir: None,
+            sabotage: None,
+            jobs: 1,
+        }
+    }
 }
 
 impl RegressArgs {
@@ -56,7 +71,6 @@ impl RegressArgs {
     pub fn only(filter: &str) -> Self {
         Self {
             gate: vec![filter.into()],
-            jobs: 1,
             ..Self::default()
         }
     }
@@ -311,7 +325,7 @@ fn bless(
         }
     }
     let text = format!(
-        "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n# Gates run in this order (`--jobs N`: N at a time), so the slowest come first.\n{}",
+        "# The CI accuracy gate's blessed results (`cargo xtask regress`); rewritten by\n# `cargo xtask regress --bless --reason \"...\"`. Review the diff like code.\n# Gates run in this order (`--jobs N`: N at a time): the training gates slowest first.\n{}",
         baselines.to_toml()
     );
     fewshot::atomic_write::write_atomically(path, text.as_bytes())?;

@@ -152,21 +152,20 @@ pub enum Basis {
 }
 
 /// Seconds per training step of the run folder `dir` so far: the median of its committed episodic
-/// epochs' times (`train-log.jsonl`, so that an epoch stretched by a paused or crowded machine does
-/// not set the pace), else its train phase over its committed steps (`phases.json`, a node's
-/// pre-training); `None` before anything is committed.
+/// epochs' times (`train-log.jsonl` records each epoch's own duration; the median, so that an epoch
+/// stretched by a paused or crowded machine does not set the pace), else its train phase over its
+/// committed steps (`phases.json`: a node's pre-training); `None` before anything is committed.
 pub fn own_pace(cell: &CellConfig, dir: &Path) -> Option<f64> {
-    let log = read_train_log(dir).unwrap_or_default();
-    let epochs: Vec<f64> = log
-        .windows(2)
-        .map(|w| w[1].seconds - w[0].seconds)
+    let epochs: Vec<f64> = (read_train_log(dir).unwrap_or_default().iter())
+        .map(|e| e.seconds)
         .collect();
-    if !epochs.is_empty() && cell.train.episodes_per_epoch > 0 {
-        return Some(median(epochs) / cell.train.episodes_per_epoch as f64);
-    }
-    let done = steps_done(cell, dir);
-    let train = fewshot::run_folders::phases(dir)?.train_seconds?;
-    (done > 0.0 && train > 0.0).then(|| train / done)
+    let pace = if !epochs.is_empty() && cell.train.episodes_per_epoch > 0 {
+        median(epochs) / cell.train.episodes_per_epoch as f64
+    } else {
+        let done = steps_done(cell, dir);
+        fewshot::run_folders::phases(dir)?.train_seconds? / done
+    };
+    Some(pace).filter(|p| p.is_finite() && *p > 0.0)
 }
 
 /// The time `cell` still needs with `done` of its training steps committed, at `own_pace` seconds a
@@ -322,7 +321,7 @@ mod tests {
             None
         );
         // the pace: the phases' time over the committed steps without a log of epochs, else the
-        // median epoch of the log (one epoch stretched by a pause does not set it)
+        // median of the logged epochs' durations (one stretched by a pause does not set it)
         assert_eq!(own_pace(cosine_1, dir.path()), None, "nothing recorded");
         fewshot::run_folders::record_phase(
             dir.path(),
@@ -332,7 +331,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(own_pace(cosine_1, dir.path()), Some(5.0));
-        let log: String = [30.0, 350.0, 670.0, 2400.0, 2730.0]
+        let log: String = [320.0, 320.0, 330.0, 1730.0, 330.0]
             .iter()
             .enumerate()
             .map(|(epoch, seconds)| {
@@ -342,7 +341,7 @@ mod tests {
             })
             .collect();
         std::fs::write(dir.path().join(fewshot::run_files::TRAIN_LOG), log).unwrap();
-        assert_eq!(own_pace(cosine_1, dir.path()), Some(325.0 / 200.0));
+        assert_eq!(own_pace(cosine_1, dir.path()), Some(330.0 / 200.0));
         assert_eq!(human(90.0), "90 s");
         assert_eq!(human(5400.0), "90.0 min");
         assert_eq!(human(36000.0), "10.0 h");
